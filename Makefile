@@ -1,0 +1,49 @@
+# Everything runs from the project's own virtual environment in .venv/.
+# `make test` and `make demo` set it up on a fresh machine (system packages via apt-get).
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+SYSSTAMP := $(VENV)/.system-packages
+NP      ?= 2
+
+.PHONY: setup system-packages test test-fast bench demo lint clean
+
+setup: $(STAMP)
+
+# CP2K for the DFT reference (issue: quantum reference). Skipped when already present.
+$(SYSSTAMP):
+	@mkdir -p $(VENV)
+	@if ! command -v cp2k.psmp >/dev/null 2>&1; then \
+	  echo "installing cp2k (Debian package)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq cp2k >/dev/null; \
+	fi
+	@touch $@
+
+$(STAMP): pyproject.toml $(SYSSTAMP)
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip "setuptools>=68,<81" wheel
+	$(PY) -m pip install -q -e ".[test]"
+	@touch $@
+
+test: setup
+	$(PY) -m pytest -q -x --durations=10
+
+test-fast: setup
+	$(PY) -m pytest -q -x -m "not slow"
+
+bench: setup
+	$(PY) benchmarks/run.py --out benchmarks/results.json
+
+# The main job on the embedded classical reference (grows with the pipeline).
+demo: setup
+	@for s in Ar Kr ArKr; do \
+	  $(VENV)/bin/aetk generate --system $$s --reference lj --frames 1000 --seed 1 --out runs/demo/$$s-lj.extxyz || exit 1; \
+	  $(VENV)/bin/aetk descriptors --data runs/demo/$$s-lj.extxyz || exit 1; \
+	done
+
+lint: setup
+	$(VENV)/bin/ruff check toolkit tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

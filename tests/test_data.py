@@ -1,0 +1,92 @@
+"""Frames I/O and bad input: each problem gets one clear error naming file, frame and fix."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from toolkit.data import FrameError, read_frames, split_frames, validate_frames, write_frames
+
+
+def test_round_trip_is_exact_and_stable(tmp_path, arkr_lj_frames):
+    path = tmp_path / "f.extxyz"
+    write_frames(path, arkr_lj_frames)
+    back = read_frames(path)
+    for a, b in zip(arkr_lj_frames, back, strict=True):
+        assert np.array_equal(a.positions, b.positions)
+        assert np.array_equal(a.arrays["local_energy"], b.arrays["local_energy"])
+        assert np.array_equal(a.arrays["forces"], b.arrays["forces"])
+        assert a.info["energy"] == b.info["energy"]
+        assert np.array_equal(a.info["stress"], b.info["stress"])
+    write_frames(tmp_path / "g.extxyz", back)
+    assert path.read_bytes() == (tmp_path / "g.extxyz").read_bytes()
+
+
+def test_ase_reads_the_files_too(tmp_path, arkr_lj_frames):
+    import ase.io
+
+    write_frames(tmp_path / "f.extxyz", arkr_lj_frames[:1])
+    atoms = ase.io.read(tmp_path / "f.extxyz")
+    assert abs(atoms.get_potential_energy() - arkr_lj_frames[0].info["energy"]) < 1e-12
+
+
+def _broken(frames, how):
+    atoms = frames[1].copy()
+    atoms.info.update(frames[1].info)
+    if how == "energy":
+        del atoms.info["energy"]
+    elif how == "element":
+        atoms.symbols[3] = "Xe"
+    elif how == "nan":
+        atoms.positions[5, 1] = np.nan
+    elif how == "overlap":
+        atoms.positions[7] = atoms.positions[8] + 0.2
+    elif how == "small-box":
+        atoms.set_cell(atoms.cell.array * 0.8, scale_atoms=True)
+    elif how == "sum":
+        atoms.arrays["local_energy"] = atoms.arrays["local_energy"] + 0.01
+    return [frames[0], atoms]
+
+
+@pytest.mark.parametrize(
+    "how, message",
+    [
+        ("energy", "frame 1: no total energy"),
+        ("element", "frame 1: unknown element"),
+        ("nan", "frame 1: atom 5 has a NaN"),
+        ("overlap", "frame 1: atoms 7 and 8"),
+        ("small-box", "shorter than twice the cutoff"),
+        ("sum", "frame 1: local energies sum to"),
+    ],
+)
+def test_bad_frames_are_named(how, message, arkr_lj_frames):
+    frames = _broken(arkr_lj_frames, how)
+    with pytest.raises(FrameError, match=message) as info:
+        validate_frames(frames, "x.extxyz", require=("energy", "local_energy"), cutoff=8.5)
+    assert "x.extxyz" in str(info.value)
+
+
+def test_unreadable_file_is_one_line_error_in_cli(tmp_path):
+    bad = tmp_path / "bad.extxyz"
+    bad.write_text("108\nnot an extxyz header\nAr 1 2\n")
+    result = subprocess.run([sys.executable, "-m", "toolkit.cli", "descriptors", "--data",
+                             str(bad)], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert str(bad) in result.stderr and "error" in result.stderr
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(FrameError, match="no such file"):
+        read_frames(tmp_path / "nope.extxyz")
+
+
+def test_split_is_fixed_by_seed_and_disjoint():
+    a, b, c = split_frames(50, seed=3), split_frames(50, seed=3), split_frames(50, seed=4)
+    assert a.as_dict() == b.as_dict() and a.as_dict() != c.as_dict()
+    together = np.concatenate([a.train, a.validation, a.test])
+    assert sorted(together.tolist()) == list(range(50))
+    assert len(a.test) == 10 and len(a.validation) == 5

@@ -1,0 +1,330 @@
+"""SNAP bispectrum descriptors: one spec, computed through LAMMPS, cached by content hash.
+
+The :class:`DescriptorSpec` is the single source of truth: it fills LAMMPS's
+``compute sna/atom`` (for training data) and writes the ML-IAP ``descriptor sna`` file
+(for the exported potential), so a model always sees the descriptors it was trained on.
+
+Defaults, for liquid Ar/Kr at 120 K (justified in the README):
+- ``twojmax = 6``: 30 bispectrum components (the paper's "4D bispectrum" family);
+- cutoff 8.5 A for every pair (``rcutfac 8.5`` x (0.5 + 0.5)): covers the 8.5 A reference
+  interaction range and fits twice into the 108-atom box (18.3 A);
+- weights Ar 1.0, Kr sqrt(C6_Kr / C6_Ar) (see :func:`toolkit.species.snap_weight`), so Ar
+  and Kr neighbours differ in every environment;
+- ``rfac0 0.99363``, ``rmin0 0``, ``switchflag 1``, ``bzeroflag 1`` (LAMMPS/FitSNAP defaults).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tomllib
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from tqdm import tqdm
+
+from toolkit.data import atomic_write_text, frames_hash, validate_frames
+from toolkit.lammps import Lammps, self_comm
+from toolkit.species import element, snap_weight
+
+DESCRIPTOR_VERSION = 1  # bump when the way descriptors are computed changes (cache key)
+
+
+class SpecError(ValueError):
+    pass
+
+
+def _default_weights() -> tuple[float, ...]:
+    return (1.0, round(snap_weight("Kr"), 4))
+
+
+@dataclass(frozen=True)
+class DescriptorSpec:
+    """SNAP descriptor settings shared by every model that must work together."""
+
+    twojmax: int = 6
+    rcutfac: float = 8.5
+    rfac0: float = 0.99363
+    rmin0: float = 0.0
+    elements: tuple[str, ...] = ("Ar", "Kr")
+    radii: tuple[float, ...] = (0.5, 0.5)
+    weights: tuple[float, ...] = field(default_factory=_default_weights)
+    switchflag: int = 1
+    bzeroflag: int = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "elements", tuple(self.elements))
+        object.__setattr__(self, "radii", tuple(float(r) for r in self.radii))
+        object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
+        for symbol in self.elements:
+            element(symbol)
+        if not (len(self.elements) == len(self.radii) == len(self.weights)) or not self.elements:
+            raise SpecError("descriptor spec: elements, radii and weights need one entry each")
+        if self.twojmax < 0 or self.twojmax > 16:
+            raise SpecError(f"descriptor spec: twojmax {self.twojmax} outside 0..16")
+        if self.rcutfac <= 0 or any(r <= 0 for r in self.radii):
+            raise SpecError("descriptor spec: rcutfac and radii must be positive")
+        if not 0 < self.rfac0 <= 1:
+            raise SpecError("descriptor spec: rfac0 must be in (0, 1]")
+        if any(not np.isfinite(w) for w in self.weights):
+            raise SpecError("descriptor spec: weights must be finite")
+
+    # -- derived -------------------------------------------------------------------------
+    @property
+    def n_descriptors(self) -> int:
+        """Number of bispectrum components B_{j1 j2 j} for this twojmax (LAMMPS ordering)."""
+        count = 0
+        for j1 in range(self.twojmax + 1):
+            for j2 in range(j1 + 1):
+                for j in range(j1 - j2, min(self.twojmax, j1 + j2) + 1, 2):
+                    if j >= j1:
+                        count += 1
+        return count
+
+    @property
+    def cutoff(self) -> float:
+        """Largest pair cutoff, A: rcutfac x (R_i + R_j) over element pairs."""
+        return self.rcutfac * 2 * max(self.radii)
+
+    def type_of(self, symbol: str) -> int:
+        """LAMMPS atom type (1-based) of an element, in spec order."""
+        try:
+            return self.elements.index(symbol) + 1
+        except ValueError:
+            raise SpecError(
+                f"element {symbol!r} is not in the descriptor spec {list(self.elements)}"
+            ) from None
+
+    # -- LAMMPS text ---------------------------------------------------------------------
+    def compute_command(self, compute_id: str = "sna") -> str:
+        radii = " ".join(f"{r!r}" for r in self.radii)
+        weights = " ".join(f"{w!r}" for w in self.weights)
+        return (
+            f"compute {compute_id} all sna/atom {self.rcutfac!r} {self.rfac0!r} {self.twojmax} "
+            f"{radii} {weights} rmin0 {self.rmin0!r} switchflag {self.switchflag} "
+            f"bzeroflag {self.bzeroflag}"
+        )
+
+    def mliap_descriptor_text(self) -> str:
+        """The ML-IAP ``descriptor sna`` file: same numbers as :meth:`compute_command`."""
+        lines = [
+            "# SNAP descriptor for pair_style mliap, written by aetk from its descriptor spec",
+            f"rcutfac {self.rcutfac!r}",
+            f"twojmax {self.twojmax}",
+            f"nelems {len(self.elements)}",
+            "elems " + " ".join(self.elements),
+            "radelems " + " ".join(f"{r!r}" for r in self.radii),
+            "welems " + " ".join(f"{w!r}" for w in self.weights),
+            f"rfac0 {self.rfac0!r}",
+            f"rmin0 {self.rmin0!r}",
+            f"switchflag {self.switchflag}",
+            f"bzeroflag {self.bzeroflag}",
+        ]
+        return "\n".join(lines) + "\n"
+
+    # -- (de)serialisation ---------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "descriptor spec") -> DescriptorSpec:
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise SpecError(f"{source}: unknown keys {sorted(unknown)}; known are {sorted(known)}")
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise SpecError(f"{source}: {exc}") from None
+
+    def to_toml(self) -> str:
+        def value(v):
+            if isinstance(v, (list, tuple)):
+                return "[" + ", ".join(value(x) for x in v) + "]"
+            if isinstance(v, str):
+                return json.dumps(v)
+            return repr(v)
+
+        body = "\n".join(f"{k} = {value(v)}" for k, v in self.to_dict().items())
+        return "[descriptor]\n" + body + "\n"
+
+    @property
+    def key(self) -> str:
+        """Stable hash of the spec, for caches and compatibility checks."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def read_spec(path: str | Path | None) -> DescriptorSpec:
+    """Spec from a TOML file (``[descriptor]`` table), or the default for ``None``."""
+    if path is None:
+        return DescriptorSpec()
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SpecError(f"{path}: unreadable descriptor spec ({exc})") from None
+    if "descriptor" not in data:
+        raise SpecError(f"{path}: no [descriptor] table")
+    return DescriptorSpec.from_dict(data["descriptor"], source=str(path))
+
+
+def write_mliap_descriptor(spec: DescriptorSpec, path: str | Path) -> None:
+    atomic_write_text(path, spec.mliap_descriptor_text())
+
+
+# -- computing descriptors -----------------------------------------------------------------
+@dataclass
+class Descriptors:
+    """Per-atom descriptors of a list of frames, atoms in frame order, frames concatenated.
+
+    ``values[k]`` belongs to atom ``k - offsets[frame_index[k]]`` of frame
+    ``frame_index[k]``; ``species_index`` indexes ``spec.elements``.
+    """
+
+    values: np.ndarray  # (n_atoms_total, n_descriptors), float64
+    frame_index: np.ndarray  # (n_atoms_total,), int64
+    species_index: np.ndarray  # (n_atoms_total,), int64
+    spec: DescriptorSpec
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.frame_index.max()) + 1 if len(self.frame_index) else 0
+
+    def of_frame(self, index: int) -> np.ndarray:
+        return self.values[self.frame_index == index]
+
+    def select_frames(self, indices: Sequence[int]) -> Descriptors:
+        """Descriptors of a subset of frames, renumbered 0..len(indices)-1 in that order."""
+        parts, frame_ids, species = [], [], []
+        for new, old in enumerate(indices):
+            mask = self.frame_index == old
+            parts.append(self.values[mask])
+            frame_ids.append(np.full(int(mask.sum()), new, dtype=np.int64))
+            species.append(self.species_index[mask])
+        return Descriptors(
+            np.concatenate(parts), np.concatenate(frame_ids), np.concatenate(species), self.spec
+        )
+
+
+class DescriptorSession:
+    """One LAMMPS instance that computes ``compute sna/atom`` for frame after frame."""
+
+    def __init__(self, spec: DescriptorSpec, comm=None):
+        self.spec = spec
+        self.lmp = Lammps(comm=comm if comm is not None else self_comm())
+        self.lmp.setup_box(spec.elements)
+        self.lmp.commands(
+            [
+                f"pair_style zero {spec.cutoff!r}",
+                "pair_coeff * *",
+                "neighbor 1.0 bin",
+                spec.compute_command("sna"),
+            ]
+        )
+
+    def __enter__(self) -> DescriptorSession:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.lmp.close()
+
+    def compute(self, atoms: Atoms) -> np.ndarray:
+        """Descriptors of one frame, (natoms, n_descriptors), rows in the frame's atom order."""
+        self.lmp.load_atoms(atoms, self.spec.type_of)
+        self.lmp.command("run 0 post no")
+        return self.lmp.gather("c_sna", self.spec.n_descriptors)
+
+
+def compute_descriptors(
+    frames: Sequence[Atoms],
+    spec: DescriptorSpec,
+    *,
+    source: str | Path | None = None,
+    cache: bool = True,
+    progress: bool = True,
+    comm=None,
+) -> Descriptors:
+    """Per-atom SNAP descriptors of ``frames`` through LAMMPS, with an on-disk cache.
+
+    Under ``mpirun`` pass ``comm=COMM_WORLD``: frames are shared out over ranks (one
+    LAMMPS instance per rank) and every rank gets the full result.
+    """
+    validate_frames(frames, source, require=(), cutoff=spec.cutoff, species=spec.elements)
+    key = descriptor_cache_key(frames, spec)
+    path = cache_dir() / f"{key}.npz"
+    if cache and path.is_file():
+        stored = np.load(path)
+        return Descriptors(stored["values"], stored["frame_index"], stored["species_index"], spec)
+
+    rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
+    mine = list(range(rank, len(frames), size))
+    results = {}
+    with DescriptorSession(spec) as session:
+        for index in tqdm(mine, desc="descriptors", unit="frame", disable=not progress or rank):
+            results[index] = session.compute(frames[index])
+    if comm is not None and size > 1:
+        merged = {}
+        for part in comm.allgather(results):
+            merged.update(part)
+        results = merged
+
+    values = np.concatenate([results[i] for i in range(len(frames))])
+    frame_index = np.concatenate(
+        [np.full(len(atoms), i, dtype=np.int64) for i, atoms in enumerate(frames)]
+    )
+    species_index = np.concatenate(
+        [[spec.type_of(s) - 1 for s in atoms.get_chemical_symbols()] for atoms in frames]
+    ).astype(np.int64)
+    result = Descriptors(values, frame_index, species_index, spec)
+    if cache and rank == 0:
+        _save_npz_atomically(path, values=values, frame_index=frame_index,
+                             species_index=species_index)
+    return result
+
+
+def descriptor_cache_key(frames: Sequence[Atoms], spec: DescriptorSpec) -> str:
+    from lammps import __version__ as lammps_version
+
+    text = f"{DESCRIPTOR_VERSION}:{lammps_version}:{spec.key}:{frames_hash(frames)}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def cache_dir() -> Path:
+    """``$AETK_CACHE`` or ``~/.cache/aetk``, subfolder ``descriptors``."""
+    root = Path(os.environ.get("AETK_CACHE", Path.home() / ".cache" / "aetk"))
+    return root / "descriptors"
+
+
+def _save_npz_atomically(path: Path, **arrays) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def summary(descriptors: Descriptors) -> str:
+    """A few lines: counts per species, and range/mean/std of each descriptor block."""
+    spec = descriptors.spec
+    lines = [
+        f"SNAP twojmax={spec.twojmax} ({spec.n_descriptors} components), cutoff "
+        f"{spec.cutoff:.3f} A, rfac0={spec.rfac0}, rmin0={spec.rmin0}",
+        "elements: "
+        + ", ".join(f"{e} (R={r}, w={w})" for e, r, w in zip(spec.elements, spec.radii,
+                                                              spec.weights, strict=True)),
+        f"frames: {descriptors.n_frames}, atoms: {len(descriptors.values)}",
+    ]
+    for s, symbol in enumerate(spec.elements):
+        block = descriptors.values[descriptors.species_index == s]
+        if not len(block):
+            continue
+        std = block.std(axis=0)
+        lines.append(
+            f"  {symbol}: {len(block)} atoms; |B| mean {np.abs(block).mean():.4g}, "
+            f"per-component std min {std.min():.3g} / median {np.median(std):.3g} / max "
+            f"{std.max():.3g}; constant components: {int(np.sum(std < 1e-12))}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,13 @@
+"""Which exceptions the CLI reports as one-line user errors (no traceback)."""
+
+from __future__ import annotations
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    from toolkit.data import FrameError
+    from toolkit.descriptors import SpecError
+    from toolkit.lammps import LammpsError
+    from toolkit.species import UnknownSpeciesError
+
+    return (FrameError, SpecError, LammpsError, UnknownSpeciesError, ValueError,
+            FileNotFoundError)

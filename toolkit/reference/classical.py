@@ -1,0 +1,231 @@
+"""Classical reference data: LAMMPS MD of the liquids with LJ or LJ + Axilrod-Teller-Muto.
+
+The reference local energy of an atom is LAMMPS's ``compute pe/atom``: half of each LJ
+pair energy and a third of each ATM triple energy. With ``lj+atm`` the partition is
+genuinely many-body, so no pair descriptor represents it exactly.
+
+Cutoffs: LJ uses ``lj/smooth/linear`` at 8.5 A (2.5 sigma_Ar), so energy and force go
+continuously to zero. ATM uses a hard 8.5 A cutoff on the two bonds at each triple's apex
+and a product cutoff r_ij r_jk r_ki < 6.0^3 A^3 (LAMMPS ``pair_style atm 8.5 6.0``): the
+triple-dipole term falls as r^-9, so the dropped triples change the energy by well under a
+meV per atom, while the cost per step stays small; the hard cutoff makes ATM energies jump
+slightly when a triple crosses it (irrelevant under a thermostat; see the README).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.units import bar
+from tqdm import tqdm
+
+from toolkit.lammps import Lammps, render_template, self_comm
+from toolkit.species import (
+    atm_triple_c9,
+    element,
+    lorentz_berthelot,
+    number_density,
+    system_composition,
+)
+
+REFERENCES = ("lj", "lj+atm")
+LJ_CUTOFF = 8.5  # A
+ATM_CUTOFF = 8.5  # A
+ATM_PRODUCT_CUTOFF = 6.0  # A, cube root of the largest r_ij r_jk r_ki
+PRODUCTION_MARKER = "# --- production ---"
+
+
+@dataclass(frozen=True)
+class ClassicalRun:
+    """Everything that determines a reference data set (same settings, same file)."""
+
+    system: str
+    reference: str = "lj"
+    n_frames: int = 100
+    seed: int = 1
+    natoms: int = 108
+    temperature: float = 120.0  # K
+    every: int = 100  # MD steps (2 fs) between frames: 0.2 ps
+    melt_steps: int = 2500
+    equilibration_steps: int = 10000
+
+    def __post_init__(self) -> None:
+        system_composition(self.system)  # raises on unknown systems
+        if self.reference not in REFERENCES:
+            raise ValueError(f"unknown reference {self.reference!r}; choose from {REFERENCES}")
+        cells = round((self.natoms / 4) ** (1 / 3))
+        if 4 * cells**3 != self.natoms:
+            options = ", ".join(str(4 * c**3) for c in range(2, 11))
+            raise ValueError(
+                f"--atoms {self.natoms}: the liquid is melted from an fcc lattice, so the "
+                f"atom count must be 4 n^3 ({options})"
+            )
+        if self.n_frames < 1 or self.every < 1 or self.seed < 1:
+            raise ValueError("frames, every and seed must be positive integers")
+
+    @property
+    def cells(self) -> int:
+        return round((self.natoms / 4) ** (1 / 3))
+
+    @property
+    def species(self) -> list[str]:
+        return list(system_composition(self.system))
+
+
+def pair_setup(species: list[str], reference: str) -> str:
+    """LAMMPS pair_style/pair_coeff lines for the reference; type i+1 is species[i]."""
+    pairs = list(itertools.combinations_with_replacement(range(len(species)), 2))
+    lj_coeffs = []
+    for i, j in pairs:
+        epsilon, sigma = lorentz_berthelot(species[i], species[j])
+        lj_coeffs.append((i + 1, j + 1, epsilon, sigma))
+    if reference == "lj":
+        lines = [f"pair_style      lj/smooth/linear {LJ_CUTOFF}"]
+        lines += [f"pair_coeff      {i} {j} {e:.10g} {s:.10g}" for i, j, e, s in lj_coeffs]
+        return "\n".join(lines)
+    lines = [
+        f"pair_style      hybrid/overlay lj/smooth/linear {LJ_CUTOFF} "
+        f"atm {ATM_CUTOFF} {ATM_PRODUCT_CUTOFF}"
+    ]
+    lines += [
+        f"pair_coeff      {i} {j} lj/smooth/linear {e:.10g} {s:.10g}" for i, j, e, s in lj_coeffs
+    ]
+    for i, j, k in itertools.combinations_with_replacement(range(len(species)), 3):
+        c9 = atm_triple_c9(species[i], species[j], species[k])
+        lines.append(f"pair_coeff      {i + 1} {j + 1} atm {k + 1} {c9:.10g}")
+    return "\n".join(lines)
+
+
+def input_text(run: ClassicalRun, dump_file: str = "frames.dump") -> str:
+    """The complete, hand-runnable LAMMPS input for ``run``."""
+    composition = system_composition(run.system)
+    species = run.species
+    density = number_density(composition)
+    lattice_constant = (4.0 / density) ** (1.0 / 3.0)
+    if len(species) == 1:
+        type_assignment = "# one species: every atom is type 1"
+    else:
+        n_second = round(composition[species[1]] * run.natoms)
+        type_assignment = f"set             type 1 type/subset 2 {n_second} {run.seed}"
+    masses = "\n".join(
+        f"mass            {t + 1} {element(s).mass}  # {s}" for t, s in enumerate(species)
+    )
+    return render_template(
+        "classical_md.lmp",
+        system=run.system,
+        natoms=run.natoms,
+        temperature=run.temperature,
+        reference=run.reference,
+        dump_file=dump_file,
+        density=f"{density:.6f}",
+        lattice_constant=f"{lattice_constant:.10f}",
+        cells=run.cells,
+        ntypes=len(species),
+        type_assignment=type_assignment,
+        masses=masses,
+        pair_setup=pair_setup(species, run.reference),
+        thermo_every=run.every,
+        melt_temperature=2.5 * run.temperature,
+        seed=run.seed,
+        melt_steps=run.melt_steps,
+        equilibration_steps=run.equilibration_steps,
+        every=run.every,
+        production_steps=run.every * run.n_frames,
+    )
+
+
+def generate_frames(run: ClassicalRun, progress: bool = True) -> list[Atoms]:
+    """Run the MD of ``run`` and return its frames with energies, forces, stress, local energies."""
+    text = input_text(run)
+    setup = text.split(PRODUCTION_MARKER)[0]
+    species = run.species
+    frames = []
+    with Lammps(comm=self_comm()) as lmp:
+        lmp.commands(setup)
+        lo, hi = lmp.raw.extract_box()[:2]
+        lengths = np.array(hi) - np.array(lo)
+        volume = float(np.prod(lengths))
+        bar_ = tqdm(range(run.n_frames), desc=f"{run.system} {run.reference}", unit="frame",
+                    disable=not progress)
+        for index in bar_:
+            # the first run after reset_timestep needs a full setup; later ones skip it
+            lmp.command(f"run {run.every} pre {'yes' if index == 0 else 'no'} post no")
+            frames.append(_harvest_frame(lmp, species, lo, lengths, volume, run))
+    return frames
+
+
+def _harvest_frame(lmp: Lammps, species, lo, lengths, volume, run: ClassicalRun) -> Atoms:
+    thermo = lmp.raw.last_thermo()
+    if int(thermo["Step"]) != int(lmp.raw.extract_global("ntimestep")):
+        raise RuntimeError("LAMMPS thermo output is stale; the frame would be mislabelled")
+    positions = lmp.gather("x", 3) - np.asarray(lo)
+    types = lmp.gather("type", 1, integer=True)[:, 0]
+    local_energy = lmp.gather("c_peatom", 1)[:, 0]
+    energy = float(thermo["PotEng"])
+    virial_bar = [float(thermo[f"c_virial[{k}]"]) for k in range(1, 7)]  # xx yy zz xy xz yz
+    stress = -np.array([virial_bar[i] for i in (0, 1, 2, 5, 4, 3)]) * bar  # ASE Voigt order
+    atoms = Atoms(
+        symbols=[species[t - 1] for t in types],
+        positions=positions,
+        cell=np.diag(lengths),
+        pbc=True,
+    )
+    atoms.wrap()
+    atoms.arrays["forces"] = lmp.gather("f", 3)
+    atoms.arrays["local_energy"] = local_energy
+    atoms.info["energy"] = energy
+    atoms.info["stress"] = stress
+    atoms.info["system"] = run.system
+    atoms.info["reference"] = run.reference
+    atoms.info["step"] = int(thermo["Step"])
+    total = float(np.sum(local_energy))
+    if not math.isclose(total, energy, rel_tol=0.0, abs_tol=1e-8 * max(1.0, abs(energy))):
+        raise RuntimeError(
+            f"pe/atom sums to {total!r} eV but the total is {energy!r} eV; "
+            "this reference does not partition its energy"
+        )
+    return atoms
+
+
+def run_metadata(run: ClassicalRun) -> dict:
+    return {"generator": "toolkit.reference.classical", **asdict(run)}
+
+
+def write_input(run: ClassicalRun, path: str | Path, dump_file: str) -> None:
+    from toolkit.data import atomic_write_text
+
+    atomic_write_text(path, input_text(run, dump_file=dump_file))
+
+
+def evaluate_reference(
+    frames: list[Atoms], reference: str, elements: tuple[str, ...] = ("Ar", "Kr"), comm=None
+) -> list[Atoms]:
+    """Copies of ``frames`` relabelled with the classical reference: energy, forces, local_energy.
+
+    One LAMMPS instance for all frames; with ``comm=COMM_WORLD`` under ``mpirun`` each
+    frame is domain-decomposed over the ranks (every rank returns the same frames).
+    """
+    if reference not in REFERENCES:
+        raise ValueError(f"unknown reference {reference!r}; choose from {REFERENCES}")
+    index = {s: t + 1 for t, s in enumerate(elements)}
+    labelled = []
+    with Lammps(comm=comm if comm is not None else self_comm()) as lmp:
+        lmp.setup_box(elements)
+        lmp.commands(pair_setup(list(elements), reference))
+        lmp.commands(["neighbor 2.0 bin", "compute peatom all pe/atom",
+                      "thermo_style custom step pe", "thermo_modify format float %.17g"])
+        for atoms in frames:
+            lmp.load_atoms(atoms, index.__getitem__)
+            lmp.command("run 0 post no")
+            copy = atoms.copy()
+            # get_thermo, not last_thermo: the latter is stale when the step does not change
+            copy.info["energy"] = lmp.thermo("pe")
+            copy.arrays["forces"] = lmp.gather("f", 3)
+            copy.arrays["local_energy"] = lmp.gather("c_peatom", 1)[:, 0]
+            labelled.append(copy)
+    return labelled
