@@ -49,6 +49,55 @@ def _cmd_descriptors(args: argparse.Namespace) -> None:
         print(f"wrote ML-IAP descriptor file {args.write_mliap}")
 
 
+def _cmd_fit(args: argparse.Namespace) -> None:
+    import json
+
+    from toolkit.descriptors import read_spec
+    from toolkit.fitting import fit_potential
+    from toolkit.networks import Architecture
+    from toolkit.training import TrainingSettings
+
+    settings = TrainingSettings(max_iterations=args.max_iterations, patience=args.patience)
+    potential, metrics = fit_potential(
+        args.data, args.out, Architecture(tuple(args.hidden), args.activation), seed=args.seed,
+        spec=read_spec(args.spec), split_seed=args.split_seed, settings=settings,
+        progress=not args.quiet)
+    summary = {"total_r2": metrics["total"]["r2"],
+               "total_rmse_per_atom_meV": 1e3 * metrics["total_per_atom_rmse"]}
+    if "local" in metrics:
+        summary.update(local_r2=metrics["local"]["r2"],
+                       local_r2_aligned=metrics["local_aligned"]["r2"],
+                       local_pearson=metrics["local"]["pearson"])
+    print(f"wrote potential {potential.directory}")
+    print("held-out test frames (PyTorch): " + json.dumps(
+        {k: round(v, 4) for k, v in summary.items()}))
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    import json
+
+    from toolkit.data import read_frames
+    from toolkit.evaluation import evaluate_to_files
+    from toolkit.lammps import world_comm
+    from toolkit.potential import read_potential
+
+    potential = read_potential(args.potential)
+    frames = read_frames(args.data)
+    if args.frames == "test":
+        split = potential.meta["data"]["split"]["test"]
+        frames = [frames[i] for i in split]
+    out = args.out or str(Path(args.potential) / "evaluation.json")
+    metrics = evaluate_to_files(potential, frames, args.data, out, mode=args.mode,
+                                progress=not args.quiet)
+    if world_comm().Get_rank() == 0:
+        short = {"total_r2": metrics["total"]["r2"]}
+        if "local" in metrics:
+            short.update(local_r2=metrics["local"]["r2"],
+                         local_r2_aligned=metrics["local_aligned"]["r2"])
+        print(f"wrote {out} and {Path(out).with_suffix('.atoms.csv')}: "
+              + json.dumps({k: round(v, 4) for k, v in short.items()}))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aetk",
@@ -76,6 +125,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--write-mliap", help="also write the ML-IAP descriptor file here")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_descriptors)
+
+    p = sub.add_parser("fit", help="train per-species networks on total energies; export a "
+                       "LAMMPS mliap potential directory")
+    p.add_argument("--data", required=True, help="training frames (.extxyz)")
+    p.add_argument("--hidden", type=int, action="append", default=None,
+                   help="hidden layer width; repeat for depth (default: one layer of 16)")
+    p.add_argument("--activation", default="tanh",
+                   help="linear, tanh, sigmoid or relu (what LAMMPS mliap nn evaluates)")
+    p.add_argument("--seed", type=int, default=0, help="initialisation seed")
+    p.add_argument("--split-seed", type=int, default=0,
+                   help="seed of the 70/10/20 train/validation/test split by frame")
+    p.add_argument("--spec", help="descriptor spec TOML; default built in")
+    p.add_argument("--max-iterations", type=int, default=1500)
+    p.add_argument("--patience", type=int, default=150)
+    p.add_argument("--out", required=True, help="potential directory to write")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_fit)
+
+    p = sub.add_parser("evaluate", help="per-atom and total energies through LAMMPS "
+                       "(works under mpirun); metrics JSON + per-atom CSV")
+    p.add_argument("--potential", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--frames", choices=["all", "test"], default="all",
+                   help="'test': only the potential's held-out test frames of its own data")
+    p.add_argument("--mode", choices=["frames", "domain"], default="frames",
+                   help="under mpirun: share frames over ranks, or decompose each frame")
+    p.add_argument("--out", help="metrics JSON (default POTENTIAL/evaluation.json)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_evaluate)
     return parser
 
 
@@ -83,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     from toolkit.errors import user_errors
 
     args = build_parser().parse_args(argv)
+    if getattr(args, "hidden", "unset") is None:
+        args.hidden = [16]
     try:
         args.func(args)
     except KeyboardInterrupt:

