@@ -80,7 +80,7 @@ def test_pair_lmp_is_includable(data_file, arkr_lj_frames, tmp_path):
         lmp.command("run 0 post no")
         via_include = lmp.gather("c_pe", 1)[:, 0]
     expected = predict(potential, arkr_lj_frames[1:2], progress=False).local_energy
-    np.testing.assert_array_equal(via_include, expected)
+    np.testing.assert_allclose(via_include, expected, rtol=0, atol=1e-12)
 
 
 def test_training_is_deterministic(arkr_lj_frames):

@@ -25,6 +25,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
         natoms=args.atoms,
         temperature=args.temperature,
         every=args.every,
+        cutoff_sigma=args.cutoff_sigma,
     )
     frames = generate_frames(run, progress=not args.quiet)
     out = Path(args.out)
@@ -115,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--atoms", type=int, default=108, help="4 n^3 atoms (32, 108, 256, 500, ...)")
     p.add_argument("--temperature", type=float, default=120.0, help="K")
     p.add_argument("--every", type=int, default=100, help="MD steps (2 fs) between frames")
+    p.add_argument("--cutoff-sigma", type=float, default=1.6,
+                   help="reference pair cutoff in units of sigma_ij (descriptor default 1.6)")
     p.add_argument("--out", required=True, help="output .extxyz")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_generate)

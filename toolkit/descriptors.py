@@ -6,8 +6,9 @@ The :class:`DescriptorSpec` is the single source of truth: it fills LAMMPS's
 
 Defaults, for liquid Ar/Kr at 120 K (justified in the README):
 - ``twojmax = 6``: 30 bispectrum components (the paper's "4D bispectrum" family);
-- cutoff 8.5 A for every pair (``rcutfac 8.5`` x (0.5 + 0.5)): covers the 8.5 A reference
-  interaction range and fits twice into the 108-atom box (18.3 A);
+- radii sigma_i / 2 and ``rcutfac 1.6``: pair cutoffs 1.6 sigma_ij (5.43 A Ar-Ar, 5.62 A
+  Ar-Kr, 5.80 A Kr-Kr), exactly the classical reference's interaction range, and well
+  inside half of even a 32-atom box;
 - weights Ar 1.0, Kr sqrt(C6_Kr / C6_Ar) (see :func:`toolkit.species.snap_weight`), so Ar
   and Kr neighbours differ in every environment;
 - ``rfac0 0.99363``, ``rmin0 0``, ``switchflag 1``, ``bzeroflag 1`` (LAMMPS/FitSNAP defaults).
@@ -42,16 +43,21 @@ def _default_weights() -> tuple[float, ...]:
     return (1.0, round(snap_weight("Kr"), 4))
 
 
+def _default_radii() -> tuple[float, ...]:
+    """sigma_i / 2, so rcutfac (R_i + R_j) = rcutfac sigma_ij (see module doc)."""
+    return tuple(round(element(s).lj_sigma / 2, 6) for s in ("Ar", "Kr"))
+
+
 @dataclass(frozen=True)
 class DescriptorSpec:
     """SNAP descriptor settings shared by every model that must work together."""
 
     twojmax: int = 6
-    rcutfac: float = 8.5
+    rcutfac: float = 1.6
     rfac0: float = 0.99363
     rmin0: float = 0.0
     elements: tuple[str, ...] = ("Ar", "Kr")
-    radii: tuple[float, ...] = (0.5, 0.5)
+    radii: tuple[float, ...] = field(default_factory=_default_radii)
     weights: tuple[float, ...] = field(default_factory=_default_weights)
     switchflag: int = 1
     bzeroflag: int = 1

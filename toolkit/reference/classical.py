@@ -4,12 +4,20 @@ The reference local energy of an atom is LAMMPS's ``compute pe/atom``: half of e
 pair energy and a third of each ATM triple energy. With ``lj+atm`` the partition is
 genuinely many-body, so no pair descriptor represents it exactly.
 
-Cutoffs: LJ uses ``lj/smooth/linear`` at 8.5 A (2.5 sigma_Ar), so energy and force go
-continuously to zero. ATM uses a hard 8.5 A cutoff on the two bonds at each triple's apex
-and a product cutoff r_ij r_jk r_ki < 6.0^3 A^3 (LAMMPS ``pair_style atm 8.5 6.0``): the
-triple-dipole term falls as r^-9, so the dropped triples change the energy by well under a
-meV per atom, while the cost per step stays small; the hard cutoff makes ATM energies jump
-slightly when a triple crosses it (irrelevant under a thermostat; see the README).
+Cutoffs, in reduced units: every pair i-j is cut at ``cutoff_sigma`` x sigma_ij
+(default 1.6, just past the first minimum of g(r) in these liquids, so the reference
+energy is that of the first coordination shell) with ``lj/smooth/linear``, so energy and
+force go continuously to zero. The SNAP descriptor default uses radii sigma_i / 2 and
+rcutfac = cutoff_sigma, so its pair cutoffs rcutfac (R_i + R_j) = cutoff_sigma x sigma_ij
+(arithmetic sigma mixing) match the reference pair by pair: the descriptor sees exactly
+the neighbours the reference energy depends on. Longer cutoffs (e.g. ``--cutoff-sigma
+2.5``) are a flag away; the descriptor spec must then grow with them (see the README
+for what that does to representability).
+
+ATM (``pair_style atm C C``) uses the largest pair cutoff C for the two bonds at each
+triple's apex and for the cube root of the product r_ij r_jk r_ki; it is a hard cutoff,
+so the small ATM energy jumps slightly when a triple crosses it (irrelevant under a
+thermostat).
 """
 
 from __future__ import annotations
@@ -34,9 +42,7 @@ from toolkit.species import (
 )
 
 REFERENCES = ("lj", "lj+atm")
-LJ_CUTOFF = 8.5  # A
-ATM_CUTOFF = 8.5  # A
-ATM_PRODUCT_CUTOFF = 6.0  # A, cube root of the largest r_ij r_jk r_ki
+DEFAULT_CUTOFF_SIGMA = 1.6  # pair cutoffs in units of sigma_ij
 PRODUCTION_MARKER = "# --- production ---"
 
 
@@ -51,6 +57,7 @@ class ClassicalRun:
     natoms: int = 108
     temperature: float = 120.0  # K
     every: int = 100  # MD steps (2 fs) between frames: 0.2 ps
+    cutoff_sigma: float = DEFAULT_CUTOFF_SIGMA
     melt_steps: int = 2500
     equilibration_steps: int = 10000
 
@@ -65,6 +72,8 @@ class ClassicalRun:
                 f"--atoms {self.natoms}: the liquid is melted from an fcc lattice, so the "
                 f"atom count must be 4 n^3 ({options})"
             )
+        if not 1.0 < self.cutoff_sigma <= 5.0:
+            raise ValueError(f"cutoff_sigma {self.cutoff_sigma} outside (1, 5]")
         if self.n_frames < 1 or self.every < 1 or self.seed < 1:
             raise ValueError("frames, every and seed must be positive integers")
 
@@ -77,24 +86,29 @@ class ClassicalRun:
         return list(system_composition(self.system))
 
 
-def pair_setup(species: list[str], reference: str) -> str:
+def pair_cutoff(a: str, b: str, cutoff_sigma: float) -> float:
+    """Reference cutoff of the a-b pair, A."""
+    return cutoff_sigma * lorentz_berthelot(a, b)[1]
+
+
+def pair_setup(species: list[str], reference: str,
+               cutoff_sigma: float = DEFAULT_CUTOFF_SIGMA) -> str:
     """LAMMPS pair_style/pair_coeff lines for the reference; type i+1 is species[i]."""
     pairs = list(itertools.combinations_with_replacement(range(len(species)), 2))
     lj_coeffs = []
     for i, j in pairs:
         epsilon, sigma = lorentz_berthelot(species[i], species[j])
-        lj_coeffs.append((i + 1, j + 1, epsilon, sigma))
+        lj_coeffs.append((i + 1, j + 1, epsilon, sigma, cutoff_sigma * sigma))
+    longest = max(c[4] for c in lj_coeffs)
     if reference == "lj":
-        lines = [f"pair_style      lj/smooth/linear {LJ_CUTOFF}"]
-        lines += [f"pair_coeff      {i} {j} {e:.10g} {s:.10g}" for i, j, e, s in lj_coeffs]
+        lines = [f"pair_style      lj/smooth/linear {longest:.10g}"]
+        lines += [f"pair_coeff      {i} {j} {e:.10g} {s:.10g} {c:.10g}"
+                  for i, j, e, s, c in lj_coeffs]
         return "\n".join(lines)
-    lines = [
-        f"pair_style      hybrid/overlay lj/smooth/linear {LJ_CUTOFF} "
-        f"atm {ATM_CUTOFF} {ATM_PRODUCT_CUTOFF}"
-    ]
-    lines += [
-        f"pair_coeff      {i} {j} lj/smooth/linear {e:.10g} {s:.10g}" for i, j, e, s in lj_coeffs
-    ]
+    lines = [f"pair_style      hybrid/overlay lj/smooth/linear {longest:.10g} "
+             f"atm {longest:.10g} {longest:.10g}"]
+    lines += [f"pair_coeff      {i} {j} lj/smooth/linear {e:.10g} {s:.10g} {c:.10g}"
+              for i, j, e, s, c in lj_coeffs]
     for i, j, k in itertools.combinations_with_replacement(range(len(species)), 3):
         c9 = atm_triple_c9(species[i], species[j], species[k])
         lines.append(f"pair_coeff      {i + 1} {j + 1} atm {k + 1} {c9:.10g}")
@@ -128,7 +142,7 @@ def input_text(run: ClassicalRun, dump_file: str = "frames.dump") -> str:
         ntypes=len(species),
         type_assignment=type_assignment,
         masses=masses,
-        pair_setup=pair_setup(species, run.reference),
+        pair_setup=pair_setup(species, run.reference, run.cutoff_sigma),
         thermo_every=run.every,
         melt_temperature=2.5 * run.temperature,
         seed=run.seed,
@@ -182,6 +196,7 @@ def _harvest_frame(lmp: Lammps, species, lo, lengths, volume, run: ClassicalRun)
     atoms.info["stress"] = stress
     atoms.info["system"] = run.system
     atoms.info["reference"] = run.reference
+    atoms.info["cutoff_sigma"] = run.cutoff_sigma
     atoms.info["step"] = int(thermo["Step"])
     total = float(np.sum(local_energy))
     if not math.isclose(total, energy, rel_tol=0.0, abs_tol=1e-8 * max(1.0, abs(energy))):
@@ -203,7 +218,8 @@ def write_input(run: ClassicalRun, path: str | Path, dump_file: str) -> None:
 
 
 def evaluate_reference(
-    frames: list[Atoms], reference: str, elements: tuple[str, ...] = ("Ar", "Kr"), comm=None
+    frames: list[Atoms], reference: str, elements: tuple[str, ...] = ("Ar", "Kr"), comm=None,
+    cutoff_sigma: float = DEFAULT_CUTOFF_SIGMA,
 ) -> list[Atoms]:
     """Copies of ``frames`` relabelled with the classical reference: energy, forces, local_energy.
 
@@ -216,7 +232,7 @@ def evaluate_reference(
     labelled = []
     with Lammps(comm=comm if comm is not None else self_comm()) as lmp:
         lmp.setup_box(elements)
-        lmp.commands(pair_setup(list(elements), reference))
+        lmp.commands(pair_setup(list(elements), reference, cutoff_sigma))
         lmp.commands(["neighbor 2.0 bin", "compute peatom all pe/atom",
                       "thermo_style custom step pe", "thermo_modify format float %.17g"])
         for atoms in frames:
