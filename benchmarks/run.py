@@ -62,6 +62,85 @@ def descriptors() -> dict:
     return out
 
 
+@benchmark
+def md() -> dict:
+    """ns/day of liquid ArKr MD: NN (mliap nn), linear SNAP (mliap linear), LJ reference.
+
+    Same SNAP descriptors for both ML models, fitted on the same 20 ArKr frames (the NN
+    briefly, the linear model by ridge least squares on totals); speed does not depend on
+    the fit. These descriptor-only models let atom pairs collapse after ~0.5 ps (see the
+    README), so the collapse check is off here: only speed is measured. Boxes: 108 atoms
+    and 4 x 14^3 = 10976 atoms, melted briefly with LJ, then timed over the production
+    steps only (serial; the NN large box also under mpirun -np 2).
+    """
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    from toolkit.data import atomic_write_text, write_frames
+    from toolkit.descriptors import compute_descriptors
+    from toolkit.fitting import fit_potential
+    from toolkit.md import PairModel, run_md
+    from toolkit.networks import Architecture
+    from toolkit.reference.classical import ClassicalRun, generate_frames
+    from toolkit.training import TrainingSettings
+
+    tmp = Path(tempfile.mkdtemp(prefix="aetk-bench-md-"))
+    frames = generate_frames(ClassicalRun("ArKr", n_frames=20, seed=4, every=50),
+                             progress=False)
+    write_frames(tmp / "arkr.extxyz", frames)
+    nn, _ = fit_potential(tmp / "arkr.extxyz", tmp / "nn", Architecture((16,), "tanh"),
+                          settings=TrainingSettings(max_iterations=60, patience=60),
+                          progress=False)
+    spec = nn.spec
+    d = compute_descriptors(frames, spec, cache=False, progress=False)
+    n_species, n_desc = len(spec.elements), spec.n_descriptors
+    design = np.zeros((len(frames), n_species * (n_desc + 1)))  # per species: [1, B...]
+    for s in range(n_species):
+        mine = d.species_index == s
+        block = slice(s * (n_desc + 1), (s + 1) * (n_desc + 1))
+        features = np.hstack([np.ones((mine.sum(), 1)), d.values[mine]])
+        np.add.at(design[:, block], d.frame_index[mine], features)
+    energies = np.array([a.info["energy"] for a in frames])
+    ridge = 1e-6 * np.eye(design.shape[1])
+    beta = np.linalg.solve(design.T @ design + ridge, design.T @ energies)
+    lines = [f"{n_species} {n_desc + 1}"] + [repr(float(b)) for b in beta]
+    atomic_write_text(tmp / "linear.mliap.model", "\n".join(lines) + "\n")
+    linear = PairModel("linear SNAP", [
+        f"pair_style mliap model linear {tmp / 'linear.mliap.model'} "
+        f"descriptor sna {nn.directory / 'descriptor.mliap'}",
+        "pair_coeff * * " + " ".join(spec.elements)], spec.elements)
+    models = {"nn": str(nn.directory), "linear_snap": linear, "lj": "reference:lj"}
+    sizes = {108: {"nn": 400, "linear_snap": 400, "lj": 5000},
+             10976: {"nn": 10, "linear_snap": 10, "lj": 200}}
+    out: dict = {"system": "ArKr", "timestep_fs": 2.0, "nn_hidden": [16]}
+    for natoms, steps in sizes.items():
+        row = {}
+        for name, model in models.items():
+            result = run_md(model, "ArKr", natoms, steps=steps[name], seed=1,
+                            out_dir=tmp / f"{name}-{natoms}", progress=False,
+                            melt_steps=300 if natoms < 1000 else 100, equilibration_steps=0,
+                            thermo_every=max(steps[name] // 4, 1), dump_every=steps[name],
+                            min_pair_distance_sigma=0.0)
+            row[name] = {"ns_per_day": result.summary["ns_per_day"], "steps": steps[name]}
+        row["ratio_lj_over_nn"] = row["lj"]["ns_per_day"] / row["nn"]["ns_per_day"]
+        row["ratio_linear_over_nn"] = row["linear_snap"]["ns_per_day"] / row["nn"]["ns_per_day"]
+        out[f"atoms_{natoms}"] = row
+    script = (f"from toolkit.md import run_md\nrun_md({str(nn.directory)!r}, 'ArKr', 10976, "
+              f"steps=10, out_dir={str(tmp / 'nn-mpi')!r}, progress=False, melt_steps=100, "
+              "equilibration_steps=0, thermo_every=5, dump_every=10, "
+              "min_pair_distance_sigma=0.0)\n")
+    (tmp / "mpi_md.py").write_text(script)
+    mpirun = Path(sys.executable).parent / "mpirun"
+    subprocess.run([str(mpirun), "-np", "2", sys.executable, str(tmp / "mpi_md.py")],
+                   check=True, capture_output=True, timeout=600)
+    mpi = json.loads((tmp / "nn-mpi" / "summary.json").read_text())
+    out["atoms_10976"]["nn_mpi_np2"] = {"ns_per_day": mpi["ns_per_day"], "steps": 10}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default="benchmarks/results.json")

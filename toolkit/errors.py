@@ -7,9 +7,10 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from toolkit.data import FrameError
     from toolkit.descriptors import SpecError
     from toolkit.lammps import LammpsError
+    from toolkit.md import MDInstabilityError
     from toolkit.networks import ArchitectureError
     from toolkit.potential import PotentialError
     from toolkit.species import UnknownSpeciesError
 
     return (FrameError, SpecError, LammpsError, UnknownSpeciesError, ArchitectureError,
-            PotentialError, ValueError, FileNotFoundError)
+            PotentialError, MDInstabilityError, ValueError, FileNotFoundError)

@@ -115,12 +115,17 @@ def pair_setup(species: list[str], reference: str,
     return "\n".join(lines)
 
 
+def fcc_lattice_constant(system: str) -> float:
+    """Cubic fcc cell edge (A) giving the liquid number density of ``system`` at 120 K."""
+    return (4.0 / number_density(system_composition(system))) ** (1.0 / 3.0)
+
+
 def input_text(run: ClassicalRun, dump_file: str = "frames.dump") -> str:
     """The complete, hand-runnable LAMMPS input for ``run``."""
     composition = system_composition(run.system)
     species = run.species
     density = number_density(composition)
-    lattice_constant = (4.0 / density) ** (1.0 / 3.0)
+    lattice_constant = fcc_lattice_constant(run.system)
     if len(species) == 1:
         type_assignment = "# one species: every atom is type 1"
     else:

@@ -1,0 +1,529 @@
+"""Molecular dynamics with a trained potential (or the classical reference) in LAMMPS.
+
+One run = one hand-runnable input, ``lammps_inputs/md.lmp`` filled in and written next to
+the outputs. The toolkit executes the same commands but splits every ``run N`` into chunks
+(``run k start s stop e``, so a thermostat ramp is the same as in one long run), which gives
+a progress bar, a stability check per chunk and a clean stop on Ctrl-C.
+
+Phases: an fcc lattice at the liquid density is melted with the LJ reference (the potential
+under test only ever sees liquid configurations, like its training frames), equilibrated
+with the potential under test (NVT), then the production run (NVT or NVE) is dumped.
+
+Outputs in ``out_dir``: ``md.lmp`` (input), ``log.lammps``, ``trajectory.dump`` (LAMMPS
+text dump with ``element`` column: ASE ``read(..., format="lammps-dump-text")`` and OVITO
+read it), ``thermo.csv`` (every chunk), ``summary.json`` (settings, means, speed, drift,
+``status``: completed / interrupted / unstable).
+
+Under ``mpirun -np N`` the run is domain-decomposed over all ranks (``COMM_WORLD``); only
+rank 0 writes files and shows progress.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from toolkit.data import atomic_write_text
+from toolkit.lammps import Lammps, LammpsError, render_template, world_comm
+from toolkit.reference.classical import ClassicalRun, fcc_lattice_constant, pair_setup
+from toolkit.species import element, number_density, system_composition
+
+REFERENCE_PREFIX = "reference:"
+SPECIES_FILE = "species.txt"
+ENSEMBLES = ("nvt", "nve")
+PHASES = ("melt", "equilibration", "production")
+THERMO_COLUMNS = ("step", "time", "temp", "pe", "ke", "etotal", "press", "closest")
+THERMO_NAMES = ("Step", "Time", "Temp", "PotEng", "KinEng", "TotEng", "Press", "c_closest")
+# Blow-up thresholds, checked after every chunk. A liquid at 120 K has kT = 0.01 eV and a
+# cohesive energy below 0.1 eV/atom; nothing physical moves the total energy by 0.2 eV/atom
+# within one chunk (tens of fs), or heats it tenfold above its thermostat target.
+MAX_ENERGY_JUMP = 0.2  # eV/atom between consecutive chunks of one phase
+MAX_TEMPERATURE_FACTOR = 10.0  # x the highest target temperature
+# A trained potential knows its training energies: per-species shifts and a scale (the std of
+# a frame's (E - shifts) / sqrt(N)). An MD mean energy per atom this many scales away from the
+# shifts is nothing the model was trained on, even if the run itself stays calm.
+MAX_TRAINING_SCALES = 50.0
+# Two noble-gas atoms at 0.6 sigma would cost ~1800 epsilon (~18 eV) in the LJ reference; a
+# closest pair below that means the potential has no repulsive core there: a collapse.
+MIN_PAIR_DISTANCE_SIGMA = 0.6
+
+
+class MDInstabilityError(RuntimeError):
+    """The MD blew up (lost atoms, NaN, energy jump, runaway temperature); says where and why."""
+
+    def __init__(self, message: str, step: int, phase: str):
+        super().__init__(message)
+        self.step = step
+        self.phase = phase
+
+
+@dataclass(frozen=True)
+class MDRun:
+    """Everything that determines an MD run; written to ``summary.json``."""
+
+    potential: str  # potential directory, or "reference:lj" / "reference:lj+atm"
+    system: str = "Ar"
+    natoms: int = 108
+    temperature: float = 120.0  # K
+    ensemble: str = "nvt"
+    steps: int = 5000  # production steps
+    seed: int = 1
+    timestep: float = 0.002  # ps
+    melt_steps: int = 2500
+    equilibration_steps: int = 2500
+    thermo_every: int = 20  # steps per chunk and thermo line
+    dump_every: int = 100  # steps between trajectory frames
+    per_atom_energies: bool = False
+    cutoff_sigma: float = 1.6  # classical reference only (melt and reference runs)
+    # stop when two atoms come closer than this x the smallest sigma (0: never; benchmarks)
+    min_pair_distance_sigma: float = MIN_PAIR_DISTANCE_SIGMA
+
+    def __post_init__(self) -> None:
+        # the classical run validates system, atom count (4 n^3) and seed the same way
+        ClassicalRun(self.system, natoms=self.natoms, seed=self.seed,
+                     temperature=self.temperature, cutoff_sigma=self.cutoff_sigma)
+        if self.ensemble not in ENSEMBLES:
+            raise ValueError(f"ensemble {self.ensemble!r}: choose from {ENSEMBLES}")
+        if self.steps < 1 or min(self.melt_steps, self.equilibration_steps) < 0:
+            raise ValueError("steps must be positive, melt/equilibration steps non-negative")
+        if self.thermo_every < 1 or self.dump_every < 1 or not 0 < self.timestep <= 0.01:
+            raise ValueError("thermo/dump intervals must be positive, timestep in (0, 0.01] ps")
+        if self.temperature <= 0:
+            raise ValueError("temperature must be positive (K)")
+
+    @property
+    def cells(self) -> int:
+        return round((self.natoms / 4) ** (1 / 3))
+
+    @property
+    def species(self) -> list[str]:
+        return list(system_composition(self.system))
+
+
+@dataclass
+class PairModel:
+    """What LAMMPS needs to use a potential: pair lines and the atom-type order."""
+
+    label: str
+    pair_lines: list[str]
+    elements: tuple[str, ...]
+    training_energy: tuple[float, float] | None = None  # (eV/atom expected, eV scale)
+
+
+def load_pair_model(potential: str | Path | PairModel, system: str,
+                    cutoff_sigma: float = 1.6) -> PairModel:
+    """A potential directory or ``reference:lj`` / ``reference:lj+atm``, checked for ``system``.
+
+    A :class:`PairModel` (any LAMMPS pair lines, e.g. a linear SNAP) is used as given.
+    """
+    if isinstance(potential, PairModel):
+        return potential
+    name = str(potential)
+    species = set(system_composition(system))
+    if name.startswith(REFERENCE_PREFIX):
+        reference = name[len(REFERENCE_PREFIX):]
+        elements = ("Ar", "Kr")
+        # pair_setup validates nothing itself; an unknown name would give LJ silently
+        from toolkit.reference.classical import REFERENCES
+
+        if reference not in REFERENCES:
+            raise ValueError(f"{name!r}: choose reference:{' or reference:'.join(REFERENCES)}")
+        return PairModel(f"the classical {reference} reference", pair_setup(
+            list(elements), reference, cutoff_sigma).splitlines(), elements)
+    from toolkit.potential import read_potential
+
+    loaded = read_potential(name)
+    loaded.check_species(species, f"system {system}")
+    norm = loaded.normalisation
+    expected = sum(x * float(norm.shift[loaded.spec.type_of(s) - 1])
+                   for s, x in system_composition(system).items())
+    return PairModel(f"the potential {loaded.directory}", loaded.pair_commands(),
+                     loaded.spec.elements, (expected, float(norm.scale)))
+
+
+def input_text(run: MDRun, model: PairModel, dump_file: str = "trajectory.dump",
+               species_file: str = SPECIES_FILE) -> str:
+    """The complete, hand-runnable LAMMPS input of ``run`` (``lammps_inputs/md.lmp``).
+
+    For a mixture it reads ``species_file`` (see :func:`species_file_text`).
+    """
+    composition = system_composition(run.system)
+    species = run.species
+    type_of = {s: t + 1 for t, s in enumerate(model.elements)}
+    density = number_density(composition)
+    lattice_constant = fcc_lattice_constant(run.system)  # same start as the reference MD
+    if len(species) == 1:
+        type_assignment = f"# one species: every atom is type {type_of[species[0]]}"
+    else:
+        # from a file, because `set type/subset` picks other atoms on other processor counts
+        type_assignment = (f"# which atoms are {species[1]}: drawn by the toolkit with seed "
+                           f"{run.seed} (atom id -> type)\n"
+                           f"variable        species atomfile {species_file}\n"
+                           "set             group all type v_species")
+    masses = "\n".join(f"mass            {t} {element(s).mass}  # {s}"
+                       for s, t in type_of.items())
+    integrator = (f"fix             integrate all nvt temp {run.temperature} {run.temperature} "
+                  "0.1 tchain 3" if run.ensemble == "nvt" else
+                  "fix             integrate all nve  # microcanonical: energy drift is a test")
+    columns = "id element type x y z vx vy vz fx fy fz"
+    if run.per_atom_energies:
+        per_atom = "compute         peatom all pe/atom  # per-atom energies, eV"
+        columns += " c_peatom"
+    else:
+        per_atom = "# per-atom energies not requested (aetk md --per-atom)"
+    return render_template(
+        "md.lmp",
+        system=run.system, natoms=run.natoms, temperature=run.temperature,
+        potential_label=model.label, thermo_every=run.thermo_every,
+        density=f"{density:.6f}", elements=" ".join(model.elements),
+        lattice_constant=f"{lattice_constant:.10f}", cells=run.cells,
+        ntypes=len(model.elements), first_type=type_of[species[0]],
+        type_assignment=type_assignment, masses=masses, timestep=run.timestep,
+        melt_temperature=2.5 * run.temperature,
+        melt_pair_setup=pair_setup(list(model.elements), "lj", run.cutoff_sigma),
+        seed=run.seed, melt_steps=run.melt_steps, pair_setup="\n".join(model.pair_lines),
+        equilibration_steps=run.equilibration_steps, integrator=integrator,
+        per_atom_compute=per_atom, dump_every=run.dump_every, dump_file=dump_file,
+        dump_columns=columns, steps=run.steps,
+    )
+
+
+def species_file_text(run: MDRun, model: PairModel) -> str | None:
+    """LAMMPS ``atomfile`` of atom types by id for a mixture (None for one species).
+
+    A seeded random choice of exactly round(x N) atoms of the second species, the same on
+    any number of processors (ids are in spatial order after ``reset_atoms id sort yes``).
+    """
+    composition = system_composition(run.system)
+    species = run.species
+    if len(species) == 1:
+        return None
+    type_of = {s: t + 1 for t, s in enumerate(model.elements)}
+    types = np.full(run.natoms, type_of[species[0]])
+    n_second = round(composition[species[1]] * run.natoms)
+    chosen = np.random.default_rng(run.seed).choice(run.natoms, n_second, replace=False)
+    types[chosen] = type_of[species[1]]
+    lines = [f"# atom types of {run.system} by atom id, seed {run.seed}", str(run.natoms)]
+    lines += [f"{i + 1} {t}" for i, t in enumerate(types)]
+    return "\n".join(lines) + "\n"
+
+
+def sections(text: str) -> list[tuple[str, list[str]]]:
+    """Split an input at ``# --- name ---`` markers into (phase, commands), continuations joined."""
+    out: list[tuple[str, list[str]]] = [("setup", [])]
+    pending = ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("# ---") and stripped.endswith("---"):
+            out.append((stripped.strip("#- "), []))
+            continue
+        command = line.split("#", 1)[0].rstrip()
+        if command.endswith("&"):
+            pending += command[:-1] + " "
+            continue
+        command, pending = (pending + command).strip(), ""
+        if command:
+            out[-1][1].append(command)
+    return out
+
+
+@dataclass
+class MDResult:
+    run: MDRun
+    out_dir: Path
+    status: str  # completed | interrupted | unstable
+    thermo: list[dict] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+
+    @property
+    def trajectory(self) -> Path:
+        return self.out_dir / "trajectory.dump"
+
+
+class _StopRequest:
+    """SIGINT sets a flag; every rank stops after the same chunk (the flag is MPI-reduced).
+
+    A second Ctrl-C raises KeyboardInterrupt at once (the run is then not tidied up).
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> _StopRequest:
+        with contextlib.suppress(ValueError):  # not the main thread: no handler, no flag
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def agreed(self, comm) -> bool:
+        return bool(comm.allreduce(int(self.requested), op=_mpi_max()))
+
+
+def _mpi_max():
+    from toolkit.lammps import mpi
+
+    return mpi().MAX
+
+
+class _Runner:
+    """Executes a filled-in input section by section, running each ``run N`` in chunks."""
+
+    def __init__(self, lmp: Lammps, run: MDRun, model: PairModel, bar: tqdm,
+                 stop: _StopRequest):
+        self.lmp, self.run, self.model, self.bar, self.stop = lmp, run, model, bar, stop
+        self.thermo: list[dict] = []
+        self.min_distance = run.min_pair_distance_sigma * min(
+            element(s).lj_sigma for s in run.species)
+        self.production_seconds = 0.0
+        self.production_steps = 0
+
+    def execute(self, phase: str, commands: list[str]) -> bool:
+        """Run one section; False when a stop was requested (the rest is skipped)."""
+        for command in commands:
+            words = command.split()
+            if words[0] == "run":
+                if not self._chunked_run(int(words[1]), phase):
+                    return False
+            else:
+                self.lmp.command(command)
+        return True
+
+    def _chunked_run(self, steps: int, phase: str) -> bool:
+        if steps == 0:
+            return True
+        start = int(self.lmp.raw.extract_global("ntimestep"))
+        done, first, previous = 0, True, None
+        self.bar.set_description(phase)
+        while done < steps:
+            k = min(self.run.thermo_every, steps - done)
+            began = time.perf_counter()
+            try:
+                self.lmp.command(f"run {k} start {start} stop {start + steps} "
+                                 f"pre {'yes' if first else 'no'} post no")
+            except LammpsError as exc:
+                # keep LAMMPS's reason, drop the echoed command and the docs link
+                reason = str(exc).split("`: ", 1)[-1].split("\n")[0].strip()
+                raise self._unstable(phase, start + done + k, f"LAMMPS stopped during steps "
+                                     f"{start + done}-{start + done + k}: {reason}",
+                                     previous) from None
+            if phase == "production":
+                self.production_seconds += time.perf_counter() - began
+                self.production_steps += k
+            first, done = False, done + k
+            row = self._thermo_row(phase)
+            self._check(row, previous, phase)
+            self.thermo.append(row)
+            previous = row
+            self.bar.update(k)
+            if self.stop.agreed(self.lmp.comm):
+                return False
+        return True
+
+    def _thermo_row(self, phase: str) -> dict:
+        # last_thermo, not get_thermo: the latter returns 0 for compute columns (c_closest)
+        printed = self.lmp.raw.last_thermo()
+        row = {"phase": phase}
+        for key, name in zip(THERMO_COLUMNS, THERMO_NAMES, strict=True):
+            row[key] = float(printed[name])
+        row["step"] = int(row["step"])
+        if row["step"] != int(self.lmp.raw.extract_global("ntimestep")):
+            raise RuntimeError("LAMMPS thermo output is stale; thermo must print every chunk")
+        return row
+
+    def _check(self, row: dict, previous: dict | None, phase: str) -> None:
+        n = self.run.natoms
+        values = [row[k] for k in THERMO_COLUMNS[1:]]
+        if not all(math.isfinite(v) for v in values):
+            raise self._unstable(phase, row["step"], "energy or temperature became NaN/inf",
+                                 previous)
+        hottest = max(self.run.temperature, 2.5 * self.run.temperature if phase == "melt" else 0)
+        if row["temp"] > MAX_TEMPERATURE_FACTOR * hottest:
+            raise self._unstable(phase, row["step"], f"temperature ran away to "
+                                 f"{row['temp']:.4g} K (target {hottest:g} K)", previous)
+        if row["closest"] < self.min_distance:
+            raise self._unstable(
+                phase, row["step"], f"two atoms came {row['closest']:.3f} A apart (limit "
+                f"{self.min_distance:.3f} A = {self.run.min_pair_distance_sigma} sigma): the "
+                "atoms collapse onto each other", previous)
+        if phase != "melt" and self.model.training_energy is not None:
+            expected, scale = self.model.training_energy
+            distance = abs(row["pe"] / n - expected) / scale
+            if distance > MAX_TRAINING_SCALES:
+                raise self._unstable(
+                    phase, row["step"], f"potential energy {row['pe'] / n:.5g} eV/atom is "
+                    f"{distance:.3g} training scales ({scale:.3g} eV) from the training "
+                    f"data's {expected:.5g} eV/atom (limit {MAX_TRAINING_SCALES:g})", previous)
+        if previous is not None:
+            jump = abs(row["etotal"] - previous["etotal"]) / n
+            if jump > MAX_ENERGY_JUMP:
+                raise self._unstable(phase, row["step"], f"total energy jumped by {jump:.4g} "
+                                     f"eV/atom within {row['step'] - previous['step']} steps "
+                                     f"(limit {MAX_ENERGY_JUMP} eV/atom)", previous)
+
+    def _unstable(self, phase: str, step: int, what: str, previous: dict | None
+                  ) -> MDInstabilityError:
+        last = ("no earlier chunk of this phase" if previous is None else
+                f"last good chunk: step {previous['step']}, T = {previous['temp']:.1f} K, "
+                f"pe = {previous['pe'] / self.run.natoms:.5f} eV/atom")
+        if phase == "melt" or self.model.training_energy is None:
+            cause = "the timestep is too large for this temperature (classical LJ is robust)"
+        else:
+            cause = ("the potential is extrapolating outside its training data (e.g. atoms "
+                     "closer than in any training frame) or is broken; check its test "
+                     "metrics, train on more diverse frames, or try a smaller timestep")
+        return MDInstabilityError(
+            f"MD of {self.run.system} with {self.run.potential} stopped in the "
+            f"{phase} phase at step {step} ({step * self.run.timestep:g} ps): {what}. "
+            f"{last}. Likely cause: {cause}.", step, phase)
+
+
+def run_md(
+    potential: str | Path | PairModel,
+    system: str = "Ar",
+    atoms: int = 108,
+    temperature: float = 120.0,
+    ensemble: str = "nvt",
+    steps: int = 5000,
+    seed: int = 1,
+    out_dir: str | Path = "runs/md",
+    per_atom_energies: bool = False,
+    progress: bool = True,
+    *,
+    comm=None,
+    **settings,
+) -> MDResult:
+    """Run MD of the liquid with ``potential``; returns the result (files in ``out_dir``).
+
+    ``settings`` are further :class:`MDRun` fields (timestep ps, melt_steps,
+    equilibration_steps, thermo_every, dump_every, cutoff_sigma). Raises
+    :class:`MDInstabilityError` if the run blows up (after writing a partial summary); a
+    Ctrl-C stops after the current chunk and returns with ``status == "interrupted"``.
+    """
+    label = potential.label if isinstance(potential, PairModel) else str(potential)
+    run = MDRun(label, system, atoms, temperature, ensemble, steps, seed,
+                per_atom_energies=per_atom_energies, **settings)
+    model = load_pair_model(potential, system, run.cutoff_sigma)
+    comm = comm if comm is not None else world_comm()
+    rank0 = comm.Get_rank() == 0
+    out = Path(out_dir).resolve()
+    if rank0:
+        out.mkdir(parents=True, exist_ok=True)
+        for stale in ("trajectory.dump", "summary.json", "thermo.csv", "comparison.json",
+                      "rdf.png"):
+            (out / stale).unlink(missing_ok=True)
+    text = input_text(run, model, dump_file=str(out / "trajectory.dump"),
+                      species_file=str(out / SPECIES_FILE))
+    if rank0:
+        # the written input names its files relative to itself, so the folder can be moved
+        atomic_write_text(out / "md.lmp", input_text(run, model))
+        species = species_file_text(run, model)
+        if species is not None:
+            atomic_write_text(out / SPECIES_FILE, species)
+    comm.Barrier()  # LAMMPS reads the species file on rank 0 only, but after it exists
+    total = run.melt_steps + run.equilibration_steps + run.steps
+    status, error = "completed", None
+    began = time.perf_counter()
+    with (Lammps(comm=comm, log=out / "log.lammps") as lmp, _StopRequest() as stop,
+          tqdm(total=total, unit="step", disable=not progress or not rank0) as bar):
+        runner = _Runner(lmp, run, model, bar, stop)
+        try:
+            for phase, commands in sections(text):
+                if not runner.execute(phase, commands):
+                    status = "interrupted"
+                    break
+        except MDInstabilityError as exc:
+            status, error = "unstable", exc
+        finally:
+            # close the dump so every frame written so far is complete on disk
+            with contextlib.suppress(LammpsError):
+                lmp.command("undump trajectory")
+    result = MDResult(run, out, status, runner.thermo)
+    result.summary = _summary(result, model, runner, comm.Get_size(),
+                              time.perf_counter() - began, error)
+    if rank0:
+        _write_thermo(out / "thermo.csv", runner.thermo)
+        atomic_write_text(out / "summary.json", json.dumps(result.summary, indent=1) + "\n")
+    if error is not None:
+        raise error
+    return result
+
+
+def _summary(result: MDResult, model: PairModel, runner: _Runner, ranks: int,
+             seconds: float, error: Exception | None) -> dict:
+    from toolkit.md_analysis import energy_drift
+
+    run = result.run
+    rows = [r for r in runner.thermo if r["phase"] == "production"]
+    summary = {"run": asdict(run), "potential_label": model.label, "status": result.status,
+               "ranks": ranks, "wall_seconds": seconds,
+               "production_steps_done": runner.production_steps}
+    if error is not None:
+        summary["error"] = str(error)
+    if runner.production_seconds > 0:
+        ns = runner.production_steps * run.timestep * 1e-3
+        summary["ns_per_day"] = ns / (runner.production_seconds / 86400.0)
+    if rows:
+        pe = np.array([r["pe"] for r in rows]) / run.natoms
+        temp = np.array([r["temp"] for r in rows])
+        summary.update(mean_pe_per_atom=float(pe.mean()), std_pe_per_atom=float(pe.std()),
+                       mean_temperature=float(temp.mean()))
+    if run.ensemble == "nve" and len(rows) >= 3:
+        summary["nve"] = energy_drift(np.array([r["time"] for r in rows]),
+                                      np.array([r["etotal"] for r in rows]),
+                                      np.array([r["ke"] for r in rows]), run.natoms)
+    return summary
+
+
+def _write_thermo(path: Path, rows: list[dict]) -> None:
+    header = ("phase",) + THERMO_COLUMNS
+    lines = [",".join(header)]
+    lines += [",".join(str(r[k]) if k in ("phase", "step") else repr(float(r[k]))
+                       for k in header) for r in rows]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def compare_with_reference(result: MDResult, reference: str = "lj", progress: bool = True,
+                           comm=None) -> dict:
+    """Repeat ``result``'s run with the classical reference and compare the two.
+
+    The reference run goes to ``<out>/reference_<name>/`` with identical settings (same
+    seed, so the same melted start); written next to the model run: ``comparison.json``
+    and ``rdf.png`` (g(r) side by side; partials for the mixture). Returns the numbers:
+    integrated |g_model - g_ref| (A), mean potential energy per atom (eV), NVE drift.
+    """
+    from toolkit.md_analysis import compare_runs
+
+    comm = comm if comm is not None else world_comm()
+    settings = asdict(result.run)
+    for key in ("potential", "system", "natoms", "temperature", "ensemble", "steps", "seed",
+                "per_atom_energies"):
+        settings.pop(key)
+    run = result.run
+    reference_dir = result.out_dir / f"reference_{reference.replace('+', '_')}"
+    run_md(f"{REFERENCE_PREFIX}{reference}", run.system, run.natoms, run.temperature,
+           run.ensemble, run.steps, run.seed, reference_dir, run.per_atom_energies, progress,
+           comm=comm, **settings)
+    comparison = None
+    if comm.Get_rank() == 0:
+        comparison = compare_runs(result.out_dir, reference_dir,
+                                  plot=result.out_dir / "rdf.png")
+        atomic_write_text(result.out_dir / "comparison.json",
+                          json.dumps(comparison, indent=1) + "\n")
+    return comm.bcast(comparison, root=0)
