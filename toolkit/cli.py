@@ -129,6 +129,36 @@ def _cmd_md(args: argparse.Namespace) -> None:
                   + f"; {result.out_dir / 'rdf.png'}, {result.out_dir / 'comparison.json'}")
 
 
+def _cmd_sweep(args: argparse.Namespace) -> None:
+    from toolkit.lammps import world_comm
+    from toolkit.sweep import read_config, run_sweep
+
+    config = read_config(args.config)
+    results = run_sweep(config, args.out, progress=not args.quiet)
+    if world_comm().Get_rank() == 0:
+        print(f"wrote {results} ({len(config.cells())} cells x {len(config.seeds)} seeds)")
+
+
+def _cmd_report(args: argparse.Namespace) -> None:
+    from toolkit.plots import sweep_figures
+    from toolkit.sweep import read_results
+
+    rows = read_results(args.results)
+    paths = sweep_figures(rows, args.out, local_metric=args.local_metric)
+    print("wrote " + ", ".join(str(p) for p in paths if p.suffix == ".png"))
+
+
+def _cmd_export(args: argparse.Namespace) -> None:
+    from toolkit.sweep import export_member
+
+    hidden = args.hidden
+    if len(set(hidden)) != 1:
+        raise ValueError("sweep cells have equal widths in every layer; repeat one --hidden")
+    path = export_member(args.sweep, args.system, args.activation, len(hidden), hidden[0],
+                         args.seed, args.out)
+    print(f"wrote potential {path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aetk",
@@ -212,6 +242,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder, e.g. runs/NAME")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_md)
+    p = sub.add_parser("sweep", help="train an architecture x seed grid on totals; one "
+                       "results table (resumable; cells shared out under mpirun)")
+    p.add_argument("--config", required=True, help="sweep TOML, e.g. sweeps/quick.toml")
+    p.add_argument("--out", required=True, help="sweep directory (results.csv, cells/, data/)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser("report", help="the paper's figures from a sweep's results (PNG, PDF)")
+    p.add_argument("--results", required=True, help="sweep directory or results.csv")
+    p.add_argument("--out", required=True, help="figure directory")
+    p.add_argument("--local-metric", default="local_r2_aligned",
+                   choices=["local_r2_aligned", "local_r2", "local_pearson"])
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("export", help="write one sweep member as a potential directory")
+    p.add_argument("--sweep", required=True)
+    p.add_argument("--system", required=True, choices=["Ar", "Kr", "ArKr"])
+    p.add_argument("--activation", required=True)
+    p.add_argument("--hidden", type=int, action="append", required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_cmd_export)
     return parser
 
 

@@ -11,6 +11,8 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from toolkit.networks import ArchitectureError
     from toolkit.potential import PotentialError
     from toolkit.species import UnknownSpeciesError
+    from toolkit.sweep import SweepConfigError
 
     return (FrameError, SpecError, LammpsError, UnknownSpeciesError, ArchitectureError,
-            PotentialError, MDInstabilityError, ValueError, FileNotFoundError)
+            PotentialError, MDInstabilityError, SweepConfigError, ValueError,
+            FileNotFoundError)

@@ -1,0 +1,164 @@
+"""Sweeps: resume after a kill without lost or duplicated rows, MPI == serial, spot-check
+against LAMMPS, figures."""
+
+from __future__ import annotations
+
+import csv
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from toolkit.data import read_frames, write_frames
+from toolkit.evaluation import predict, score
+from toolkit.potential import read_potential
+from toolkit.sweep import export_member, read_config, read_results, run_sweep
+
+BIN = Path(sys.executable).parent
+TIMING = {"cell_seconds"}
+
+
+def _write_config(root: Path, name: str, iterations: int) -> Path:
+    path = root / f"{name}.toml"
+    path.write_text(f"""
+[sweep]
+systems = ["ArKr"]
+activations = ["tanh", "linear"]
+depths = [1, 2]
+widths = [1, 3]
+seeds = [0, 1]
+[data]
+files = {{ ArKr = "{root / 'arkr.extxyz'}" }}
+[training]
+max_iterations = {iterations}
+patience = {iterations}
+""")
+    return path
+
+
+@pytest.fixture(scope="module")
+def frames_root(tmp_path_factory):
+    from toolkit.reference.classical import ClassicalRun, generate_frames
+
+    root = tmp_path_factory.mktemp("sweep")
+    frames = generate_frames(ClassicalRun("ArKr", n_frames=15, seed=4, melt_steps=300,
+                                          equilibration_steps=300), progress=False)
+    write_frames(root / "arkr.extxyz", frames)
+    return root
+
+
+@pytest.fixture(scope="module")
+def config_file(frames_root):
+    return _write_config(frames_root, "tiny", 15)
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+def _key(row):
+    return (row["system"], row["activation"], row["depth"], row["width"], row["seed"])
+
+
+def test_resume_after_kill_loses_and_duplicates_nothing(config_file, tmp_path):
+    config = read_config(config_file)
+    out = tmp_path / "run"
+    run_sweep(config, out, progress=False, stop_after=3)  # as if killed after 3 cells
+    first = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.pt")}
+    assert len(first) == 3 and len(_rows(out / "results.csv")) == 3 * 2
+    run_sweep(config, out, progress=False)
+    rows = _rows(out / "results.csv")
+    keys = [_key(r) for r in rows]
+    assert len(keys) == len(set(keys)) == 8 * 2  # 8 cells x 2 seeds, each once
+    for name, mtime in first.items():  # finished cells were not trained again
+        assert (out / "cells" / name).stat().st_mtime_ns == mtime
+
+
+def test_real_kill_mid_sweep_then_resume(frames_root, tmp_path):
+    out = tmp_path / "killed"
+    slow = _write_config(frames_root, "slow", 400)  # cells of ~1 s, so the kill lands mid-way
+    command = [str(BIN / "aetk"), "sweep", "--config", str(slow), "--out", str(out),
+               "--quiet"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((out / "cells").glob("*.csv"))) < 2:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = len(list((out / "cells").glob("*.csv")))
+    assert 2 <= done < 8, "the kill should land mid-sweep"
+    subprocess.run(command, check=True, capture_output=True, timeout=300)
+    keys = [_key(r) for r in _rows(out / "results.csv")]
+    assert len(keys) == len(set(keys)) == 16
+
+
+@pytest.mark.mpi
+def test_two_ranks_give_the_serial_table(config_file, tmp_path):
+    serial, parallel = tmp_path / "serial", tmp_path / "mpi"
+    run_sweep(read_config(config_file), serial, progress=False)
+    subprocess.run([str(BIN / "mpirun"), "-np", "2", str(BIN / "aetk"), "sweep", "--config",
+                    str(config_file), "--out", str(parallel), "--quiet"], check=True,
+                   capture_output=True, timeout=300)
+    a, b = _rows(serial / "results.csv"), _rows(parallel / "results.csv")
+    assert len(a) == len(b) == 16
+    for row_a, row_b in zip(a, b, strict=True):
+        assert {k: v for k, v in row_a.items() if k not in TIMING} == \
+            {k: v for k, v in row_b.items() if k not in TIMING}
+
+
+def test_best_and_worst_members_through_lammps_match_the_table(config_file, tmp_path):
+    config = read_config(config_file)
+    out = tmp_path / "spot"
+    run_sweep(config, out, progress=False)
+    rows = read_results(out)
+    rows.sort(key=lambda r: r["local_r2_aligned"])
+    frames = read_frames(config.data.files["ArKr"])
+    for row in (rows[0], rows[-1]):
+        target = export_member(out, row["system"], row["activation"], row["depth"],
+                               row["width"], row["seed"], tmp_path / f"pot{row['seed']}")
+        potential = read_potential(target)
+        test = [frames[i] for i in potential.meta["data"]["split"]["test"]]
+        metrics = score(potential, test, predict(potential, test, progress=False))
+        assert abs(metrics["local_aligned"]["r2"] - row["local_r2_aligned"]) < 1e-8
+        assert abs(metrics["total"]["r2"] - row["total_r2"]) < 1e-8
+    assert rows[0]["local_r2_aligned"] < rows[-1]["local_r2_aligned"]
+
+
+def test_report_draws_the_paper_figures(config_file, tmp_path):
+    out = tmp_path / "fig"
+    run_sweep(read_config(config_file), out, progress=False)
+    result = subprocess.run([str(BIN / "aetk"), "report", "--results", str(out), "--out",
+                             str(out / "figures")], capture_output=True, text=True, check=True)
+    for name in ("fig2_local_r2_tanh", "fig7_total_r2", "fig8_local_r2"):
+        for suffix in (".png", ".pdf"):
+            assert (out / "figures" / f"{name}{suffix}").stat().st_size > 5000
+    assert "fig7_total_r2.png" in result.stdout
+
+
+def test_unknown_config_keys_are_refused(tmp_path):
+    from toolkit.sweep import SweepConfigError
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[sweep]\nsystems=["Ar"]\nactivations=["gelu"]\ndepths=[1]\nwidths=[1]\n'
+                   'seeds=[0]\n')
+    with pytest.raises(SweepConfigError, match="gelu"):
+        read_config(bad)
+    bad.write_text('[sweep]\nsystems=["Ar"]\nactivations=["tanh"]\ndepths=[1]\nwidths=[1]\n'
+                   'seeds=[0]\nwidth=[2]\n')
+    with pytest.raises(SweepConfigError, match="unknown keys \\['width'\\]"):
+        read_config(bad)
+
+
+def test_summary_means_and_stds(config_file, tmp_path):
+    from toolkit.sweep import summarise
+
+    rows = [{"system": "Ar", "activation": "tanh", "depth": 1, "width": w, "seed": s,
+             "m": float(w + s)} for w in (1, 4) for s in (0, 2)]
+    widths, mean, std = summarise(rows, "m")[("Ar", "tanh", 1)]
+    assert widths.tolist() == [1, 4] and mean.tolist() == [2.0, 5.0]
+    np.testing.assert_allclose(std, [1.0, 1.0])
