@@ -87,6 +87,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     if args.frames == "test":
         split = potential.meta["data"]["split"]["test"]
         frames = [frames[i] for i in split]
+    if args.replicate > 1:
+        from toolkit.evaluation import replicate
+
+        frames = [replicate(atoms, args.replicate) for atoms in frames]
     out = args.out or str(Path(args.potential) / "evaluation.json")
     metrics = evaluate_to_files(potential, frames, args.data, out, mode=args.mode,
                                 progress=not args.quiet)
@@ -145,6 +149,13 @@ def _cmd_report(args: argparse.Namespace) -> None:
 
     rows = read_results(args.results)
     paths = sweep_figures(rows, args.out, local_metric=args.local_metric)
+    transfer = Path(args.results)
+    transfer = (transfer if transfer.is_dir() else transfer.parent) / "transfer.csv"
+    if transfer.is_file():
+        from toolkit.plots import transfer_figures
+
+        paths += transfer_figures(read_results(transfer), args.out,
+                                  local_metric=args.local_metric)
     print("wrote " + ", ".join(str(p) for p in paths if p.suffix == ".png"))
 
 
@@ -157,6 +168,37 @@ def _cmd_export(args: argparse.Namespace) -> None:
     path = export_member(args.sweep, args.system, args.activation, len(hidden), hidden[0],
                          args.seed, args.out)
     print(f"wrote potential {path}")
+
+
+def _cmd_assemble(args: argparse.Namespace) -> None:
+    from toolkit.transfer import assemble
+
+    sources = {}
+    for item in args.element:
+        element, sep, path = item.partition("=")
+        if not sep or not path:
+            raise ValueError(f"--element {item!r}: write ELEMENT=POTENTIAL_DIR, e.g. Ar=pots/ar")
+        sources[element] = path
+    potential = assemble(sources, args.out)
+    print(f"wrote potential {potential.directory} ("
+          + ", ".join(f"{e} from {p}" for e, p in sources.items()) + ")")
+
+
+def _cmd_transfer(args: argparse.Namespace) -> None:
+    from toolkit.lammps import world_comm
+    from toolkit.sweep import SweepConfigError, read_config
+    from toolkit.transfer import run_transfer
+
+    if args.config:
+        import json
+
+        stored = json.loads((Path(args.results) / "config.json").read_text())
+        if read_config(args.config).to_dict() != stored:
+            raise SweepConfigError(f"{args.config} is not the config the sweep in "
+                                   f"{args.results} ran with (see its config.json)")
+    out = run_transfer(args.results, args.out, progress=not args.quiet)
+    if world_comm().Get_rank() == 0:
+        print(f"wrote {out}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -214,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'test': only the potential's held-out test frames of its own data")
     p.add_argument("--mode", choices=["frames", "domain"], default="frames",
                    help="under mpirun: share frames over ranks, or decompose each frame")
+    p.add_argument("--replicate", type=int, default=1,
+                   help="evaluate each frame repeated N x N x N (large-box path)")
     p.add_argument("--out", help="metrics JSON (default POTENTIAL/evaluation.json)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_evaluate)
@@ -264,6 +308,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=_cmd_export)
+    p = sub.add_parser("assemble", help="one LAMMPS potential from per-element networks of "
+                       "different potentials (e.g. pure Ar + pure Kr for the mixture)")
+    p.add_argument("--element", action="append", required=True,
+                   help="ELEMENT=POTENTIAL_DIR; repeat per element")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_cmd_assemble)
+
+    p = sub.add_parser("transfer", help="pure->mixture and mixture->pure evaluations of every "
+                       "sweep member through LAMMPS (works under mpirun)")
+    p.add_argument("--results", required=True, help="sweep directory")
+    p.add_argument("--config", help="the sweep TOML (checked against the sweep's config)")
+    p.add_argument("--out", help="table (default SWEEP/transfer.csv)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_transfer)
     return parser
 
 

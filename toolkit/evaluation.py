@@ -46,6 +46,13 @@ class PotentialSession:
         self.lmp.commands(["neighbor 1.0 bin", "compute peatom all pe/atom",
                            "thermo_style custom step pe"])
 
+    def switch(self, potential: Potential) -> None:
+        """Load another potential into the same LAMMPS instance (same element order)."""
+        if potential.elements != self.potential.elements:
+            raise ValueError("a session can only switch between potentials of one element set")
+        self.potential = potential
+        self.lmp.commands(potential.pair_commands())
+
     def __enter__(self) -> PotentialSession:
         return self
 
@@ -55,6 +62,11 @@ class PotentialSession:
     def evaluate(self, atoms: Atoms) -> tuple[float, np.ndarray, np.ndarray]:
         """(energy eV, per-atom energies (N,), forces (N, 3)) of one frame."""
         self.lmp.load_atoms(atoms, self.potential.spec.type_of)
+        if self.lmp.comm.Get_size() > 1:
+            # Domain-decomposed ML-IAP crashed (segfault) on the 11th of a series of
+            # 2,916-atom frames with LAMMPS 2025.7.22 unless its pair style is set up
+            # afresh per frame; re-reading the model costs milliseconds.
+            self.lmp.commands(self.potential.pair_commands())
         self.lmp.command("run 0 post no")
         return (self.lmp.thermo("pe"), self.lmp.gather("c_peatom", 1)[:, 0],
                 self.lmp.gather("f", 3))
@@ -152,6 +164,14 @@ def evaluate_to_files(
         atomic_write_text(out, json.dumps(report, indent=1) + "\n")
         write_per_atom_table(out.with_suffix(".atoms.csv"), frames, prediction)
     return metrics
+
+
+def replicate(atoms: Atoms, n: int) -> Atoms:
+    """The frame repeated n x n x n times (labels scaled), for large-box evaluation."""
+    big = atoms.repeat((n, n, n))
+    if "energy" in atoms.info:
+        big.info["energy"] = atoms.info["energy"] * n**3
+    return big
 
 
 def read_per_atom_table(path: str | Path) -> dict[str, np.ndarray]:

@@ -83,3 +83,23 @@ def sweep_figures(rows, out: str | Path, local_metric: str = "local_r2_aligned",
     paths += architectures_figure(rows, local_metric, label, out, "fig8_local_r2",
                                   ceilings=ceilings)
     return paths
+
+
+def transfer_figures(rows, out: str | Path,
+                     local_metric: str = "local_r2_aligned") -> list[Path]:
+    """Fig. 3/4 (transferred total/local R2, tanh, 1 layer) and Fig. 9/10 (all archs).
+
+    Lines Ar and Kr: mixture-trained networks on the pure liquids; Mx: pure-trained
+    networks combined per element on the mixture.
+    """
+    out = Path(out)
+    label = "local-energy R2" + (" (offset-aligned)" if "aligned" in local_metric else "")
+    paths = width_figure(rows, "total_r2", "transferred total-energy R2", out,
+                         "fig3_transfer_total_r2_tanh")
+    paths += width_figure(rows, local_metric, "transferred " + label, out,
+                          "fig4_transfer_local_r2_tanh")
+    paths += architectures_figure(rows, "total_r2", "transferred total-energy R2", out,
+                                  "fig9_transfer_total_r2")
+    paths += architectures_figure(rows, local_metric, "transferred " + label, out,
+                                  "fig10_transfer_local_r2")
+    return paths

@@ -295,7 +295,7 @@ def read_results(path: str | Path) -> list[dict]:
     with open(path) as handle:
         rows = list(csv.DictReader(handle))
     ints = {"depth", "width", "seed", "n_params", "best_iteration", "n_train", "n_test"}
-    texts = {"system", "activation", "hidden"}
+    texts = {"system", "activation", "hidden", "direction"}
     for row in rows:
         for key, value in row.items():
             if key in ints:

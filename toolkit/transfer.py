@@ -1,0 +1,229 @@
+"""Transfer: per-element networks from different potentials combined in one LAMMPS model.
+
+In the paper, networks trained on pure Ar and pure Kr are combined so that each atom's
+environment is handled by its own species' network, and evaluated on the mixture;
+mixture-trained networks are evaluated on the pure liquids. Every evaluation runs through
+LAMMPS (``pair_style mliap``); under ``mpirun`` the potentials are shared out over ranks,
+each rank reusing one LAMMPS instance for all of its potentials and frames.
+
+Combining is exact: each source's energy scale is folded into its own output layer, so the
+assembled species network is the very function the source potential evaluates.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from toolkit.data import atomic_write_text, read_frames, split_frames
+from toolkit.descriptors import DescriptorSpec
+from toolkit.evaluation import PotentialSession, Prediction, check_frames_for, score
+from toolkit.networks import Architecture, EnsembleNetworks, Normalisation
+from toolkit.potential import Potential, PotentialError, read_potential, write_potential
+
+
+@dataclass
+class Networks:
+    """Per-species networks of one model: what a potential holds, without the files."""
+
+    spec: DescriptorSpec
+    architecture: Architecture
+    theta: torch.Tensor  # (P,)
+    normalisation: Normalisation
+    trained_elements: list[str]
+
+    @classmethod
+    def of(cls, potential: Potential) -> Networks:
+        return cls(potential.spec, potential.architecture, potential.theta.reshape(-1),
+                   potential.normalisation, list(potential.trained_elements))
+
+
+def combine(sources: dict[str, Networks], where: dict[str, str] | None = None) -> Networks:
+    """One model whose element-s network is the element-s network of ``sources[s]``.
+
+    Refuses sources with different descriptor specs or architectures (LAMMPS ``nn`` shares
+    one architecture across elements) and sources without a trained network for their
+    element. ``where`` names each source for error messages.
+    """
+    where = where or {s: f"the {s} source" for s in sources}
+    first_element = next(iter(sources))
+    first = sources[first_element]
+    for element, source in sources.items():
+        if source.spec != first.spec:
+            raise PotentialError(f"{where[element]} and {where[first_element]} use different "
+                                 "descriptor specs; transfer needs one shared spec")
+        if source.architecture != first.architecture:
+            raise PotentialError(
+                f"{where[element]} ({source.architecture.label}) and {where[first_element]} "
+                f"({first.architecture.label}) differ in architecture; LAMMPS mliap nn "
+                "shares one architecture across elements")
+        if element not in source.trained_elements:
+            raise PotentialError(f"{where[element]} has no trained {element} network "
+                                 f"(trained: {source.trained_elements})")
+    spec = first.spec
+    unknown = set(sources) - set(spec.elements)
+    if unknown:
+        raise PotentialError(f"elements {sorted(unknown)} are not in the descriptor spec "
+                             f"{list(spec.elements)}")
+    networks = EnsembleNetworks(first.architecture, len(spec.elements), spec.n_descriptors)
+    size = networks.per_species
+    theta = torch.zeros(networks.n_params, dtype=torch.float64)
+    mean = np.zeros((len(spec.elements), spec.n_descriptors))
+    std = np.ones_like(mean)
+    shift = np.zeros(len(spec.elements))
+    for s, element in enumerate(spec.elements):
+        if element not in sources:
+            continue
+        source = sources[element]
+        block = source.theta[s * size:(s + 1) * size].clone()
+        last_w = first.architecture.layer_sizes(spec.n_descriptors)[-1][0]
+        block[-(last_w + 1):] *= source.normalisation.scale  # output weights and bias
+        theta[s * size:(s + 1) * size] = block
+        mean[s] = source.normalisation.mean[s]
+        std[s] = source.normalisation.std[s]
+        shift[s] = source.normalisation.shift[s]
+    return Networks(spec, first.architecture, theta, Normalisation(mean, std, 1.0, shift),
+                    [e for e in spec.elements if e in sources])
+
+
+def write_networks(networks: Networks, out: str | Path, meta: dict) -> Path:
+    return write_potential(out, networks.spec, networks.architecture, networks.theta,
+                           networks.normalisation, networks.trained_elements, meta)
+
+
+def assemble(sources: dict[str, str | Path], out: str | Path) -> Potential:
+    """`aetk assemble`: one potential directory from per-element source potentials."""
+    potentials = {element: read_potential(path) for element, path in sources.items()}
+    combined = combine({e: Networks.of(p) for e, p in potentials.items()},
+                       {e: str(p.directory) for e, p in potentials.items()})
+    meta = {"assembled_from": {e: {"directory": str(p.directory),
+                                   "model_sha256": p.meta["files"]["model.mliap.nn"]}
+                               for e, p in potentials.items()}}
+    write_networks(combined, out, meta)
+    return read_potential(out)
+
+
+# -- the transfer study over a sweep -------------------------------------------------------------
+TRANSFER_COLUMNS = ["system", "direction", "activation", "depth", "width", "seed",
+                    "total_r2", "total_pearson", "total_rmse", "local_r2", "local_pearson",
+                    "local_r2_aligned", "local_rmse_aligned"]
+
+
+def _member(sweep_dir: Path, spec: DescriptorSpec, system, activation, depth, width, seed):
+    from toolkit.sweep import load_member
+
+    architecture, theta, norm, trained = load_member(sweep_dir, system, activation, depth,
+                                                     width, seed)
+    return Networks(spec, architecture, theta, Normalisation.from_dict(norm),
+                    [spec.elements[s] for s in trained])
+
+
+def transfer_tasks(config, sweep_dir: Path) -> list[tuple]:
+    """(target system, direction, activation, depth, width, seed) with all inputs finished."""
+    from toolkit.sweep import cell_id, finished_cells
+
+    done = finished_cells(sweep_dir)
+    tasks = []
+    for activation in config.activations:
+        for depth in config.depths:
+            for width in config.widths:
+                have = {s for s in ("Ar", "Kr", "ArKr")
+                        if cell_id(s, activation, depth, width) in done}
+                for seed in config.seeds:
+                    if {"Ar", "Kr", "ArKr"} <= have:
+                        tasks.append(("ArKr", "pure->mixture", activation, depth, width, seed))
+                    if "ArKr" in have:
+                        tasks += [(target, "mixture->pure", activation, depth, width, seed)
+                                  for target in ("Ar", "Kr") if target in config.systems]
+    return tasks
+
+
+def _task_networks(task, sweep_dir: Path, spec: DescriptorSpec) -> Networks:
+    target, direction, activation, depth, width, seed = task
+    if direction == "mixture->pure":
+        return _member(sweep_dir, spec, "ArKr", activation, depth, width, seed)
+    pure = {e: _member(sweep_dir, spec, e, activation, depth, width, seed) for e in ("Ar", "Kr")}
+    return combine(pure, {e: f"sweep cell {e} {activation} d{depth} w{width} seed {seed}"
+                          for e in pure})
+
+
+def run_transfer(sweep_dir: str | Path, out: str | Path | None = None, comm=None,
+                 progress: bool = True) -> Path:
+    """Evaluate every transfer of a finished sweep through LAMMPS; write transfer.csv."""
+    from toolkit.lammps import self_comm, world_comm
+    from toolkit.sweep import _config_from_dict, data_path
+
+    comm = comm or world_comm()
+    rank, size = comm.Get_rank(), comm.Get_size()
+    sweep_dir = Path(sweep_dir)
+    config = _config_from_dict(json.loads((sweep_dir / "config.json").read_text()))
+    spec = config.spec
+    test_frames = {}
+    for system in config.systems:
+        frames = read_frames(data_path(config, system, sweep_dir))
+        split = split_frames(len(frames), config.split_seed)
+        test_frames[system] = [frames[i] for i in split.test]
+    tasks = transfer_tasks(config, sweep_dir)
+    mine = tasks[rank::size]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="aetk-transfer-") as scratch:
+        session = None
+        for index, task in enumerate(tqdm(mine, desc="transfer", unit="model",
+                                          disable=not progress or rank != 0)):
+            networks = _task_networks(task, sweep_dir, spec)
+            potential_dir = write_networks(networks, Path(scratch) / f"p{rank}-{index}",
+                                           {"transfer_task": list(task)})
+            potential = read_potential(potential_dir)
+            frames = test_frames[task[0]]
+            check_frames_for(potential, frames, f"{task[0]} test frames")
+            if session is None:  # one LAMMPS instance per rank, reused for every model
+                session = PotentialSession(potential, comm=self_comm())
+            else:
+                session.switch(potential)
+            energies, local = [], []
+            for atoms in frames:
+                energy, per_atom, _ = session.evaluate(atoms)
+                energies.append(energy)
+                local.append(per_atom)
+            prediction = Prediction(np.array(energies), np.concatenate(local), np.zeros((0, 3)),
+                                    np.zeros(0))
+            metrics = score(potential, frames, prediction)
+            rows.append(_row(task, metrics))
+        if session is not None:
+            session.lmp.close()
+    gathered = comm.gather(rows, root=0)
+    out = Path(out) if out else sweep_dir / "transfer.csv"
+    if rank == 0:
+        order = {task: i for i, task in enumerate(tasks)}
+        all_rows = sorted((r for part in gathered for r in part),
+                          key=lambda r: order[(r["system"], r["direction"], r["activation"],
+                                               r["depth"], r["width"], r["seed"])])
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=TRANSFER_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()}
+                         for r in all_rows)
+        atomic_write_text(out, buffer.getvalue())
+    comm.Barrier()
+    return out
+
+
+def _row(task, metrics: dict) -> dict:
+    target, direction, activation, depth, width, seed = task
+    local = metrics.get("local", {})
+    aligned = metrics.get("local_aligned", {})
+    return {"system": target, "direction": direction, "activation": activation,
+            "depth": depth, "width": width, "seed": seed,
+            "total_r2": metrics["total"]["r2"], "total_pearson": metrics["total"]["pearson"],
+            "total_rmse": metrics["total"]["rmse"], "local_r2": local.get("r2", float("nan")),
+            "local_pearson": local.get("pearson", float("nan")),
+            "local_r2_aligned": aligned.get("r2", float("nan")),
+            "local_rmse_aligned": aligned.get("rmse", float("nan"))}
