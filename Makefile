@@ -35,12 +35,13 @@ test-fast: setup
 bench: setup
 	$(PY) benchmarks/run.py --out benchmarks/results.json
 
-# The main job on the embedded classical reference (grows with the pipeline).
+# The main job on the embedded classical reference: data -> descriptors -> sweep of
+# per-species networks trained on totals -> transfer through LAMMPS -> the paper's figures.
+DEMO := runs/quick
 demo: setup
-	@for s in Ar Kr ArKr; do \
-	  $(VENV)/bin/aetk generate --system $$s --reference lj --frames 1000 --seed 1 --out runs/demo/$$s-lj.extxyz || exit 1; \
-	  $(VENV)/bin/aetk descriptors --data runs/demo/$$s-lj.extxyz || exit 1; \
-	done
+	$(VENV)/bin/mpirun -np $(NP) $(VENV)/bin/aetk sweep --config sweeps/quick.toml --out $(DEMO)
+	$(VENV)/bin/mpirun -np $(NP) $(VENV)/bin/aetk transfer --results $(DEMO) --quiet
+	$(VENV)/bin/aetk report --results $(DEMO) --out $(DEMO)/figures
 
 lint: setup
 	$(VENV)/bin/ruff check toolkit tests benchmarks

@@ -141,6 +141,135 @@ def md() -> dict:
     return out
 
 
+
+def _ar_dataset(n_frames: int = 300, system: str = "Ar"):
+    from toolkit.descriptors import DescriptorSpec, compute_descriptors
+    from toolkit.reference.classical import ClassicalRun, generate_frames
+
+    frames = generate_frames(ClassicalRun(system, n_frames=n_frames, seed=5), progress=False)
+    descriptors = compute_descriptors(frames, DescriptorSpec(), progress=False)
+    energies = [a.info["energy"] for a in frames]
+    return frames, descriptors, energies
+
+
+@benchmark
+def training() -> dict:
+    """Seconds per L-BFGS iteration (210 training frames of Ar, 1 thread) by width."""
+    from toolkit.networks import Architecture
+    from toolkit.training import TrainingSettings, train_ensemble
+
+    _, descriptors, energies = _ar_dataset()
+    fixed = TrainingSettings(max_iterations=30, patience=1000, gradient_tolerance=0.0,
+                             min_improvement=0.0)
+    out = {}
+    for width in (1, 8, 64, 256):
+        arch = Architecture((width,), "tanh")
+        seconds, ensemble = _timed(lambda a=arch: train_ensemble(
+            a, descriptors, energies, list(range(210)), list(range(210, 240)), [0],
+            settings=fixed, progress=False))
+        out[f"tanh_w{width}"] = {"s_per_iteration": seconds / fixed.max_iterations}
+    return out
+
+
+@benchmark
+def batched_vs_one_by_one() -> dict:
+    """5 seeds as one batched ensemble vs 5 separate trainings, same iterations and data."""
+    from toolkit.networks import Architecture
+    from toolkit.training import TrainingSettings, train_ensemble
+
+    _, descriptors, energies = _ar_dataset()
+    fixed = TrainingSettings(max_iterations=20, patience=1000, gradient_tolerance=0.0,
+                             min_improvement=0.0)
+    train, val = list(range(210)), list(range(210, 240))
+    out = {}
+    for width in (1, 4, 16, 64, 256):
+        arch = Architecture((width,), "tanh")
+        batched, _ = _timed(lambda a=arch: train_ensemble(
+            a, descriptors, energies, train, val, [0, 1, 2, 3, 4], settings=fixed,
+            progress=False))
+        single, _ = _timed(lambda a=arch: [train_ensemble(
+            a, descriptors, energies, train, val, [seed], settings=fixed, progress=False)
+            for seed in range(5)])
+        out[f"w{width}"] = {"batched_s": batched, "one_by_one_s": single,
+                            "speedup": single / batched}
+    return out
+
+
+@benchmark
+def lammps_evaluation() -> dict:
+    """Atoms/s of per-atom energies through LAMMPS: NN (tanh 16) vs linear SNAP, same spec."""
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+
+    from toolkit.descriptors import DescriptorSpec
+    from toolkit.evaluation import predict
+    from toolkit.networks import Architecture, EnsembleNetworks, Normalisation
+    from toolkit.potential import read_potential, write_potential
+
+    frames, _, _ = _ar_dataset(100, "ArKr")
+    spec = DescriptorSpec()
+    norm = Normalisation(np.zeros((2, 30)), np.ones((2, 30)), 0.01, np.full(2, -0.05))
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, hidden, activation in (("nn_tanh16", (16,), "tanh"),
+                                          ("linear_snap", (), "linear")):
+            arch = Architecture(hidden, activation)
+            nets = EnsembleNetworks(arch, 2, spec.n_descriptors)
+            theta = nets.initial_theta([0])[0] * 1e-3
+            path = write_potential(Path(tmp) / label, spec, arch, theta, norm, ["Ar", "Kr"], {})
+            potential = read_potential(path)
+            predict(potential, frames[:5], progress=False)
+            seconds, _ = _timed(lambda p=potential: predict(p, frames, progress=False))
+            out[label] = {"atoms_per_s": 100 * 108 / seconds}
+    out["nn_over_linear_time_ratio"] = (out["linear_snap"]["atoms_per_s"]
+                                        / out["nn_tanh16"]["atoms_per_s"])
+    return out
+
+
+@benchmark
+def mpi_evaluation() -> dict:
+    """`aetk evaluate` frames/s at 1 and 2 ranks; large box (108 x 27 atoms) domain speed-up."""
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from toolkit.data import write_frames
+    from toolkit.fitting import fit_potential
+    from toolkit.networks import Architecture
+    from toolkit.training import TrainingSettings
+
+    frames, _, _ = _ar_dataset(200, "ArKr")
+    bin_dir = Path(sys.executable).parent
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "arkr.extxyz"
+        write_frames(data, frames)
+        fit_potential(data, Path(tmp) / "pot", Architecture((16,), "tanh"),
+                      settings=TrainingSettings(max_iterations=5), progress=False)
+
+        def run(ranks, extra):
+            command = [str(bin_dir / "aetk"), "evaluate", "--potential", str(Path(tmp) / "pot"),
+                       "--data", str(data), "--out", str(Path(tmp) / "e.json"), "--quiet",
+                       *extra]
+            if ranks > 1:
+                command = [str(bin_dir / "mpirun"), "-np", str(ranks)] + command
+            seconds, _ = _timed(lambda: subprocess.run(command, check=True,
+                                                       capture_output=True))
+            return seconds
+
+        for ranks in (1, 2):
+            out[f"frames_{ranks}rank"] = {"frames_per_s": 200 / run(ranks, [])}
+        big = {r: run(r, ["--replicate", "3", "--mode", "domain"]) for r in (1, 2)}
+        out["large_box_2916_atoms"] = {"seconds_1rank": big[1], "seconds_2ranks": big[2],
+                                       "speedup": big[1] / big[2]}
+    out["frames_speedup_2ranks"] = (out["frames_2rank"]["frames_per_s"]
+                                    / out["frames_1rank"]["frames_per_s"])
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default="benchmarks/results.json")
