@@ -35,6 +35,12 @@ def _curves(ax, rows, metric: str, activation: str, depth: int,
         if ceilings and system in ceilings:
             ax.axhline(ceilings[system], color=colour, ls=":", lw=1)
     ax.set_xscale("log")
+    if "r2" in metric:
+        low = ax.get_ylim()[0]
+        # transferred totals can be off by a constant: R2 of -50 says "failed" as well as -1
+        ax.set_ylim(max(low, -1.0), 1.02)
+        if low < -1.0:
+            ax.text(0.02, 0.02, "R2 < -1 clipped", transform=ax.transAxes, fontsize=7)
     ax.set_xlabel("layer width")
     ax.set_title(f"{activation}, {depth} hidden layer{'s' if depth > 1 else ''}", fontsize=9)
     ax.grid(alpha=0.3)
@@ -77,7 +83,7 @@ def sweep_figures(rows, out: str | Path, local_metric: str = "local_r2_aligned",
                   ceilings: dict[str, float] | None = None) -> list[Path]:
     """Fig. 2 (local R2, tanh, 1 layer), Fig. 7 (total R2), Fig. 8 (local R2), all archs."""
     out = Path(out)
-    label = "local-energy R2" + (" (offset-aligned)" if "aligned" in local_metric else "")
+    label = "local R2" + (" (aligned)" if "aligned" in local_metric else "")
     paths = width_figure(rows, local_metric, label, out, "fig2_local_r2_tanh", ceilings=ceilings)
     paths += architectures_figure(rows, "total_r2", "total-energy R2", out, "fig7_total_r2")
     paths += architectures_figure(rows, local_metric, label, out, "fig8_local_r2",
@@ -93,12 +99,12 @@ def transfer_figures(rows, out: str | Path,
     networks combined per element on the mixture.
     """
     out = Path(out)
-    label = "local-energy R2" + (" (offset-aligned)" if "aligned" in local_metric else "")
-    paths = width_figure(rows, "total_r2", "transferred total-energy R2", out,
+    label = "local R2" + (" (aligned)" if "aligned" in local_metric else "")
+    paths = width_figure(rows, "total_r2", "transferred total R2", out,
                          "fig3_transfer_total_r2_tanh")
     paths += width_figure(rows, local_metric, "transferred " + label, out,
                           "fig4_transfer_local_r2_tanh")
-    paths += architectures_figure(rows, "total_r2", "transferred total-energy R2", out,
+    paths += architectures_figure(rows, "total_r2", "transferred total R2", out,
                                   "fig9_transfer_total_r2")
     paths += architectures_figure(rows, local_metric, "transferred " + label, out,
                                   "fig10_transfer_local_r2")
