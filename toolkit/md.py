@@ -33,7 +33,12 @@ from tqdm import tqdm
 
 from toolkit.data import atomic_write_text
 from toolkit.lammps import Lammps, LammpsError, render_template, world_comm
-from toolkit.reference.classical import ClassicalRun, fcc_lattice_constant, pair_setup
+from toolkit.reference.classical import (
+    ClassicalRun,
+    fcc_cells,
+    fcc_lattice_constant,
+    pair_setup,
+)
 from toolkit.species import element, number_density, system_composition
 
 REFERENCE_PREFIX = "reference:"
@@ -101,7 +106,7 @@ class MDRun:
 
     @property
     def cells(self) -> int:
-        return round((self.natoms / 4) ** (1 / 3))
+        return fcc_cells(self.natoms)
 
     @property
     def species(self) -> list[str]:

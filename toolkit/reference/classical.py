@@ -65,8 +65,7 @@ class ClassicalRun:
         system_composition(self.system)  # raises on unknown systems
         if self.reference not in REFERENCES:
             raise ValueError(f"unknown reference {self.reference!r}; choose from {REFERENCES}")
-        cells = round((self.natoms / 4) ** (1 / 3))
-        if 4 * cells**3 != self.natoms:
+        if 4 * fcc_cells(self.natoms) ** 3 != self.natoms:
             options = ", ".join(str(4 * c**3) for c in range(2, 11))
             raise ValueError(
                 f"--atoms {self.natoms}: the liquid is melted from an fcc lattice, so the "
@@ -79,11 +78,16 @@ class ClassicalRun:
 
     @property
     def cells(self) -> int:
-        return round((self.natoms / 4) ** (1 / 3))
+        return fcc_cells(self.natoms)
 
     @property
     def species(self) -> list[str]:
         return list(system_composition(self.system))
+
+
+def fcc_cells(natoms: int) -> int:
+    """Cubic fcc cells per box edge for ``natoms`` = 4 n^3 (rounded otherwise)."""
+    return round((natoms / 4) ** (1 / 3))
 
 
 def pair_cutoff(a: str, b: str, cutoff_sigma: float) -> float:
