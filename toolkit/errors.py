@@ -10,9 +10,10 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from toolkit.md import MDInstabilityError
     from toolkit.networks import ArchitectureError
     from toolkit.potential import PotentialError
+    from toolkit.reference.dft import DftError
     from toolkit.species import UnknownSpeciesError
     from toolkit.sweep import SweepConfigError
 
     return (FrameError, SpecError, LammpsError, UnknownSpeciesError, ArchitectureError,
-            PotentialError, MDInstabilityError, SweepConfigError, ValueError,
+            PotentialError, MDInstabilityError, SweepConfigError, DftError, ValueError,
             FileNotFoundError)

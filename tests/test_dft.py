@@ -1,0 +1,228 @@
+"""CP2K single points, resumable frame runs, the correlation fit and local energies.
+
+The CP2K tests run the real program on 3 Ar atoms in a 6.5 A box at 200 Ry without vdW
+(~2 s per single point on one core) and are skipped only when cp2k.psmp is missing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from ase import Atoms
+
+from toolkit.data import read_frames, validate_frames
+from toolkit.reference.dft import (
+    BOHR,
+    DONE,
+    FAILED,
+    HARTREE,
+    DftSettings,
+    Launcher,
+    frame_dir,
+    input_text,
+    run_dft,
+    run_single_point,
+)
+from toolkit.reference.local_energy import (
+    CorrelationFit,
+    fit_correlation,
+    local_energies,
+    partition_command,
+)
+
+needs_cp2k = pytest.mark.skipif(
+    shutil.which("cp2k.psmp") is None,
+    reason="cp2k.psmp not on PATH (apt-get install cp2k, or make setup)",
+)
+FAST = DftSettings(cutoff=200.0, rel_cutoff=40.0, vdw=None)
+ONE_CORE = Launcher(np=1, omp_threads=1)
+
+
+def tiny_argon(shift: float = 0.0) -> Atoms:
+    """Three Ar atoms at liquid-like distances in a 6.5 A periodic box."""
+    positions = np.array([(0.4, 0.5, 0.6), (3.9, 0.9, 0.3), (2.0, 3.6, 1.1)])
+    positions[0, 0] += shift
+    return Atoms("Ar3", positions=positions, cell=[6.5, 6.5, 6.5], pbc=True)
+
+
+# -- no CP2K needed ------------------------------------------------------------------------
+def test_input_text_carries_every_setting():
+    text = input_text(tiny_argon(), DftSettings())
+    assert "CUTOFF 600" in text and "REL_CUTOFF 60" in text
+    assert "TYPE RVV10" in text and "PARAMETERS 6.3 0.0093" in text
+    assert "POTENTIAL GTH-PBE-q8" in text and "BASIS_SET DZVP-MOLOPT-SR-GTH" in text
+    assert "ABC 6.500000000000 6.500000000000 6.500000000000" in text
+    assert text.count("\n      Ar ") == 3
+    assert "{{" not in text
+    assert "VDW_POTENTIAL" not in input_text(tiny_argon(), FAST)
+    assert "CUTOFF 200" in input_text(tiny_argon(), FAST)
+    skewed = tiny_argon()
+    skewed.cell[1, 0] = 0.5
+    with pytest.raises(ValueError, match="orthorhombic"):
+        input_text(skewed, FAST)
+    with pytest.raises(ValueError, match="vdw"):
+        DftSettings(vdw="D3")
+
+
+def test_launcher_uses_open_mpi_not_the_venv_mpich():
+    assert Launcher(np=1, cp2k="/x/cp2k.psmp").command(None)[0] == "/x/cp2k.psmp"
+    command = Launcher(np=2, cp2k="/x/cp2k.psmp", mpirun="/usr/bin/mpirun.openmpi").command(None)
+    assert command[0] == "/usr/bin/mpirun.openmpi" and command[command.index("-np") + 1] == "2"
+    env = Launcher(omp_threads=3, extra_env={"A": "1"}).environment()
+    assert env["OMP_NUM_THREADS"] == "3" and env["A"] == "1"
+
+
+def test_fit_recovers_a_line_and_local_energies_sum_to_totals():
+    rng = np.random.default_rng(0)
+    natoms = 4
+    e_es = -800.0 * natoms + rng.normal(scale=0.5, size=10)
+    total = e_es + (-0.05 * e_es / natoms + 2.0) * natoms
+    fit = fit_correlation(total, e_es, natoms)
+    assert fit.slope == pytest.approx(-0.05, abs=1e-9)
+    assert fit.intercept == pytest.approx(2.0, abs=1e-6)
+    assert fit.rmse < 1e-9 and fit.r2 == pytest.approx(1.0)
+    basins = e_es[0] / natoms + np.array([0.3, -0.1, -0.4, 0.2])
+    local = local_energies(basins, total[0] + 0.004, fit)
+    assert local.sum() == pytest.approx(total[0] + 0.004, abs=1e-9)
+    # differences between atoms are the basin differences scaled by (1 + slope)
+    np.testing.assert_allclose(np.diff(local), 0.95 * np.diff(basins), atol=1e-12)
+    noisy = fit_correlation(total + rng.normal(scale=0.004, size=10), e_es, natoms)
+    assert 1e-4 < noisy.rmse < 4e-3
+    with pytest.raises(ValueError, match="at least 3"):
+        fit_correlation(total[:2], e_es[:2], natoms)
+    with pytest.raises(ValueError, match="basins"):
+        local_energies(basins[:3], total[0], fit)
+
+
+def test_species_offsets_move_energy_between_species_not_the_total():
+    fit = CorrelationFit(slope=-1.2, intercept=-700.0, rmse=0.0, r2=1.0, n_frames=3, natoms=4)
+    basins = np.array([-762.0, -762.1, -635.4, -635.5])
+    symbols = ["Ar", "Ar", "Kr", "Kr"]
+    plain = local_energies(basins, -2140.0, fit)
+    shifted = local_energies(basins, -2140.0, fit, symbols, {"Ar": -50.0, "Kr": 50.0})
+    assert shifted.sum() == pytest.approx(-2140.0, abs=1e-9)
+    np.testing.assert_allclose(shifted - plain, [-50.0, -50.0, 50.0, 50.0], atol=1e-12)
+    with pytest.raises(ValueError, match="every species"):
+        local_energies(basins, -2140.0, fit, symbols, {"Ar": 1.0})
+
+
+def test_resume_refuses_other_settings(tmp_path):
+    (tmp_path / "settings.json").write_text(json.dumps({**FAST.__dict__, "cutoff": 300.0}))
+    with pytest.raises(ValueError, match="cutoff"):
+        run_dft([], tmp_path, FAST, progress=False)
+
+
+# -- real CP2K -----------------------------------------------------------------------------
+@pytest.mark.slow
+@needs_cp2k
+def test_single_point_components_units_and_forces(tmp_path):
+    """Printed components add up to the total; forces (eV/A) match a central difference
+    of the total energy (eV) to 2 %, which checks the Hartree/bohr conversion."""
+    h = 0.01  # A
+    result = run_single_point(tiny_argon(), tmp_path / "0", FAST, ONE_CORE)
+    comps = result["components_hartree"]
+    parts = ("overlap", "self", "core_hamiltonian", "hartree", "xc")
+    assert sum(comps[k] for k in parts) == pytest.approx(comps["total"], abs=1e-9)
+    assert result["energy_hartree"] == pytest.approx(comps["total"], abs=1e-9)
+    assert result["energy"] == pytest.approx(comps["total"] * HARTREE, rel=1e-12)
+    assert result["n_electrons"] == 24
+    assert result["kinds"]["Ar"] == {"count": 3, "core_alpha": 3.125, "zeff": 8.0}
+    forces = np.array(result["forces"])
+    assert forces.shape == (3, 3)
+    # momentum conservation, up to the egg-box error of a coarse 200 Ry grid
+    assert np.abs(forces.sum(axis=0)).max() < 0.03 * np.abs(forces).max()
+    plus = run_single_point(tiny_argon(+h), tmp_path / "p", FAST, ONE_CORE)["energy"]
+    minus = run_single_point(tiny_argon(-h), tmp_path / "m", FAST, ONE_CORE)["energy"]
+    finite_difference = -(plus - minus) / (2 * h)
+    assert abs(forces[0, 0]) > 0.02  # a force worth checking
+    assert finite_difference == pytest.approx(forces[0, 0], rel=0.02, abs=2e-3)
+    # the same number in Hartree/bohr would be off by HARTREE / BOHR ~ 51
+    assert abs(finite_difference - forces[0, 0] * BOHR / HARTREE) > 0.5 * abs(forces[0, 0])
+
+
+@pytest.fixture(scope="module")
+def dft_run(tmp_path_factory):
+    """Four tiny frames through run_dft (CP2K + Bader), once for the tests below."""
+    if shutil.which("cp2k.psmp") is None:
+        pytest.skip("cp2k.psmp not on PATH (apt-get install cp2k, or make setup)")
+    out = tmp_path_factory.mktemp("dft") / "Ar3"
+    frames = [tiny_argon(s) for s in (0.0, 0.08, -0.06, 0.15)]
+    summary = run_dft(frames, out, FAST, ONE_CORE, progress=False)
+    return out, frames, summary
+
+
+@pytest.mark.slow
+def test_run_dft_writes_frames_and_resumes(dft_run):
+    out, frames, summary = dft_run
+    assert summary.computed == [0, 1, 2, 3] and not summary.failed
+    for index in range(4):
+        workdir = frame_dir(out, index)
+        assert (workdir / DONE).is_file()
+        basins = json.loads((workdir / "basins.json").read_text())
+        assert sum(basins["basin_electrons"]) == pytest.approx(24.0, abs=2e-3)
+        assert not list(workdir.glob("*.cube"))  # reduced to basins.json, then removed
+    stamp = (frame_dir(out, 2) / "cp2k.out").stat().st_mtime_ns
+    again = run_dft(frames, out, FAST, ONE_CORE, progress=False)
+    assert again.skipped == [0, 1, 2, 3] and again.computed == []
+    assert (frame_dir(out, 2) / "cp2k.out").stat().st_mtime_ns == stamp
+    moved = [frames[0], frames[2], frames[1], frames[3]]
+    with pytest.raises(ValueError, match="different structure"):
+        run_dft(moved, out, FAST, ONE_CORE, progress=False)
+
+
+@pytest.mark.slow
+@needs_cp2k
+def test_failing_frame_is_retried_once_and_reported(tmp_path):
+    broken = DftSettings(cutoff=200.0, rel_cutoff=40.0, vdw=None, basis_set="NO-SUCH-BASIS")
+    summary = run_dft([tiny_argon()], tmp_path, broken, ONE_CORE, progress=False)
+    assert list(summary.failed) == [0] and summary.computed == []
+    assert "2 attempts" in summary.failed[0]
+    assert (frame_dir(tmp_path, 0) / FAILED).is_file()
+    assert not (frame_dir(tmp_path, 0) / DONE).exists()
+
+
+@pytest.mark.slow
+def test_partition_gives_local_energies_that_sum_to_dft_totals(dft_run, tmp_path):
+    out, frames, _ = dft_run
+    target = tmp_path / "Ar3.extxyz"
+    fit = partition_command(out, target)
+    assert isinstance(fit, CorrelationFit) and fit.n_frames == 4 and fit.natoms == 3
+    labelled = read_frames(target)
+    validate_frames(labelled, target, require=("energy", "forces", "local_energy"))
+    info = json.loads(target.with_suffix(".fit.json").read_text())
+    assert info["fit"]["slope"] == pytest.approx(fit.slope)
+    assert target.with_suffix(".correlation.png").stat().st_size > 1000
+    assert target.with_suffix(".correlation.pdf").is_file()
+    for atoms in labelled:
+        index = atoms.info["dft_frame"]
+        result = json.loads((frame_dir(out, index) / "result.json").read_text())
+        assert atoms.info["energy"] == pytest.approx(result["energy"], abs=1e-9)
+        np.testing.assert_allclose(atoms.arrays["forces"], result["forces"], atol=1e-9)
+        local = atoms.arrays["local_energy"]
+        assert local.sum() == pytest.approx(atoms.info["energy"], abs=1e-8)
+        basin = atoms.arrays["basin_energy"]
+        assert basin.sum() == pytest.approx(atoms.info["electrostatic_energy"], abs=1e-8)
+        expected = ((1 + fit.slope) * basin + fit.intercept
+                    + atoms.info["fit_residual"] / len(atoms))
+        np.testing.assert_allclose(local, expected, atol=1e-9)
+        np.testing.assert_allclose(atoms.arrays["basin_electrons"], 8.0, atol=0.05)
+
+
+@pytest.mark.slow
+@needs_cp2k
+def test_cli_entry_points(tmp_path):
+    """dft_command reads an extxyz and runs it; partition_command needs 3+ frames."""
+    from toolkit.data import write_frames
+    from toolkit.reference.dft import dft_command
+
+    data = tmp_path / "frames.extxyz"
+    write_frames(data, [tiny_argon()])
+    summary = dft_command(data, tmp_path / "dft", cutoff=200.0, vdw=None, progress=False)
+    assert summary.computed == [0]
+    assert "CUTOFF 200" in (frame_dir(tmp_path / "dft", 0) / "cp2k.inp").read_text()
+    assert dft_command(data, tmp_path / "dft", cutoff=200.0, vdw=None,
+                       progress=False).skipped == [0]
+    with pytest.raises(ValueError, match="at least 3 frames"):
+        partition_command(tmp_path / "dft", tmp_path / "out.extxyz")

@@ -1,0 +1,271 @@
+"""DFT local energies: the linear map from Bader basin electrostatic energies (the paper's
+Figs. 1, 5, 6 and its "local DFT energies").
+
+Across the frames of one system (fixed composition and atom count N), with per-atom values
+x = E_es / N and y = (E_total - E_es) / N, the fit is
+
+    y = slope * x + intercept          (least squares; intercept in eV/atom),
+
+so E_total ~ (1 + slope) E_es + N intercept. The basin energies E_i (sum_i E_i = E_es, see
+``toolkit.reference.bader.analyse_frame``) map to local energies
+
+    local_i = (1 + slope) E_i + intercept + r_f / N,
+
+where r_f = E_total - (1 + slope) E_es - N intercept is the frame's fit residual (a few
+meV per frame). The residual term is the same for every atom of the frame; it makes
+sum_i local_i equal the DFT total exactly, as the toolkit's frames require, without
+changing any difference between atoms. Without it the sum would be the fitted total.
+The intercept is one number per system: with a fixed composition, per-species intercepts
+cannot be told apart, so in the mixture both species get the same intercept.
+Everything is in eV and Angstrom.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+
+from toolkit.data import atomic_write_text, read_frames, write_frames
+
+
+@dataclass(frozen=True)
+class CorrelationFit:
+    """y = slope x + intercept over frames; x = E_es/N, y = (E_total - E_es)/N (eV/atom)."""
+
+    slope: float
+    intercept: float  # eV/atom
+    rmse: float  # eV/atom
+    r2: float
+    n_frames: int
+    natoms: int
+
+    def predict_total(self, electrostatic_energy: float) -> float:
+        """Fitted total energy (eV) of a frame with the given E_es (eV)."""
+        return (1.0 + self.slope) * electrostatic_energy + self.natoms * self.intercept
+
+
+def fit_correlation(total: np.ndarray, electrostatic: np.ndarray, natoms: int) -> CorrelationFit:
+    """Least-squares line through (E_es/N, (E_total - E_es)/N) of the frames (eV)."""
+    total = np.asarray(total, dtype=np.float64)
+    electrostatic = np.asarray(electrostatic, dtype=np.float64)
+    if total.shape != electrostatic.shape or total.ndim != 1:
+        raise ValueError("total and electrostatic energies must be 1D arrays of equal length")
+    if len(total) < 3:
+        raise ValueError(f"the correlation fit needs at least 3 frames, got {len(total)}")
+    x = electrostatic / natoms
+    y = (total - electrostatic) / natoms
+    if np.ptp(x) == 0:
+        raise ValueError("all frames have the same E_es; the fit is undetermined")
+    slope, intercept = np.polyfit(x, y, 1)
+    residual = y - (slope * x + intercept)
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    return CorrelationFit(
+        slope=float(slope),
+        intercept=float(intercept),
+        rmse=float(np.sqrt(np.mean(residual**2))),
+        r2=float(1.0 - np.sum(residual**2) / ss_tot) if ss_tot > 0 else float("nan"),
+        n_frames=len(total),
+        natoms=natoms,
+    )
+
+
+def local_energies(
+    basin_energies: np.ndarray,
+    total: float,
+    fit: CorrelationFit,
+    symbols: list[str] | None = None,
+    species_offsets: dict[str, float] | None = None,
+) -> np.ndarray:
+    """Per-atom local energies (eV) of one frame; they sum to ``total`` (see module doc).
+
+    ``species_offsets`` (eV, needs ``symbols``) shifts each species; the offsets are
+    centred over the frame's atoms first, so the sum stays ``total``. Only mixtures need
+    it: the fit cannot tell how the intercept splits between species (docs/dft.md).
+    """
+    basin_energies = np.asarray(basin_energies, dtype=np.float64)
+    if len(basin_energies) != fit.natoms:
+        raise ValueError(f"{len(basin_energies)} basins for a fit made with {fit.natoms} atoms")
+    residual = total - fit.predict_total(float(basin_energies.sum()))
+    local = (1.0 + fit.slope) * basin_energies + fit.intercept + residual / fit.natoms
+    if species_offsets:
+        if symbols is None or set(symbols) - set(species_offsets):
+            raise ValueError("species_offsets needs the symbols and an offset for every species")
+        offsets = np.array([species_offsets[s] for s in symbols], dtype=np.float64)
+        local += offsets - offsets.mean()
+    return local
+
+
+@dataclass
+class DftFrameRecord:
+    """What the DFT stage stored for one frame (eV, Angstrom)."""
+
+    index: int
+    atoms: Atoms
+    energy: float
+    forces: np.ndarray
+    electrostatic_energy: float
+    basin_energies: np.ndarray
+    basin_electrons: np.ndarray
+    ion_charges: np.ndarray  # pseudo-ion charge Z_I (valence electrons of the neutral atom)
+    grid_mismatch: float
+    components: dict
+
+
+def load_dft(dft_dir: str | Path, recompute_basins: bool = False,
+             method: str = "near-grid") -> list[DftFrameRecord]:
+    """Read every finished frame of a ``run_dft`` directory, in frame order.
+
+    Frames without ``DONE`` are left out (with a note on stderr via the caller). A frame
+    whose ``basins.json`` is missing, or all frames with ``recompute_basins``, are analysed
+    again from their cube files (only possible when ``keep_cubes`` was set).
+    """
+    from toolkit.reference.bader import analyse_frame
+    from toolkit.reference.dft import DONE, frame_dir, same_structure
+
+    dft_dir = Path(dft_dir)
+    structures = read_frames(dft_dir / "frames.extxyz")
+    records = []
+    for index, atoms in enumerate(structures):
+        workdir = frame_dir(dft_dir, index)
+        if not (workdir / DONE).is_file():
+            continue
+        result = json.loads((workdir / "result.json").read_text())
+        if not same_structure(result, atoms):
+            raise ValueError(f"{workdir}: result does not belong to frame {index} of "
+                             f"{dft_dir / 'frames.extxyz'}; the directory was tampered with")
+        basins_path = workdir / "basins.json"
+        if recompute_basins or not basins_path.is_file():
+            basins = analyse_frame(workdir, result, method=method)
+            atomic_write_text(basins_path, json.dumps(basins, indent=1, sort_keys=True) + "\n")
+        else:
+            basins = json.loads(basins_path.read_text())
+        records.append(
+            DftFrameRecord(
+                index=index,
+                atoms=atoms,
+                energy=float(result["energy"]),
+                forces=np.asarray(result["forces"], dtype=np.float64),
+                electrostatic_energy=float(result["electrostatic_energy"]),
+                basin_energies=np.asarray(basins["basin_electrostatic_eV"], dtype=np.float64),
+                basin_electrons=np.asarray(basins["basin_electrons"], dtype=np.float64),
+                ion_charges=np.array([result["kinds"][s]["zeff"] for s in result["symbols"]]),
+                grid_mismatch=float(basins["grid_mismatch_eV"]),
+                components=result["components"],
+            )
+        )
+    return records
+
+
+def composition_label(atoms: Atoms) -> str:
+    """E.g. ``Ar16Kr16``: species and counts, alphabetical."""
+    counts = Counter(atoms.get_chemical_symbols())
+    return "".join(f"{s}{counts[s]}" for s in sorted(counts))
+
+
+def build_frames(
+    records: list[DftFrameRecord],
+    fit: CorrelationFit,
+    system: str,
+    species_offsets: dict[str, float] | None = None,
+) -> list[Atoms]:
+    """Frames in the toolkit layout: DFT energy and forces, local energies from the fit."""
+    frames = []
+    for rec in records:
+        symbols = rec.atoms.get_chemical_symbols()
+        atoms = Atoms(symbols, rec.atoms.positions, cell=rec.atoms.cell, pbc=True)
+        local = local_energies(rec.basin_energies, rec.energy, fit, symbols, species_offsets)
+        atoms.info["energy"] = rec.energy
+        atoms.arrays["forces"] = rec.forces
+        atoms.arrays["local_energy"] = local
+        atoms.arrays["basin_energy"] = rec.basin_energies
+        atoms.arrays["basin_electrons"] = rec.basin_electrons
+        atoms.info["electrostatic_energy"] = rec.electrostatic_energy
+        atoms.info["fit_residual"] = rec.energy - fit.predict_total(rec.electrostatic_energy)
+        atoms.info["system"] = system
+        atoms.info["reference"] = "dft"
+        atoms.info["dft_frame"] = rec.index
+        frames.append(atoms)
+    return frames
+
+
+def _species_means(frames: list[Atoms]) -> dict[str, float]:
+    symbols = np.concatenate([f.get_chemical_symbols() for f in frames])
+    local = np.concatenate([f.arrays["local_energy"] for f in frames])
+    return {str(s): float(local[symbols == s].mean()) for s in np.unique(symbols)}
+
+
+def partition_command(
+    dft: str | Path,
+    out: str | Path,
+    fit_json: str | Path | None = None,
+    figure: str | Path | None = None,
+    system: str | None = None,
+    recompute_basins: bool = False,
+    species_offsets: dict[str, float] | None = None,
+) -> CorrelationFit:
+    """``aetk partition --dft DIR --out FRAMES.extxyz``: entry point for the CLI.
+
+    Fits the correlation over the finished frames of ``dft``, writes the frames with
+    ``local_energy`` to ``out``, the fit and its diagnostics to ``fit_json`` (default
+    ``<out>.fit.json``) and the Fig. 1-style plot to ``figure`` (default
+    ``<out>.correlation``, as .png and .pdf). ``system`` labels the frames (default: the
+    composition, e.g. ``Ar32``). ``species_offsets`` (eV per species, mixtures only; see
+    :func:`local_energies`) moves local energy between species without changing any
+    frame's sum. Returns the fit.
+    """
+    from toolkit.reference.figures import plot_correlation
+
+    out = Path(out)
+    records = load_dft(dft, recompute_basins=recompute_basins)
+    if not records:
+        raise ValueError(f"{dft}: no finished frames (run `aetk dft` first)")
+    labels = {composition_label(r.atoms) for r in records}
+    if len(labels) != 1:
+        raise ValueError(f"{dft}: frames of different compositions {sorted(labels)}; "
+                         "the correlation fit is per system")
+    label = labels.pop()
+    system = system or label
+    natoms = len(records[0].atoms)
+    total = np.array([r.energy for r in records])
+    electrostatic = np.array([r.electrostatic_energy for r in records])
+    fit = fit_correlation(total, electrostatic, natoms)
+    frames = build_frames(records, fit, system, species_offsets)
+    write_frames(out, frames)
+    net_charge = np.concatenate([r.ion_charges - r.basin_electrons for r in records])
+    info = {
+        "system": system,
+        "composition": label,
+        "dft_dir": str(dft),
+        "frames_file": str(out),
+        "fit": asdict(fit),
+        "rmse_meV_per_atom": fit.rmse * 1e3,
+        "definition": {
+            "x": "E_es / N, eV/atom",
+            "y": "(E_total - E_es) / N, eV/atom",
+            "local_energy": "(1 + slope) * E_i + intercept + fit_residual / N, eV",
+        },
+        "frames_used": [r.index for r in records],
+        "species_offsets_eV": species_offsets or {},
+        "species_mean_local_energy_eV": _species_means(frames),
+        "fit_residual_eV": [float(f.info["fit_residual"]) for f in frames],
+        "grid_mismatch_eV_per_atom_max": float(
+            max(abs(r.grid_mismatch) for r in records) / natoms),
+        "local_energy_mean_eV": float(np.mean([f.arrays["local_energy"] for f in frames])),
+        "local_energy_std_eV": float(np.std([f.arrays["local_energy"] for f in frames])),
+        "basin_net_charge_rms": float(np.sqrt(np.mean(net_charge**2))),
+        "basin_net_charge_max_abs": float(np.abs(net_charge).max()),
+    }
+    settings = Path(dft) / "settings.json"
+    if settings.is_file():
+        info["dft_settings"] = json.loads(settings.read_text())
+    fit_json = Path(fit_json) if fit_json else out.with_suffix(".fit.json")
+    atomic_write_text(fit_json, json.dumps(info, indent=1, sort_keys=True) + "\n")
+    figure = Path(figure) if figure else out.with_suffix(".correlation")
+    plot_correlation({system: (electrostatic / natoms, (total - electrostatic) / natoms, fit)},
+                     figure)
+    return fit
