@@ -16,10 +16,13 @@ class UserError(Exception):
 def _cmd_generate(args: argparse.Namespace) -> None:
     from toolkit.data import write_frames
     from toolkit.reference.classical import ClassicalRun, generate_frames, write_input
+    from toolkit.teacher import generate_teacher_frames, parse_teacher_reference
 
+    teacher = parse_teacher_reference(args.reference)
     run = ClassicalRun(
         system=args.system,
-        reference=args.reference,
+        # a teacher relabels frames sampled with the classical reference it is mixed with
+        reference=args.other if teacher is not None else args.reference,
         n_frames=args.frames,
         seed=args.seed,
         natoms=args.atoms,
@@ -27,12 +30,36 @@ def _cmd_generate(args: argparse.Namespace) -> None:
         every=args.every,
         cutoff_sigma=args.cutoff_sigma,
     )
-    frames = generate_frames(run, progress=not args.quiet)
+    if teacher is not None:
+        frames = generate_teacher_frames(run, teacher, share=args.share, other=args.other,
+                                         progress=not args.quiet)
+    else:
+        frames = generate_frames(run, progress=not args.quiet)
     out = Path(args.out)
     write_frames(out, frames)
     write_input(run, out.with_suffix(".lmp"), dump_file=out.with_suffix(".dump").name)
-    print(f"wrote {len(frames)} frames of {run.system} ({run.reference}) to {out}; "
-          f"LAMMPS input: {out.with_suffix('.lmp')}")
+    label = (f"{args.share} x teacher {teacher} + {1 - args.share:g} x {args.other}"
+             if teacher is not None else run.reference)
+    print(f"wrote {len(frames)} frames of {run.system} ({label}) to {out}; "
+          f"LAMMPS input of the sampling run: {out.with_suffix('.lmp')}")
+
+
+def _cmd_ceiling(args: argparse.Namespace) -> None:
+    import json
+
+    from toolkit.ceiling import MODELS, format_ceiling, representability_ceiling
+    from toolkit.data import atomic_write_text, read_frames
+    from toolkit.descriptors import read_spec
+
+    frames = read_frames(args.data)
+    result = representability_ceiling(frames, read_spec(args.spec), split_seed=args.split_seed,
+                                      models=args.model or MODELS, progress=not args.quiet,
+                                      source=args.data)
+    result["data"] = str(args.data)
+    out = args.out or str(Path(args.data).with_suffix(".ceiling.json"))
+    atomic_write_text(out, json.dumps(result, indent=1) + "\n")
+    print(format_ceiling(result))
+    print(f"wrote {out}")
 
 
 def _cmd_descriptors(args: argparse.Namespace) -> None:
@@ -239,19 +266,37 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"aetk {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("generate", help="classical reference MD frames (LAMMPS) as extxyz")
+    p = sub.add_parser("generate", help="classical reference MD frames (LAMMPS) as extxyz; "
+                       "or frames relabelled by a teacher potential")
     p.add_argument("--system", required=True, choices=["Ar", "Kr", "ArKr"])
-    p.add_argument("--reference", default="lj", choices=["lj", "lj+atm"])
+    p.add_argument("--reference", default="lj",
+                   help="lj, lj+atm, or teacher:POTENTIAL_DIR (per-atom energies of that "
+                   "potential, on frames sampled with --other)")
+    p.add_argument("--share", type=float, default=1.0,
+                   help="teacher only: labels = share x teacher + (1 - share) x --other")
+    p.add_argument("--other", default="lj+atm", choices=["lj", "lj+atm"],
+                   help="teacher only: sampling and mixing reference")
     p.add_argument("--frames", type=int, default=100)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--atoms", type=int, default=108, help="4 n^3 atoms (32, 108, 256, 500, ...)")
     p.add_argument("--temperature", type=float, default=120.0, help="K")
     p.add_argument("--every", type=int, default=100, help="MD steps (2 fs) between frames")
     p.add_argument("--cutoff-sigma", type=float, default=1.6,
-                   help="reference pair cutoff in units of sigma_ij (descriptor default 1.6)")
+                   help="reference pair cutoff in units of sigma_ij")
     p.add_argument("--out", required=True, help="output .extxyz")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("ceiling", help="representability ceiling of a data set's local "
+                       "energies: test R2 of direct linear, quadratic and network fits")
+    p.add_argument("--data", required=True, help="frames with local_energy (.extxyz)")
+    p.add_argument("--spec", help="descriptor spec TOML; default built in")
+    p.add_argument("--model", action="append", choices=["linear", "quadratic", "network"],
+                   help="repeat to choose; default all three")
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--out", help="JSON (default DATA.ceiling.json)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_ceiling)
 
     p = sub.add_parser("descriptors", help="SNAP descriptors of frames via LAMMPS; summary")
     p.add_argument("--data", required=True)
