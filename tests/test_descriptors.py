@@ -24,7 +24,7 @@ def spec():
 
 def test_default_spec_counts_and_cutoff(spec):
     assert spec.n_descriptors == 30
-    assert spec.cutoff == pytest.approx(1.6 * 3.6274)  # Kr-Kr, the longest pair
+    assert spec.cutoff == pytest.approx(1.45 * 3.6274)  # Kr-Kr, the longest pair
     assert spec.weights[0] == 1.0 and spec.weights[1] > 1.2
 
 

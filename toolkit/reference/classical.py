@@ -7,10 +7,10 @@ genuinely many-body, so no pair descriptor represents it exactly.
 Cutoffs, in reduced units: every pair i-j is cut at ``cutoff_sigma`` x sigma_ij
 (default 1.6, just past the first minimum of g(r) in these liquids, so the reference
 energy is that of the first coordination shell) with ``lj/smooth/linear``, so energy and
-force go continuously to zero. The SNAP descriptor default uses radii sigma_i / 2 and
-rcutfac = cutoff_sigma, so its pair cutoffs rcutfac (R_i + R_j) = cutoff_sigma x sigma_ij
-(arithmetic sigma mixing) match the reference pair by pair: the descriptor sees exactly
-the neighbours the reference energy depends on. Longer cutoffs (e.g. ``--cutoff-sigma
+force go continuously to zero. The SNAP descriptor default uses radii sigma_i / 2, so
+its pair cutoffs rcutfac (R_i + R_j) = rcutfac x sigma_ij (arithmetic sigma mixing) scale
+with the reference pair by pair; rcutfac 1.45 (not 1.6) won the representability search
+(see toolkit/descriptors.py and docs/emergence.md). Longer cutoffs (e.g. ``--cutoff-sigma
 2.5``) are a flag away; the descriptor spec must then grow with them (see the README
 for what that does to representability).
 
