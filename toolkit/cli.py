@@ -257,6 +257,14 @@ def _cmd_partition(args: argparse.Namespace) -> None:
           f"R2 {fit.r2:.4f}")
 
 
+def _liquid_arguments(p: argparse.ArgumentParser) -> None:
+    """The liquid box shared by `generate` and `md`."""
+    p.add_argument("--system", required=True, choices=["Ar", "Kr", "ArKr"])
+    p.add_argument("--atoms", type=int, default=108, help="4 n^3 atoms (32, 108, 256, 500, ...)")
+    p.add_argument("--temperature", type=float, default=120.0, help="K")
+    p.add_argument("--seed", type=int, default=1, help="velocities, mixture species, frames")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aetk",
@@ -268,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="classical reference MD frames (LAMMPS) as extxyz; "
                        "or frames relabelled by a teacher potential")
-    p.add_argument("--system", required=True, choices=["Ar", "Kr", "ArKr"])
+    _liquid_arguments(p)
     p.add_argument("--reference", default="lj",
                    help="lj, lj+atm, or teacher:POTENTIAL_DIR (per-atom energies of that "
                    "potential, on frames sampled with --other)")
@@ -277,9 +285,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--other", default="lj+atm", choices=["lj", "lj+atm"],
                    help="teacher only: sampling and mixing reference")
     p.add_argument("--frames", type=int, default=100)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--atoms", type=int, default=108, help="4 n^3 atoms (32, 108, 256, 500, ...)")
-    p.add_argument("--temperature", type=float, default=120.0, help="K")
     p.add_argument("--every", type=int, default=100, help="MD steps (2 fs) between frames")
     p.add_argument("--cutoff-sigma", type=float, default=1.6,
                    help="reference pair cutoff in units of sigma_ij")
@@ -339,12 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "mpirun); thermo, trajectory, summary; optional reference comparison")
     p.add_argument("--potential", required=True,
                    help="potential directory, or reference:lj / reference:lj+atm")
-    p.add_argument("--system", required=True, choices=["Ar", "Kr", "ArKr"])
-    p.add_argument("--atoms", type=int, default=108, help="4 n^3 atoms (32, 108, 256, 500, ...)")
-    p.add_argument("--temperature", type=float, default=120.0, help="K")
+    _liquid_arguments(p)
     p.add_argument("--ensemble", choices=["nvt", "nve"], default="nvt")
     p.add_argument("--steps", type=int, required=True, help="production steps")
-    p.add_argument("--seed", type=int, default=1)
     p.add_argument("--timestep", type=float, default=2.0, help="fs")
     p.add_argument("--melt-steps", type=int, default=2500,
                    help="steps of LJ melt from the fcc start (2.5 T -> T)")

@@ -35,7 +35,7 @@ from toolkit.data import atomic_write_text
 from toolkit.lammps import Lammps, LammpsError, render_template, world_comm
 from toolkit.reference.classical import (
     ClassicalRun,
-    fcc_cells,
+    LiquidBox,
     fcc_lattice_constant,
     pair_setup,
 )
@@ -71,7 +71,7 @@ class MDInstabilityError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class MDRun:
+class MDRun(LiquidBox):
     """Everything that determines an MD run; written to ``summary.json``."""
 
     potential: str  # potential directory, or "reference:lj" / "reference:lj+atm"
@@ -103,14 +103,6 @@ class MDRun:
             raise ValueError("thermo/dump intervals must be positive, timestep in (0, 0.01] ps")
         if self.temperature <= 0:
             raise ValueError("temperature must be positive (K)")
-
-    @property
-    def cells(self) -> int:
-        return fcc_cells(self.natoms)
-
-    @property
-    def species(self) -> list[str]:
-        return list(system_composition(self.system))
 
 
 @dataclass

@@ -46,8 +46,23 @@ DEFAULT_CUTOFF_SIGMA = 1.6  # pair cutoffs in units of sigma_ij
 PRODUCTION_MARKER = "# --- production ---"
 
 
+class LiquidBox:
+    """Mixin for runs of ``system`` with ``natoms`` atoms melted from an fcc lattice."""
+
+    system: str
+    natoms: int
+
+    @property
+    def cells(self) -> int:
+        return fcc_cells(self.natoms)
+
+    @property
+    def species(self) -> list[str]:
+        return list(system_composition(self.system))
+
+
 @dataclass(frozen=True)
-class ClassicalRun:
+class ClassicalRun(LiquidBox):
     """Everything that determines a reference data set (same settings, same file)."""
 
     system: str
@@ -75,14 +90,6 @@ class ClassicalRun:
             raise ValueError(f"cutoff_sigma {self.cutoff_sigma} outside (1, 5]")
         if self.n_frames < 1 or self.every < 1 or self.seed < 1:
             raise ValueError("frames, every and seed must be positive integers")
-
-    @property
-    def cells(self) -> int:
-        return fcc_cells(self.natoms)
-
-    @property
-    def species(self) -> list[str]:
-        return list(system_composition(self.system))
 
 
 def fcc_cells(natoms: int) -> int:
