@@ -34,6 +34,17 @@ class Prediction:
     forces: np.ndarray  # (n_atoms, 3) eV/A
     frame_index: np.ndarray  # (n_atoms,)
 
+    @classmethod
+    def collect(cls, per_frame: Sequence[tuple[float, np.ndarray, np.ndarray]]) -> Prediction:
+        """From (energy, per-atom energies, forces) of each frame, in frame order."""
+        return cls(
+            energy=np.array([energy for energy, _, _ in per_frame]),
+            local_energy=np.concatenate([local for _, local, _ in per_frame]),
+            forces=np.concatenate([forces for _, _, forces in per_frame]),
+            frame_index=np.concatenate([np.full(len(local), i)
+                                        for i, (_, local, _) in enumerate(per_frame)]),
+        )
+
 
 class PotentialSession:
     """A LAMMPS instance with a potential loaded; frames are swapped in one after another."""
@@ -108,13 +119,7 @@ def predict(
         for part in comm.allgather(results):
             merged.update(part)
         results = merged
-    order = range(len(frames))
-    return Prediction(
-        energy=np.array([results[i][0] for i in order]),
-        local_energy=np.concatenate([results[i][1] for i in order]),
-        forces=np.concatenate([results[i][2] for i in order]),
-        frame_index=np.concatenate([np.full(len(frames[i]), i) for i in order]),
-    )
+    return Prediction.collect([results[i] for i in range(len(frames))])
 
 
 def score(potential: Potential, frames: Sequence[Atoms], prediction: Prediction) -> dict:

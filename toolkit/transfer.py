@@ -188,13 +188,7 @@ def run_transfer(sweep_dir: str | Path, out: str | Path | None = None, comm=None
                 session = PotentialSession(potential, comm=self_comm())
             else:
                 session.switch(potential)
-            energies, local = [], []
-            for atoms in frames:
-                energy, per_atom, _ = session.evaluate(atoms)
-                energies.append(energy)
-                local.append(per_atom)
-            prediction = Prediction(np.array(energies), np.concatenate(local), np.zeros((0, 3)),
-                                    np.zeros(0))
+            prediction = Prediction.collect([session.evaluate(atoms) for atoms in frames])
             metrics = score(potential, frames, prediction)
             rows.append(_row(task, metrics))
         if session is not None:
