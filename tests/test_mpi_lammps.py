@@ -45,3 +45,22 @@ def test_two_ranks_equal_serial(tmp_path, arkr_atm_frames):
                                                           for a in serial]), rtol=0, atol=1e-10)
     np.testing.assert_allclose(got["f"], np.concatenate([a.arrays["forces"] for a in serial]),
                                rtol=0, atol=1e-10)
+
+
+def test_ranks_reading_different_files_get_their_own_frames(tmp_path, arkr_atm_frames):
+    """ASE's reader is collective under MPI by default (rank 0 reads and broadcasts);
+    a sweep rank that loads another system's file must still get that file's frames."""
+    write_frames(tmp_path / "rank0.extxyz", arkr_atm_frames[:1])
+    write_frames(tmp_path / "rank1.extxyz", arkr_atm_frames[1:3])
+    out = run_mpi(
+        """
+        from toolkit.lammps import world_comm
+        from toolkit.data import read_frames
+        rank = world_comm().Get_rank()
+        frames = read_frames(f"rank{rank}.extxyz")
+        print(f"rank {rank}: {len(frames)} frames, energy {frames[0].info['energy']!r}")
+        """,
+        tmp_path,
+    )
+    assert f"rank 0: 1 frames, energy {arkr_atm_frames[0].info['energy']!r}" in out
+    assert f"rank 1: 2 frames, energy {arkr_atm_frames[1].info['energy']!r}" in out

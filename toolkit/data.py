@@ -48,7 +48,9 @@ def read_frames(path: str | Path) -> list[Atoms]:
     if not path.is_file():
         raise FrameError(f"{path}: no such file; pass an extxyz file made by `aetk generate`")
     try:
-        frames = ase.io.read(path, index=":", format="extxyz")
+        # parallel=False: under mpirun ASE would otherwise read on rank 0 only and broadcast,
+        # so ranks reading *different* files would all get rank 0's frames
+        frames = ase.io.read(path, index=":", format="extxyz", parallel=False)
     except Exception as exc:  # ASE raises many types for malformed text
         raise FrameError(
             f"{path}: not a readable extended-XYZ file ({type(exc).__name__}: {exc}); "
