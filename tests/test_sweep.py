@@ -23,13 +23,14 @@ TIMING = {"cell_seconds"}
 
 
 def _write_config(root: Path, name: str, iterations: int,
-                  systems: tuple[str, ...] = ("ArKr",)) -> Path:
+                  systems: tuple[str, ...] = ("ArKr",),
+                  activations: tuple[str, ...] = ("tanh", "linear")) -> Path:
     path = root / f"{name}.toml"
     files = "\n".join(f'{s} = "{root / (s.lower() + ".extxyz")}"' for s in systems)
     path.write_text(f"""
 [sweep]
 systems = {list(systems)!r}
-activations = ["tanh", "linear"]
+activations = {list(activations)!r}
 depths = [1, 2]
 widths = [1, 3]
 seeds = [0, 1]
@@ -104,15 +105,16 @@ def test_real_kill_mid_sweep_then_resume(frames_root, tmp_path):
 
 @pytest.mark.mpi
 def test_two_ranks_give_the_serial_table(frames_root, tmp_path):
-    """Two systems, so the ranks train cells of different data sets at the same time."""
-    config_file = _write_config(frames_root, "two", 15, systems=("Ar", "ArKr"))
+    """Two systems, dealt so that rank 0 starts with Ar and rank 1 with ArKr cells."""
+    config_file = _write_config(frames_root, "two", 15, systems=("Ar", "ArKr"),
+                                activations=("tanh",))
     serial, parallel = tmp_path / "serial", tmp_path / "mpi"
     run_sweep(read_config(config_file), serial, progress=False)
     subprocess.run([str(BIN / "mpirun"), "-np", "2", str(BIN / "aetk"), "sweep", "--config",
                     str(config_file), "--out", str(parallel), "--quiet"], check=True,
                    capture_output=True, timeout=300)
     a, b = _rows(serial / "results.csv"), _rows(parallel / "results.csv")
-    assert len(a) == len(b) == 32
+    assert len(a) == len(b) == 16
     for row_a, row_b in zip(a, b, strict=True):
         assert {k: v for k, v in row_a.items() if k not in TIMING} == \
             {k: v for k, v in row_b.items() if k not in TIMING}
