@@ -187,3 +187,20 @@ def test_small_network_learns_ar_totals_and_recovers_local_energies(tmp_path):
     assert metrics["local"]["r2"] > 0.9
     lammps = json.loads((potential.directory / "meta.json").read_text())
     assert lammps["test_metrics_pytorch"]["total"]["r2"] == metrics["total"]["r2"]
+
+
+@pytest.mark.parametrize("name", ["ar-tanh4", "kr-tanh4", "arkr-tanh4",
+                                  "arkr-from-pure-tanh4"])
+def test_shipped_example_potentials_load_and_run(name, arkr_lj_frames):
+    from pathlib import Path
+
+    directory = Path(__file__).resolve().parent.parent / "potentials" / name
+    potential = read_potential(directory)  # checks hashes, spec and header
+    assert potential.spec == DescriptorSpec()  # they match the current default spec
+    frames = [a for a in arkr_lj_frames[:1]]
+    if set(potential.trained_elements) != {"Ar", "Kr"}:
+        symbol = potential.trained_elements[0]
+        frames = [a.copy() for a in frames]
+        frames[0].set_chemical_symbols([symbol] * len(frames[0]))
+    got = predict(potential, frames, progress=False).local_energy
+    np.testing.assert_allclose(got, _pytorch_energies(potential, frames), rtol=0, atol=1e-10)
