@@ -204,3 +204,13 @@ def test_shipped_example_potentials_load_and_run(name, arkr_lj_frames):
         frames[0].set_chemical_symbols([symbol] * len(frames[0]))
     got = predict(potential, frames, progress=False).local_energy
     np.testing.assert_allclose(got, _pytorch_energies(potential, frames), rtol=0, atol=1e-10)
+
+
+def test_test_split_refuses_another_data_file(data_file, tmp_path, arkr_lj_frames):
+    potential, _ = fit_potential(data_file, tmp_path / "pot", Architecture((3,), "tanh"),
+                                 settings=QUICK, progress=False)
+    assert potential.test_split(data_file) == potential.meta["data"]["split"]["test"]
+    other = tmp_path / "other.extxyz"
+    write_frames(other, arkr_lj_frames[::-1])
+    with pytest.raises(PotentialError, match="is not the file"):
+        potential.test_split(other)

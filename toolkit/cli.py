@@ -112,8 +112,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     potential = read_potential(args.potential)
     frames = read_frames(args.data)
     if args.frames == "test":
-        split = potential.meta["data"]["split"]["test"]
-        frames = [frames[i] for i in split]
+        frames = [frames[i] for i in potential.test_split(args.data)]
     if args.replicate > 1:
         from toolkit.evaluation import replicate
 

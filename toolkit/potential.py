@@ -79,6 +79,20 @@ class Potential:
                 + "; use the spec stored in the potential (meta.json) or retrain"
             )
 
+    def test_split(self, data: str | Path) -> list[int]:
+        """Indices of the held-out test frames, refused unless ``data`` is the training file."""
+        from toolkit.data import file_hash
+
+        recorded = self.meta.get("data", {})
+        if "split" not in recorded:
+            raise PotentialError(f"{self.directory}: meta.json records no data split")
+        if recorded.get("sha256") != file_hash(data):
+            raise PotentialError(
+                f"{data} is not the file {self.directory.name} was trained on "
+                f"({recorded.get('path')}); its test split indexes that file's frames. "
+                "Evaluate all frames of other data (--frames all)")
+        return list(recorded["split"]["test"])
+
     def check_species(self, symbols: set[str], what: str) -> None:
         untrained = sorted(symbols - set(self.trained_elements))
         if untrained:
