@@ -52,18 +52,12 @@ def load_dataset(path: str | Path, spec: DescriptorSpec, split_seed: int = 0,
                    split_seed)
 
 
-def predicted_local(ensemble: TrainedEnsemble, dataset: Dataset, frames) -> np.ndarray:
-    """(M, n_atoms of those frames) per-atom energies from PyTorch, frames in given order."""
-    subset = dataset.descriptors.select_frames(frames)
-    return atomic_energies(ensemble.networks, ensemble.theta, ensemble.normalisation,
-                           subset.values, subset.species_index)
-
-
 def ensemble_scores(ensemble: TrainedEnsemble, dataset: Dataset, frames) -> list[dict]:
     """Metrics of every member on the given frames (usually the test split)."""
     frames = list(frames)
     subset = dataset.descriptors.select_frames(frames)
-    local = predicted_local(ensemble, dataset, frames)
+    local = atomic_energies(ensemble.networks, ensemble.theta, ensemble.normalisation,
+                            subset.values, subset.species_index)
     reference_local = None
     if dataset.local_energies is not None:
         reference_local = np.concatenate(
