@@ -6,7 +6,10 @@ The CP2K tests run the real program on 3 Ar atoms in a 6.5 A box at 200 Ry witho
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
+import subprocess
 
 import numpy as np
 import pytest
@@ -15,11 +18,13 @@ from ase import Atoms
 from toolkit.data import read_frames, validate_frames
 from toolkit.reference.dft import (
     BOHR,
+    CLAIM,
     DONE,
     FAILED,
     HARTREE,
     DftSettings,
     Launcher,
+    claim_frame,
     frame_dir,
     input_text,
     run_dft,
@@ -226,3 +231,38 @@ def test_cli_entry_points(tmp_path):
                        progress=False).skipped == [0]
     with pytest.raises(ValueError, match="at least 3 frames"):
         partition_command(tmp_path / "dft", tmp_path / "out.extxyz")
+
+
+def test_frame_claims_are_exclusive_and_dead_claims_are_taken_over(tmp_path):
+    workdir = tmp_path / "frame_00000"
+    assert claim_frame(workdir)
+    assert not claim_frame(workdir)  # held by this (live) process
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        (workdir / CLAIM).write_text(f"{socket.gethostname()} {sleeper.pid}\n")
+        assert not claim_frame(workdir)  # a live worker keeps its frame
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert claim_frame(workdir)  # its process is gone: the claim is stale
+    assert (workdir / CLAIM).read_text().split() == [socket.gethostname(), str(os.getpid())]
+    (workdir / CLAIM).write_text("some-other-host 1\n")
+    assert not claim_frame(workdir)  # another host's claim cannot be checked, so it stands
+
+
+@pytest.mark.slow
+@needs_cp2k
+def test_workers_sharing_a_directory_skip_claimed_frames(tmp_path):
+    frames = [tiny_argon(s) for s in (0.0, 0.1)]
+    claim = frame_dir(tmp_path, 0) / CLAIM
+    claim.parent.mkdir(parents=True)
+    claim.write_text("some-other-host 1\n")  # another worker is computing frame 0
+    summary = run_dft(frames, tmp_path, FAST, ONE_CORE, progress=False)
+    assert summary.busy == [0] and summary.computed == [1]
+    assert "1 being computed by other workers" in str(summary)
+    assert not (frame_dir(tmp_path, 1) / CLAIM).exists()  # released when done
+    claim.unlink()  # that worker finished or was cleaned up
+    again = run_dft(frames[:1], tmp_path, FAST, ONE_CORE, progress=False)
+    assert again.computed == [0] and not again.busy
+    # a shorter input does not shrink the record of structures that frame 1 needs
+    assert len(read_frames(tmp_path / "frames.extxyz")) == 2

@@ -4,15 +4,19 @@ Classical LJ MD (120 K, 32 atoms, frames 0.5 ps apart) -> CP2K single points
 (PBE + rVV10, GTH-PBE-q8, DZVP-MOLOPT-SR-GTH; CUTOFF and the rVV10 grid below) -> Bader
 basins -> correlation fit and local energies. Frames are added in rounds over the three
 systems, so a wall-clock budget leaves every system with a similar number of frames;
-rerunning resumes (finished frames are never recomputed).
+rerunning resumes (finished frames are never recomputed). ``--workers N`` starts N
+one-core CP2K workers on the same work directories (frames are claimed, see
+``toolkit.reference.dft``) and partitions once they have all stopped.
 
-    .venv/bin/python datasets/dft/make_dataset.py --frames 20 --budget-min 55
+    .venv/bin/python datasets/dft/make_dataset.py --frames 50 --workers 2 --budget-min 120
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -32,8 +36,28 @@ def main() -> None:
     parser.add_argument("--round", type=int, default=5, help="frames per system per round")
     parser.add_argument("--budget-min", type=float, default=55.0)
     parser.add_argument("--work", default=str(HERE.parents[1] / "data" / "dft"))
-    parser.add_argument("--np", type=int, default=1)
+    parser.add_argument("--np", type=int, default=1, help="MPI ranks per CP2K run")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="concurrent CP2K workers sharing the work directories")
+    parser.add_argument("--compute-only", action="store_true",
+                        help="run the single points and basins, skip the partition")
     args = parser.parse_args()
+    if args.workers > 1:
+        worker = [sys.executable, __file__, "--compute-only", "--frames", str(args.frames),
+                  "--round", str(args.round), "--budget-min", str(args.budget_min),
+                  "--work", args.work, "--np", str(args.np)]
+        procs = [subprocess.Popen(worker) for _ in range(args.workers)]
+        codes = [proc.wait() for proc in procs]
+        if any(codes):
+            sys.exit(f"a worker failed (exit codes {codes}); rerun to resume")
+    else:
+        compute(args)
+    if not args.compute_only:
+        partition(Path(args.work))
+
+
+def compute(args: argparse.Namespace) -> None:
+    """Single points in rounds of ``args.round`` frames per system, within the budget."""
     start = time.time()
     frames = {
         name: generate_frames(ClassicalRun(system, reference="lj", n_frames=args.frames,
@@ -55,9 +79,13 @@ def main() -> None:
         else:
             continue
         break
+
+
+def partition(work_root: Path) -> None:
+    """Correlation fits, local energies, figures and cost of every finished frame."""
     panels, stats = {}, {}
     for name in SYSTEMS:
-        work = Path(args.work) / name
+        work = work_root / name
         fit = partition_command(work, HERE / f"{name}.extxyz", system=name)
         records = load_dft(work)
         natoms = len(records[0].atoms)
@@ -78,7 +106,7 @@ def main() -> None:
         info = json.loads((HERE / f"{name}.fit.json").read_text())
         means[name] = info["species_mean_local_energy_eV"]
     offsets = {s: means[f"{s}32"][s] - means["Ar16Kr16"][s] for s in ("Ar", "Kr")}
-    partition_command(Path(args.work) / "Ar16Kr16", HERE / "Ar16Kr16.pure_aligned.extxyz",
+    partition_command(work_root / "Ar16Kr16", HERE / "Ar16Kr16.pure_aligned.extxyz",
                       system="Ar16Kr16", species_offsets=offsets)
     (HERE / "cost.json").write_text(json.dumps(stats, indent=1) + "\n")
 

@@ -8,6 +8,13 @@ is tried again by the next call. The three cube files (valence density, total de
 Hartree potential) are reduced to per-basin numbers right after the single point and then
 deleted unless ``keep_cubes`` is set: at 600 Ry one 108-atom frame writes ~0.5 GB of cubes.
 
+Several workers may share one output directory (two processes on a workstation, an array
+job on a cluster): a worker claims a frame by creating ``CLAIM`` (holding ``host pid``)
+exclusively before computing it and removes it when the frame is done or has failed; other
+workers skip claimed frames and report them as busy. A claim left by a dead process on the
+same host is taken over; one from another host is honoured until removed by hand (delete
+``frame_NNNNN/CLAIM`` when you know that worker is gone).
+
 Units: CP2K works in Hartree and bohr; everything leaving this module is in eV and Angstrom
 (``HARTREE`` and ``BOHR`` below, CODATA 2018, the values CP2K 2023 itself uses).
 
@@ -23,6 +30,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -41,7 +49,7 @@ CUBES = {
     "total": f"{PROJECT}-TOTAL_DENSITY-1_0.cube",
     "hartree": f"{PROJECT}-v_hartree-1_0.cube",
 }
-DONE, FAILED = "DONE", "FAILED"
+DONE, FAILED, CLAIM = "DONE", "FAILED", "CLAIM"
 
 
 class DftError(RuntimeError):
@@ -375,6 +383,62 @@ def _check_settings(out: Path, settings: DftSettings) -> None:
         _write_json(path, wanted)
 
 
+def _claim_is_stale(path: Path) -> bool:
+    """Whether ``path`` (a ``CLAIM``) was left by a process of this host that has died."""
+    try:
+        host, pid = path.read_text().split()
+    except (OSError, ValueError):
+        return False  # being written right now, or removed meanwhile: not ours to take
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError):
+        return False
+    return False
+
+
+def claim_frame(workdir: Path) -> bool:
+    """Claim ``workdir`` for this process (exclusive create); False if another worker has it."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / CLAIM
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if not _claim_is_stale(path):
+                return False
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"{socket.gethostname()} {os.getpid()}\n")
+        return True
+    return False
+
+
+def _write_structures(out: Path, structures: list[Atoms]) -> None:
+    """Write ``frames.extxyz`` unless it already holds these structures and more.
+
+    Workers sharing a directory may be given different numbers of frames (a longer run
+    started next to a shorter one); the longer list must survive, since
+    :func:`toolkit.reference.local_energy.load_dft` reads finished frames' structures there.
+    """
+    from toolkit.data import read_frames, write_frames
+
+    path = out / "frames.extxyz"
+    if path.is_file():
+        stored = read_frames(path)
+        if len(stored) > len(structures) and all(
+            a.get_chemical_symbols() == b.get_chemical_symbols()
+            and np.allclose(a.positions, b.positions, atol=1e-5)
+            for a, b in zip(stored[: len(structures)], structures, strict=True)
+        ):
+            return
+    write_frames(path, structures)
+
+
 @dataclass
 class DftSummary:
     """What one call of :func:`run_dft` did."""
@@ -384,12 +448,15 @@ class DftSummary:
     skipped: list[int]
     failed: dict[int, str]
     wall_s: dict[int, float]
+    busy: list[int] = field(default_factory=list)
 
     def __str__(self) -> str:
         text = (
             f"{self.out}: {len(self.computed)} frames computed, {len(self.skipped)} already "
             f"done, {len(self.failed)} failed"
         )
+        if self.busy:
+            text += f", {len(self.busy)} being computed by other workers"
         if self.computed:
             text += f"; {np.mean(list(self.wall_s.values())):.1f} s per frame"
         if self.failed:
@@ -412,9 +479,8 @@ def run_dft(
     Writes ``<out>/frames.extxyz`` (the input structures), ``<out>/settings.json`` and one
     directory per frame. Frames already marked ``DONE`` are skipped after checking that
     their structure matches; a failed frame is retried once, then recorded in the summary.
+    Frames claimed by another worker sharing ``out`` are skipped and listed as ``busy``.
     """
-    from toolkit.data import write_frames
-    from toolkit.reference.bader import analyse_frame
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -431,42 +497,63 @@ def run_dft(
             )
     structures = [Atoms(a.get_chemical_symbols(), a.positions, cell=a.cell, pbc=True)
                   for a in frames]
-    write_frames(out / "frames.extxyz", structures)
+    _write_structures(out, structures)
     summary = DftSummary(out=out, computed=[], skipped=list(done), failed={}, wall_s={})
     finished = set(done)
     todo = [(i, a) for i, a in enumerate(frames) if i not in finished]
     bar = tqdm(todo, desc=f"dft {out.name}", unit="frame", disable=not progress)
     for index, atoms in bar:
         workdir = frame_dir(out, index)
-        (workdir / FAILED).unlink(missing_ok=True)
-        error = None
-        for attempt in range(2):  # a crash (node hiccup, SCF trouble) gets one retry
-            try:
-                result = run_single_point(atoms, workdir, settings, launcher)
-                result["attempts"] = attempt + 1
-                start = time.perf_counter()
-                basins = analyse_frame(workdir, result, method=bader_method)
-                basins["wall_s"] = time.perf_counter() - start
-                break
-            except (DftError, subprocess.SubprocessError, OSError, ValueError) as exc:
-                error = f"{type(exc).__name__}: {exc}"
-        else:
-            error = f"failed after 2 attempts; last error: {error}"
-            (workdir / FAILED).write_text(error + "\n")
-            summary.failed[index] = error
+        if not claim_frame(workdir):
+            summary.busy.append(index)
             continue
-        _write_json(workdir / "result.json", result)
-        _write_json(workdir / "basins.json", basins)
-        if not keep_cubes:
-            for name in CUBES.values():
-                (workdir / name).unlink(missing_ok=True)
-        for junk in workdir.glob(f"{PROJECT}-RESTART.wfn*"):
-            junk.unlink()  # wavefunction restart files are large and never reused here
-        (workdir / DONE).write_text(f"{time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
+        if (workdir / DONE).is_file():  # finished by another worker after this call began
+            (workdir / CLAIM).unlink(missing_ok=True)
+            summary.skipped.append(index)
+            continue
+        try:
+            wall = _compute_frame(atoms, workdir, settings, launcher, keep_cubes, bader_method)
+        finally:
+            (workdir / CLAIM).unlink(missing_ok=True)
+        if isinstance(wall, str):
+            summary.failed[index] = wall
+            continue
         summary.computed.append(index)
-        summary.wall_s[index] = result["wall_s"] + basins["wall_s"]
-        bar.set_postfix(s_per_frame=f"{summary.wall_s[index]:.0f}")
+        summary.wall_s[index] = wall
+        bar.set_postfix(s_per_frame=f"{wall:.0f}")
     return summary
+
+
+def _compute_frame(atoms: Atoms, workdir: Path, settings: DftSettings, launcher: Launcher,
+                   keep_cubes: bool, bader_method: str) -> float | str:
+    """Single point + basins of one claimed frame; its wall time (s), or the error text."""
+    from toolkit.reference.bader import analyse_frame
+
+    (workdir / FAILED).unlink(missing_ok=True)
+    error = None
+    for attempt in range(2):  # a crash (node hiccup, SCF trouble) gets one retry
+        try:
+            result = run_single_point(atoms, workdir, settings, launcher)
+            result["attempts"] = attempt + 1
+            start = time.perf_counter()
+            basins = analyse_frame(workdir, result, method=bader_method)
+            basins["wall_s"] = time.perf_counter() - start
+            break
+        except (DftError, subprocess.SubprocessError, OSError, ValueError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+    else:
+        error = f"failed after 2 attempts; last error: {error}"
+        (workdir / FAILED).write_text(error + "\n")
+        return error
+    _write_json(workdir / "result.json", result)
+    _write_json(workdir / "basins.json", basins)
+    if not keep_cubes:
+        for name in CUBES.values():
+            (workdir / name).unlink(missing_ok=True)
+    for junk in workdir.glob(f"{PROJECT}-RESTART.wfn*"):
+        junk.unlink()  # wavefunction restart files are large and never reused here
+    (workdir / DONE).write_text(f"{time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
+    return result["wall_s"] + basins["wall_s"]
 
 
 def dft_command(
