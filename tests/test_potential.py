@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -214,3 +215,22 @@ def test_test_split_refuses_another_data_file(data_file, tmp_path, arkr_lj_frame
     write_frames(other, arkr_lj_frames[::-1])
     with pytest.raises(PotentialError, match="is not the file"):
         potential.test_split(other)
+
+
+def test_written_potential_is_readable_by_the_group_like_any_file(tmp_path):
+    """Atomic writes go through tempfile (0600/0700); a shared model must not stay private."""
+    spec = DescriptorSpec()
+    arch = Architecture((3,), "tanh")
+    from toolkit.networks import EnsembleNetworks, Normalisation
+
+    nets = EnsembleNetworks(arch, 2, spec.n_descriptors)
+    norm = Normalisation(np.zeros((2, 30)), np.ones((2, 30)), 1.0, np.zeros(2))
+    theta = torch.zeros(nets.n_params, dtype=torch.float64)
+    old = os.umask(0o022)
+    try:
+        out = write_potential(tmp_path / "pot", spec, arch, theta, norm, ["Ar", "Kr"], {})
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o755
+    for name in ("model.mliap.nn", "descriptor.mliap", "pair.lmp", "meta.json", "model.pt"):
+        assert (out / name).stat().st_mode & 0o777 == 0o644, name

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from toolkit.data import atomic_write_text
+from toolkit.data import atomic_write_text, default_mode
 from toolkit.descriptors import DescriptorSpec
 from toolkit.networks import Architecture, EnsembleNetworks, Normalisation, exported_layers
 
@@ -177,6 +177,7 @@ def write_potential(
     if not torch.all(torch.isfinite(theta)):
         raise PotentialError("refusing to write a potential with NaN/inf parameters")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp.chmod(default_mode(directory=True))
     try:
         atomic_write_text(tmp / "model.mliap.nn", mliap_nn_text(
             networks, theta, normalisation, spec.elements, comment=f"aetk potential {out.name}"))

@@ -1,6 +1,7 @@
 """Regenerate the small DFT reference set in this directory (see README.md).
 
-Classical LJ MD (120 K, 32 atoms, frames 0.5 ps apart) -> CP2K single points
+Structures (``structures/*.extxyz``: classical LJ MD, 120 K, 32 atoms, frames 0.5 ps
+apart) -> CP2K single points
 (PBE + rVV10, GTH-PBE-q8, DZVP-MOLOPT-SR-GTH; CUTOFF and the rVV10 grid below) -> Bader
 basins -> correlation fit and local energies. Frames are added in rounds over the three
 systems, so a wall-clock budget leaves every system with a similar number of frames;
@@ -20,6 +21,9 @@ import sys
 import time
 from pathlib import Path
 
+from ase import Atoms
+
+from toolkit.data import read_frames, write_frames
 from toolkit.reference.classical import ClassicalRun, generate_frames
 from toolkit.reference.dft import DftSettings, Launcher, run_dft
 from toolkit.reference.figures import plot_correlation
@@ -56,14 +60,35 @@ def main() -> None:
         partition(Path(args.work))
 
 
+def structures(name: str, system: str, n_frames: int) -> list:
+    """The first ``n_frames`` input structures of ``name``, from ``structures/NAME.extxyz``.
+
+    The shipped structures (50 per system) come from full-range LJ MD at 120 K
+    (``lj/smooth/linear`` cut at 8.5 A for every pair, 32 atoms, seed 7, frames 0.5 ps
+    apart), made by the generator of commit 697c3dc. They are stored rather than
+    regenerated because the toolkit's classical reference has since moved to a first-shell
+    cutoff, which would give different structures and invalidate the finished frames.
+    Asking for more frames than are stored extends the file with frames of today's
+    generator at ``cutoff_sigma`` 2.5, a new MD run, and says so.
+    """
+    path = HERE / "structures" / f"{name}.extxyz"
+    stored = read_frames(path) if path.is_file() else []
+    if len(stored) >= n_frames:
+        return stored[:n_frames]
+    print(f"{path}: {len(stored)} stored structures, {n_frames} asked for; the others come "
+          "from a new LJ run (cutoff_sigma 2.5, seed 8)", flush=True)
+    extra = generate_frames(ClassicalRun(system, reference="lj", n_frames=n_frames - len(stored),
+                                         seed=8, natoms=32, every=250, cutoff_sigma=2.5),
+                            progress=False)
+    bare = [Atoms(a.get_chemical_symbols(), a.positions, cell=a.cell, pbc=True) for a in extra]
+    write_frames(path, stored + bare)
+    return stored + bare
+
+
 def compute(args: argparse.Namespace) -> None:
     """Single points in rounds of ``args.round`` frames per system, within the budget."""
     start = time.time()
-    frames = {
-        name: generate_frames(ClassicalRun(system, reference="lj", n_frames=args.frames,
-                                           seed=7, natoms=32, every=250), progress=False)
-        for name, system in SYSTEMS.items()
-    }
+    frames = {name: structures(name, system, args.frames) for name, system in SYSTEMS.items()}
     launcher = Launcher(np=args.np)
     done = 0
     while done < args.frames:
