@@ -13,6 +13,9 @@ class UserError(Exception):
     """An error the user can fix; printed as one line, no traceback."""
 
 
+WALL_HELP = ("leave out the repulsive ZBL wall that starts below the closest pair of the "
+             "data (zero on every data frame; stops MD collapse, see toolkit/wall.py)")
+
 def _cmd_generate(args: argparse.Namespace) -> None:
     from toolkit.data import write_frames
     from toolkit.reference.classical import ClassicalRun, generate_frames, write_input
@@ -89,7 +92,7 @@ def _cmd_fit(args: argparse.Namespace) -> None:
     potential, metrics = fit_potential(
         args.data, args.out, Architecture(tuple(args.hidden), args.activation), seed=args.seed,
         spec=read_spec(args.spec), split_seed=args.split_seed, settings=settings,
-        progress=not args.quiet)
+        progress=not args.quiet, wall=not args.no_wall)
     summary = {"total_r2": metrics["total"]["r2"],
                "total_rmse_per_atom_meV": 1e3 * metrics["total_per_atom_rmse"]}
     if "local" in metrics:
@@ -192,7 +195,7 @@ def _cmd_export(args: argparse.Namespace) -> None:
     if len(set(hidden)) != 1:
         raise ValueError("sweep cells have equal widths in every layer; repeat one --hidden")
     path = export_member(args.sweep, args.system, args.activation, len(hidden), hidden[0],
-                         args.seed, args.out)
+                         args.seed, args.out, wall=not args.no_wall)
     print(f"wrote potential {path}")
 
 
@@ -323,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-iterations", type=int, default=1000)
     p.add_argument("--patience", type=int, default=50)
     p.add_argument("--out", required=True, help="potential directory to write")
+    p.add_argument("--no-wall", action="store_true", help=WALL_HELP)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_fit)
 
@@ -382,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden", type=int, action="append", required=True)
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--no-wall", action="store_true", help=WALL_HELP)
     p.set_defaults(func=_cmd_export)
     p = sub.add_parser("assemble", help="one LAMMPS potential from per-element networks of "
                        "different potentials (e.g. pure Ar + pure Kr for the mixture)")

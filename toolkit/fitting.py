@@ -14,6 +14,7 @@ from toolkit.metrics import energy_metrics
 from toolkit.networks import Architecture, atomic_energies
 from toolkit.potential import Potential, read_potential, write_potential
 from toolkit.training import TrainedEnsemble, TrainingSettings, train_ensemble
+from toolkit.wall import wall_for
 
 
 @dataclass
@@ -81,8 +82,13 @@ def fit_potential(
     split_seed: int = 0,
     settings: TrainingSettings | None = None,
     progress: bool = True,
+    wall: bool = True,
 ) -> tuple[Potential, dict]:
-    """Train one potential on the totals of ``data``'s training frames and export it."""
+    """Train one potential on the totals of ``data``'s training frames and export it.
+
+    ``wall``: add the repulsive wall below the closest pair of any frame in ``data``
+    (toolkit/wall.py); it is zero on all of them, so training and metrics are unchanged.
+    """
     spec = spec or DescriptorSpec()
     dataset = load_dataset(data, spec, split_seed=split_seed, progress=progress)
     ensemble = train_ensemble(architecture, dataset.descriptors, dataset.energies,
@@ -104,5 +110,6 @@ def fit_potential(
     }
     trained = [spec.elements[s] for s in ensemble.trained_species]
     write_potential(out, spec, architecture, ensemble.theta[0], ensemble.normalisation,
-                    trained, meta)
+                    trained, meta,
+                    wall=wall_for(dataset.frames, spec.elements) if wall else None)
     return read_potential(out), metrics

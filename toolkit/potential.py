@@ -35,6 +35,7 @@ import torch
 from toolkit.data import atomic_write_text, default_mode
 from toolkit.descriptors import DescriptorSpec
 from toolkit.networks import Architecture, EnsembleNetworks, Normalisation, exported_layers
+from toolkit.wall import RepulsiveWall
 
 FORMAT = "aetk-potential"
 FORMAT_VERSION = 1
@@ -55,6 +56,7 @@ class Potential:
     normalisation: Normalisation
     trained_elements: list[str]
     meta: dict
+    wall: RepulsiveWall | None = None  # see toolkit/wall.py; None: the bare network
 
     @property
     def elements(self) -> tuple[str, ...]:
@@ -66,7 +68,7 @@ class Potential:
                                 self.spec.n_descriptors)
 
     def pair_commands(self) -> list[str]:
-        return pair_commands(self.directory, self.spec)
+        return pair_commands(self.directory, self.spec, self.wall)
 
     def check_spec(self, spec: DescriptorSpec, what: str) -> None:
         """Refuse a descriptor spec that differs from the potential's."""
@@ -134,23 +136,34 @@ def mliap_nn_text(
     return text
 
 
-def pair_commands(directory: Path, spec: DescriptorSpec) -> list[str]:
+def pair_commands(directory: Path, spec: DescriptorSpec,
+                  wall: RepulsiveWall | None = None) -> list[str]:
     directory = Path(directory).resolve()
-    return [
-        f"pair_style mliap model nn {directory / 'model.mliap.nn'} "
-        f"descriptor sna {directory / 'descriptor.mliap'}",
-        "pair_coeff * * " + " ".join(spec.elements),
-    ]
+    mliap = (f"mliap model nn {directory / 'model.mliap.nn'} "
+             f"descriptor sna {directory / 'descriptor.mliap'}")
+    if wall is None:
+        return [f"pair_style {mliap}", "pair_coeff * * " + " ".join(spec.elements)]
+    return [f"pair_style hybrid/overlay {mliap} {wall.pair_style()}",
+            "pair_coeff * * mliap " + " ".join(spec.elements),
+            *wall.pair_coeffs(spec.elements)]
 
 
-def _pair_lmp_text(directory: Path, spec: DescriptorSpec) -> str:
+def _pair_lmp_text(directory: Path, spec: DescriptorSpec, wall: RepulsiveWall | None) -> str:
     types = ", ".join(f"type {i + 1} = {s}" for i, s in enumerate(spec.elements))
     header = [
         "# aetk potential for LAMMPS (units metal). Use it with:  include THIS_FILE",
-        f"# Atom types must be {types}; for a single-element box write e.g.",
-        f"# 'pair_coeff * * {spec.elements[0]}' instead of the line below.",
+        f"# Atom types must be {types}; a single-element box still creates all",
+        f"# {len(spec.elements)} types (create_box {len(spec.elements)} ...), so these lines fit "
+        "any system.",
     ]
-    return "\n".join(header + pair_commands(directory, spec)) + "\n"
+    if wall is not None:
+        closest = ", ".join(f"{k} {v:.3f} A" for k, v in wall.closest.items())
+        header += [
+            f"# zbl: repulsive wall, zero beyond {wall.outer} A (closest pairs in the training "
+            f"data: {closest}),",
+            "# so it only acts where the network never saw data (toolkit/wall.py).",
+        ]
+    return "\n".join(header + pair_commands(directory, spec, wall)) + "\n"
 
 
 def _sha256(path: Path) -> str:
@@ -165,8 +178,13 @@ def write_potential(
     normalisation: Normalisation,
     trained_elements: list[str],
     meta: dict,
+    wall: RepulsiveWall | None = None,
 ) -> Path:
-    """Write a potential directory atomically; returns its path."""
+    """Write a potential directory atomically; returns its path.
+
+    ``wall``: a repulsive wall below the data (:func:`toolkit.wall.wall_for`), overlaid in
+    ``pair.lmp``; None writes the bare network.
+    """
     out = Path(out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     networks = EnsembleNetworks(architecture, len(spec.elements), spec.n_descriptors)
@@ -182,7 +200,7 @@ def write_potential(
         atomic_write_text(tmp / "model.mliap.nn", mliap_nn_text(
             networks, theta, normalisation, spec.elements, comment=f"aetk potential {out.name}"))
         atomic_write_text(tmp / "descriptor.mliap", spec.mliap_descriptor_text())
-        atomic_write_text(tmp / "pair.lmp", _pair_lmp_text(out, spec))
+        atomic_write_text(tmp / "pair.lmp", _pair_lmp_text(out, spec, wall))
         torch.save({"theta": theta, "normalisation": normalisation.to_dict(),
                     "architecture": {"hidden": list(architecture.hidden),
                                      "activation": architecture.activation},
@@ -197,6 +215,7 @@ def write_potential(
             "trained_elements": list(trained_elements),
             "normalisation": normalisation.to_dict(),
             **meta,
+            "repulsive_wall": None if wall is None else wall.to_dict(),
             "versions": software_versions(),
             "files": {name: _sha256(tmp / name) for name in FILES},
         }
@@ -262,7 +281,8 @@ def read_potential(directory: str | Path) -> Potential:
                              "meta.json")
     potential = Potential(directory, spec, architecture, stored["theta"],
                           Normalisation.from_dict(stored["normalisation"]),
-                          list(meta["trained_elements"]), meta)
+                          list(meta["trained_elements"]), meta,
+                          RepulsiveWall.from_dict(meta.get("repulsive_wall")))
     _check_model_header(potential)
     return potential
 

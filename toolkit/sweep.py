@@ -319,8 +319,11 @@ def load_member(out: str | Path, system: str, activation: str, depth: int, width
 
 
 def export_member(out: str | Path, system: str, activation: str, depth: int, width: int,
-                  seed: int, target: str | Path) -> Path:
-    """Write one sweep member as a potential directory (same files as `aetk fit`)."""
+                  seed: int, target: str | Path, wall: bool = True) -> Path:
+    """Write one sweep member as a potential directory (same files as `aetk fit`).
+
+    ``wall``: with the repulsive wall below the system's data (toolkit/wall.py).
+    """
     from toolkit.data import file_hash, read_frames, split_frames
     from toolkit.networks import Normalisation
     from toolkit.potential import write_potential
@@ -331,8 +334,11 @@ def export_member(out: str | Path, system: str, activation: str, depth: int, wid
     key = (system, activation, depth, width, seed)
     rows = [r for r in read_results(out)
             if (r["system"], r["activation"], r["depth"], r["width"], r["seed"]) == key]
+    from toolkit.wall import wall_for
+
     path = data_path(config, system, out)
-    split = split_frames(len(read_frames(path)), config.split_seed)
+    frames = read_frames(path)
+    split = split_frames(len(frames), config.split_seed)
     meta = {"seed": seed,
             "sweep": {"directory": str(out.resolve()), "system": system},
             "test_metrics_sweep": rows[0] if rows else None,
@@ -341,7 +347,8 @@ def export_member(out: str | Path, system: str, activation: str, depth: int, wid
                      "split_seed": config.split_seed, "split": split.as_dict()}}
     return write_potential(target, config.spec, architecture, theta,
                            Normalisation.from_dict(norm),
-                           [config.spec.elements[s] for s in trained], meta)
+                           [config.spec.elements[s] for s in trained], meta,
+                           wall=wall_for(frames, config.spec.elements) if wall else None)
 
 
 def _config_from_dict(data: dict) -> SweepConfig:

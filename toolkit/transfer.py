@@ -28,6 +28,8 @@ from toolkit.descriptors import DescriptorSpec
 from toolkit.evaluation import PotentialSession, Prediction, check_frames_for, score
 from toolkit.networks import Architecture, EnsembleNetworks, Normalisation
 from toolkit.potential import Potential, PotentialError, read_potential, write_potential
+from toolkit.wall import RepulsiveWall
+from toolkit.wall import merge as merge_walls
 
 
 @dataclass
@@ -94,20 +96,25 @@ def combine(sources: dict[str, Networks], where: dict[str, str] | None = None) -
                     [e for e in spec.elements if e in sources])
 
 
-def write_networks(networks: Networks, out: str | Path, meta: dict) -> Path:
+def write_networks(networks: Networks, out: str | Path, meta: dict,
+                   wall: RepulsiveWall | None = None) -> Path:
     return write_potential(out, networks.spec, networks.architecture, networks.theta,
-                           networks.normalisation, networks.trained_elements, meta)
+                           networks.normalisation, networks.trained_elements, meta, wall=wall)
 
 
 def assemble(sources: dict[str, str | Path], out: str | Path) -> Potential:
-    """`aetk assemble`: one potential directory from per-element source potentials."""
+    """`aetk assemble`: one potential directory from per-element source potentials.
+
+    The repulsive walls of the sources (if any) merge into one that starts below every
+    source's data (toolkit/wall.py).
+    """
     potentials = {element: read_potential(path) for element, path in sources.items()}
     combined = combine({e: Networks.of(p) for e, p in potentials.items()},
                        {e: str(p.directory) for e, p in potentials.items()})
     meta = {"assembled_from": {e: {"directory": str(p.directory),
                                    "model_sha256": p.meta["files"]["model.mliap.nn"]}
                                for e, p in potentials.items()}}
-    write_networks(combined, out, meta)
+    write_networks(combined, out, meta, wall=merge_walls(p.wall for p in potentials.values()))
     return read_potential(out)
 
 

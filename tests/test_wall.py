@@ -1,0 +1,153 @@
+"""The repulsive wall: placed below the data, exactly zero on it, repulsive below it."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+
+from toolkit.data import write_frames
+from toolkit.descriptors import DescriptorSpec
+from toolkit.evaluation import PotentialSession
+from toolkit.fitting import fit_potential
+from toolkit.networks import Architecture, EnsembleNetworks, Normalisation
+from toolkit.potential import read_potential, write_potential
+from toolkit.training import TrainingSettings
+from toolkit.transfer import assemble
+from toolkit.wall import RepulsiveWall, WallError, closest_pairs, merge, wall_for
+
+QUICK = TrainingSettings(max_iterations=20, patience=20)
+
+
+def _brute_force_closest(frames, elements):
+    closest = {}
+    for atoms in frames:
+        length = np.diag(atoms.cell.array)
+        symbols = atoms.get_chemical_symbols()
+        for i, j in itertools.combinations(range(len(atoms)), 2):
+            d = atoms.positions[j] - atoms.positions[i]
+            d -= np.rint(d / length) * length
+            a, b = sorted((symbols[i], symbols[j]), key=elements.index)
+            key = f"{a}-{b}"
+            closest[key] = min(closest.get(key, np.inf), float(np.linalg.norm(d)))
+    return closest
+
+
+def _atoms_in_pairs_closer_than(atoms, distance):
+    from ase.neighborlist import neighbor_list
+
+    i, j = neighbor_list("ij", atoms, distance)
+    return set(i.tolist()) | set(j.tolist())
+
+
+def test_closest_pairs_match_brute_force_minimum_image(arkr_lj_frames):
+    frames = arkr_lj_frames[:3]
+    got = closest_pairs(frames, ["Ar", "Kr"])
+    expected = _brute_force_closest(frames, ["Ar", "Kr"])
+    assert set(got) == {"Ar-Ar", "Ar-Kr", "Kr-Kr"}
+    for key in expected:
+        assert got[key] == pytest.approx(expected[key], abs=1e-12)
+    wall = wall_for(frames, ["Ar", "Kr"], margin=0.2, width=0.5)
+    assert wall.outer == pytest.approx(min(expected.values()) - 0.2, abs=1e-4)
+    assert wall.inner == pytest.approx(wall.outer - 0.5, abs=1e-4)
+
+
+def test_overlapping_data_leaves_no_room_for_a_wall():
+    atoms = Atoms("Ar2", positions=[[0, 0, 0], [0.9, 0, 0]], cell=[8, 8, 8], pbc=True)
+    with pytest.raises(WallError, match="overlapping"):
+        wall_for([atoms], ["Ar", "Kr"])
+    with pytest.raises(WallError, match="inner < outer"):
+        RepulsiveWall(3.0, 2.5, {})
+
+
+def test_merged_wall_starts_below_every_source():
+    a = RepulsiveWall(2.5, 3.0, {"Ar-Ar": 3.2})
+    b = RepulsiveWall(2.7, 3.2, {"Kr-Kr": 3.4})
+    m = merge([a, None, b])
+    assert (m.inner, m.outer) == (2.5, 3.0) and m.closest == {"Ar-Ar": 3.2, "Kr-Kr": 3.4}
+    assert merge([None]) is None
+
+
+@pytest.fixture(scope="module")
+def walled(tmp_path_factory, arkr_lj_frames):
+    """One trained mixture network, written with and without the wall."""
+    root = tmp_path_factory.mktemp("wall")
+    data = root / "arkr.extxyz"
+    write_frames(data, arkr_lj_frames)
+    with_wall, _ = fit_potential(data, root / "wall", Architecture((4,), "tanh"), seed=2,
+                                 settings=QUICK, progress=False)
+    bare, _ = fit_potential(data, root / "bare", Architecture((4,), "tanh"), seed=2,
+                            settings=QUICK, progress=False, wall=False)
+    return with_wall, bare
+
+
+def test_wall_is_recorded_and_read_back(walled, arkr_lj_frames):
+    with_wall, bare = walled
+    assert bare.wall is None and bare.meta["repulsive_wall"] is None
+    assert with_wall.wall == wall_for(arkr_lj_frames, ["Ar", "Kr"])
+    text = (with_wall.directory / "pair.lmp").read_text()
+    assert "hybrid/overlay mliap" in text and "pair_coeff 1 2 zbl 18.0 36.0" in text
+    assert torch.equal(with_wall.theta, bare.theta)
+
+
+def test_wall_changes_nothing_on_the_data(walled, arkr_lj_frames):
+    with_wall, bare = walled
+    with PotentialSession(with_wall) as a, PotentialSession(bare) as b:
+        for atoms in arkr_lj_frames[:5]:
+            ea, la, fa = a.evaluate(atoms)
+            eb, lb, fb = b.evaluate(atoms)
+            assert ea == eb
+            assert np.array_equal(la, lb) and np.array_equal(fa, fb)
+
+
+def test_wall_repels_a_pair_pushed_below_it(walled, arkr_lj_frames):
+    with_wall, bare = walled
+    atoms = arkr_lj_frames[0].copy()
+    kr = [i for i, s in enumerate(atoms.get_chemical_symbols()) if s == "Kr"]
+    i, j = kr[0], kr[1]
+    r = with_wall.wall.inner - 0.1
+    rng = np.random.default_rng(0)
+    for _ in range(200):  # a direction that brings j near i and near no other atom
+        direction = rng.normal(size=3)
+        direction /= np.linalg.norm(direction)
+        atoms.positions[j] = atoms.positions[i] + r * direction
+        inside = _atoms_in_pairs_closer_than(atoms, with_wall.wall.outer)
+        if inside == {i, j}:
+            break
+    else:
+        pytest.fail("no clean placement found")
+    others = [k for k in range(len(atoms)) if k not in (i, j)]
+    with PotentialSession(with_wall) as a, PotentialSession(bare) as b:
+        ea, la, fa = a.evaluate(atoms)
+        eb, lb, fb = b.evaluate(atoms)
+        assert np.array_equal(la[others], lb[others])  # the wall touches only the close pair
+        wall_energy = ea - eb
+        assert wall_energy > 0.5  # eV: ZBL for Kr-Kr at ~2.5 A, a real wall
+        assert la[i] - lb[i] == pytest.approx(wall_energy / 2, rel=1e-6)  # pe/atom: half each
+        push = (fa[j] - fb[j]) @ direction
+        assert push > 1.0  # eV/A, pushing j away from i
+        # forces of the overlay are minus the gradient of its energy
+        h = 1e-5
+        shifted = [atoms.copy(), atoms.copy()]
+        shifted[0].positions[j] += h * direction
+        shifted[1].positions[j] -= h * direction
+        de = (a.evaluate(shifted[0])[0] - a.evaluate(shifted[1])[0]) / (2 * h)
+        assert -de == pytest.approx(fa[j] @ direction, rel=1e-5, abs=1e-6)
+
+
+def test_assembled_potential_takes_the_lower_wall(tmp_path):
+    spec = DescriptorSpec()
+    arch = Architecture((3,), "tanh")
+    nets = EnsembleNetworks(arch, 2, spec.n_descriptors)
+    norm = Normalisation(np.zeros((2, 30)), np.ones((2, 30)), 1.0, np.zeros(2))
+    theta = torch.linspace(-0.1, 0.1, nets.n_params, dtype=torch.float64)
+    walls = {"Ar": RepulsiveWall(2.4, 2.9, {"Ar-Ar": 3.1}),
+             "Kr": RepulsiveWall(2.6, 3.1, {"Kr-Kr": 3.3})}
+    for element, wall in walls.items():
+        write_potential(tmp_path / element, spec, arch, theta, norm, [element], {}, wall=wall)
+    combined = assemble({"Ar": tmp_path / "Ar", "Kr": tmp_path / "Kr"}, tmp_path / "both")
+    assert combined.wall == RepulsiveWall(2.4, 2.9, {"Ar-Ar": 3.1, "Kr-Kr": 3.3})
+    assert read_potential(tmp_path / "both").wall == combined.wall
