@@ -150,6 +150,10 @@ def _cmd_md(args: argparse.Namespace) -> None:
                  if k in summary}
         if "nve" in summary:
             short["drift_ev_per_atom_per_ns"] = summary["nve"]["drift_ev_per_atom_per_ns"]
+        if "closest_pair_min" in summary:
+            short["closest_pair_min_A"] = summary["closest_pair_min"]
+        if "wall" in summary:
+            short["wall_inside_fraction"] = summary["wall"]["fraction_of_samples_inside"]
         print(f"{result.status}: {summary['production_steps_done']} production steps in "
               f"{result.out_dir} (md.lmp, trajectory.dump, thermo.csv, summary.json): "
               + json.dumps({k: float(f"{v:.5g}") for k, v in short.items()}))

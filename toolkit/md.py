@@ -40,6 +40,7 @@ from toolkit.reference.classical import (
     pair_setup,
 )
 from toolkit.species import element, number_density, system_composition
+from toolkit.wall import RepulsiveWall
 
 REFERENCE_PREFIX = "reference:"
 SPECIES_FILE = "species.txt"
@@ -113,6 +114,7 @@ class PairModel:
     pair_lines: list[str]
     elements: tuple[str, ...]
     training_energy: tuple[float, float] | None = None  # (eV/atom expected, eV scale)
+    wall: RepulsiveWall | None = None  # the potential's repulsive wall, toolkit/wall.py
 
 
 def load_pair_model(potential: str | Path | PairModel, system: str,
@@ -143,7 +145,7 @@ def load_pair_model(potential: str | Path | PairModel, system: str,
     expected = sum(x * float(norm.shift[loaded.spec.type_of(s) - 1])
                    for s, x in system_composition(system).items())
     return PairModel(f"the potential {loaded.directory}", loaded.pair_commands(),
-                     loaded.spec.elements, (expected, float(norm.scale)))
+                     loaded.spec.elements, (expected, float(norm.scale)), loaded.wall)
 
 
 def input_text(run: MDRun, model: PairModel, dump_file: str = "trajectory.dump",
@@ -385,6 +387,9 @@ class _Runner:
             cause = ("the potential is extrapolating outside its training data (e.g. atoms "
                      "closer than in any training frame) or is broken; check its test "
                      "metrics, train on more diverse frames, or try a smaller timestep")
+            if self.model.wall is None:
+                cause += ("; this potential has no repulsive wall: re-export it without "
+                          "--no-wall (aetk fit / aetk export)")
         return MDInstabilityError(
             f"MD of {self.run.system} with {self.run.potential} stopped in the "
             f"{phase} phase at step {step} ({step * self.run.timestep:g} ps): {what}. "
@@ -479,8 +484,18 @@ def _summary(result: MDResult, model: PairModel, runner: _Runner, ranks: int,
     if rows:
         pe = np.array([r["pe"] for r in rows]) / run.natoms
         temp = np.array([r["temp"] for r in rows])
+        closest = np.array([r["closest"] for r in rows])
         summary.update(mean_pe_per_atom=float(pe.mean()), std_pe_per_atom=float(pe.std()),
-                       mean_temperature=float(temp.mean()))
+                       mean_temperature=float(temp.mean()),
+                       closest_pair_min=float(closest.min()))
+        if model.wall is not None:
+            # how often the network needed the wall: thermo samples with a pair inside it,
+            # i.e. closer than any pair in the training data minus the wall's margin
+            summary["wall"] = {
+                "outer": model.wall.outer,
+                "closest_pairs_in_data": model.wall.closest,
+                "fraction_of_samples_inside": float(np.mean(closest < model.wall.outer)),
+            }
     if run.ensemble == "nve" and len(rows) >= 3:
         summary["nve"] = energy_drift(np.array([r["time"] for r in rows]),
                                       np.array([r["etotal"] for r in rows]),
