@@ -100,7 +100,7 @@ def compute(args: argparse.Namespace) -> None:
                 break
             summary = run_dft(frames[name][:done], Path(args.work) / name, SETTINGS, launcher,
                               progress=False)
-            print(f"{elapsed:6.1f} min  {summary}", flush=True)
+            print(f"{(time.time() - start) / 60:6.1f} min  {summary}", flush=True)
         else:
             continue
         break
