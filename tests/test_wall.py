@@ -151,3 +151,19 @@ def test_assembled_potential_takes_the_lower_wall(tmp_path):
     combined = assemble({"Ar": tmp_path / "Ar", "Kr": tmp_path / "Kr"}, tmp_path / "both")
     assert combined.wall == RepulsiveWall(2.4, 2.9, {"Ar-Ar": 3.1, "Kr-Kr": 3.3})
     assert read_potential(tmp_path / "both").wall == combined.wall
+
+
+def test_teacher_labels_are_the_bare_network_even_inside_the_wall(walled, arkr_lj_frames):
+    from toolkit.evaluation import predict
+    from toolkit.teacher import label_with_teacher
+
+    with_wall, bare = walled
+    atoms = arkr_lj_frames[1].copy()
+    i, j = 0, 1
+    d = atoms.positions[j] - atoms.positions[i]
+    atoms.positions[j] = atoms.positions[i] + (with_wall.wall.inner - 0.2) * d / np.linalg.norm(d)
+    labelled = label_with_teacher([atoms], with_wall, share=1.0)[0]
+    expected = predict(bare, [atoms], progress=False)
+    assert np.array_equal(labelled.arrays["local_energy"], expected.local_energy)
+    walled_energy = predict(with_wall, [atoms], progress=False).energy[0]
+    assert walled_energy - labelled.info["energy"] > 0.5  # the wall would have added this

@@ -22,6 +22,7 @@ of the sampling run is dropped: it belongs to neither labelling.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +71,7 @@ def label_with_teacher(
 
     Labels: ``energy`` (eV), ``forces`` (eV/A), ``local_energy`` (eV); ``info`` records the
     teacher, the share and the other reference. ``cutoff_sigma`` is that of ``other``.
+    The teacher's labels are its bare network's, without its repulsive wall if it has one.
     """
     if not 0.0 <= share <= 1.0:
         raise ValueError(f"share {share} outside [0, 1]")
@@ -77,7 +79,9 @@ def label_with_teacher(
         raise ValueError(f"unknown other reference {other!r}; choose from {REFERENCES}")
     frames = list(frames)
     if share > 0.0:
-        teacher = predict(potential, frames, progress=progress)
+        # the bare network: a repulsive wall (toolkit/wall.py) is not a function of the
+        # descriptor, so where it acted the partition would no longer be representable
+        teacher = predict(replace(potential, wall=None), frames, progress=progress)
         t_energy, t_local, t_forces = teacher.energy, teacher.local_energy, teacher.forces
     if share < 1.0:
         others = evaluate_reference(frames, other, cutoff_sigma=cutoff_sigma)
