@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -30,6 +31,7 @@ from toolkit.reference.figures import plot_correlation
 from toolkit.reference.local_energy import load_dft, partition_command
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 SYSTEMS = {"Ar32": "Ar", "Kr32": "Kr", "Ar16Kr16": "ArKr"}
 SETTINGS = DftSettings(cutoff=300.0, rel_cutoff=60.0, vdw="rVV10", vdw_cutoff=150.0)
 
@@ -39,7 +41,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--round", type=int, default=5, help="frames per system per round")
     parser.add_argument("--budget-min", type=float, default=55.0)
-    parser.add_argument("--work", default=str(HERE.parents[1] / "data" / "dft"))
+    parser.add_argument("--work", default=str(ROOT / "data" / "dft"))
     parser.add_argument("--np", type=int, default=1, help="MPI ranks per CP2K run")
     parser.add_argument("--workers", type=int, default=1,
                         help="concurrent CP2K workers sharing the work directories")
@@ -107,33 +109,51 @@ def compute(args: argparse.Namespace) -> None:
 
 
 def partition(work_root: Path) -> None:
-    """Correlation fits, local energies, figures and cost of every finished frame."""
+    """Correlation fits, local energies, figures and cost of every finished frame.
+
+    Runs from the repository root with relative paths, so the shipped ``*.fit.json`` name
+    ``data/dft/...`` and ``datasets/dft/...`` rather than one machine's absolute paths.
+    """
+    os.chdir(ROOT)
+    work_root = Path(os.path.relpath(work_root.resolve(), ROOT))
+    here = HERE.relative_to(ROOT)
     panels, stats = {}, {}
     for name in SYSTEMS:
         work = work_root / name
-        fit = partition_command(work, HERE / f"{name}.extxyz", system=name)
+        fit = partition_command(work, here / f"{name}.extxyz", system=name)
         records = load_dft(work)
         natoms = len(records[0].atoms)
         x = [r.electrostatic_energy / natoms for r in records]
         y = [(r.energy - r.electrostatic_energy) / natoms for r in records]
         panels[name] = (x, y, fit)
-        walls = [json.loads((work / f"frame_{r.index:05d}" / "result.json").read_text())["wall_s"]
-                 + json.loads((work / f"frame_{r.index:05d}" / "basins.json").read_text())["wall_s"]
-                 for r in records]
-        stats[name] = {"frames": len(records), "mean_wall_s_per_frame": sum(walls) / len(walls)}
+        results = [json.loads((work / f"frame_{r.index:05d}" / "result.json").read_text())
+                   for r in records]
+        basins = [json.loads((work / f"frame_{r.index:05d}" / "basins.json").read_text())
+                  for r in records]
+        single = [r["wall_s"] for r in results]
+        bader = [b["wall_s"] for b in basins]
+        stats[name] = {
+            "frames": len(records),
+            "mean_wall_s_per_frame": (sum(single) + sum(bader)) / len(records),
+            "single_point_wall_s": {"mean": sum(single) / len(single),
+                                    "min": min(single), "max": max(single)},
+            "partition_wall_s_mean": sum(bader) / len(bader),
+            "scf_steps": sorted({n for r in results for n in r["scf_steps"]}),
+            "launcher": results[0].get("launcher"),
+        }
         print(name, fit, flush=True)
-    plot_correlation(panels, HERE / "correlation_all")
+    plot_correlation(panels, here / "correlation_all")
     # the mixture fit fixes only the sum of the species' intercepts; a second version of
     # the mixture moves energy between species so that their mean local energies match
     # the pure liquids (each frame's sum unchanged), see docs/dft.md
     means = {}
     for name in ("Ar32", "Kr32", "Ar16Kr16"):
-        info = json.loads((HERE / f"{name}.fit.json").read_text())
+        info = json.loads((here / f"{name}.fit.json").read_text())
         means[name] = info["species_mean_local_energy_eV"]
     offsets = {s: means[f"{s}32"][s] - means["Ar16Kr16"][s] for s in ("Ar", "Kr")}
-    partition_command(work_root / "Ar16Kr16", HERE / "Ar16Kr16.pure_aligned.extxyz",
+    partition_command(work_root / "Ar16Kr16", here / "Ar16Kr16.pure_aligned.extxyz",
                       system="Ar16Kr16", species_offsets=offsets)
-    (HERE / "cost.json").write_text(json.dumps(stats, indent=1) + "\n")
+    (here / "cost.json").write_text(json.dumps(stats, indent=1) + "\n")
 
 
 if __name__ == "__main__":
