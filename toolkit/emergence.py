@@ -163,7 +163,9 @@ def emergence_map(out: Path, shares: Sequence[float] = SHARES, n_frames: int = 3
                       settings=TrainingSettings(max_iterations=1000, patience=50))
     teacher = read_potential(teacher_dir)
     frames = sampled_frames(out, "Ar", n_frames, 12)  # structures the teacher never saw
-    spec = DescriptorSpec()
+    # students and ceilings see the teacher's descriptors, or share 1 is not representable
+    # (an ``out`` made under an older default spec keeps that spec)
+    spec = teacher.spec
     ceilings_path = root / "ceilings.json"
     ceilings = json.loads(ceilings_path.read_text()) if ceilings_path.is_file() else {}
     paths = {}
