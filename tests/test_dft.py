@@ -24,9 +24,11 @@ from toolkit.reference.dft import (
     HARTREE,
     DftSettings,
     Launcher,
+    _write_structures,
     claim_frame,
     frame_dir,
     input_text,
+    release_frame,
     run_dft,
     run_single_point,
 )
@@ -245,9 +247,30 @@ def test_frame_claims_are_exclusive_and_dead_claims_are_taken_over(tmp_path):
         sleeper.kill()
         sleeper.wait()
     assert claim_frame(workdir)  # its process is gone: the claim is stale
-    assert (workdir / CLAIM).read_text().split() == [socket.gethostname(), str(os.getpid())]
-    (workdir / CLAIM).write_text("some-other-host 1\n")
+    host, pid, start = (workdir / CLAIM).read_text().split()
+    assert (host, pid) == (socket.gethostname(), str(os.getpid())) and start.isdigit()
+    (workdir / CLAIM).write_text("some-other-host 1 5\n")
     assert not claim_frame(workdir)  # another host's claim cannot be checked, so it stands
+    release_frame(workdir)
+    assert (workdir / CLAIM).exists()  # releasing leaves another worker's claim alone
+    # a dead worker's pid reused by a live process (here: this one) with another start time
+    (workdir / CLAIM).write_text(f"{host} {pid} {int(start) + 1}\n")
+    assert claim_frame(workdir)
+    release_frame(workdir)
+    assert not (workdir / CLAIM).exists()  # our own claim is released
+    (workdir / CLAIM).write_text("")  # left by a worker killed before claims were atomic
+    assert claim_frame(workdir)
+
+
+def test_structures_record_never_shrinks_and_refuses_other_input(tmp_path):
+    frames = [tiny_argon(s) for s in (0.0, 0.1, 0.2)]
+    _write_structures(tmp_path, frames)
+    _write_structures(tmp_path, frames[:2])  # a shorter run next to a longer one
+    assert len(read_frames(tmp_path / "frames.extxyz")) == 3
+    _write_structures(tmp_path, frames + [tiny_argon(0.3)])  # a longer run extends it
+    assert len(read_frames(tmp_path / "frames.extxyz")) == 4
+    with pytest.raises(ValueError, match="use a new --out"):
+        _write_structures(tmp_path, [tiny_argon(0.05)])
 
 
 @pytest.mark.slow

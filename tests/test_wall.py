@@ -63,12 +63,36 @@ def test_overlapping_data_leaves_no_room_for_a_wall():
         RepulsiveWall(3.0, 2.5, {})
 
 
+def test_fit_refuses_data_without_room_for_a_wall_before_training(tmp_path, monkeypatch):
+    import toolkit.fitting
+
+    rng = np.random.default_rng(0)
+    frames = []
+    for _ in range(10):  # a dilute gas: no two atoms within the wall's 5 A search
+        atoms = Atoms("Ar2", positions=[[0, 0, 0], [6.5 + rng.uniform(0, 0.5), 0, 0]],
+                      cell=[14, 14, 14], pbc=True)
+        atoms.info["energy"] = float(rng.normal())
+        frames.append(atoms)
+    write_frames(tmp_path / "gas.extxyz", frames)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before the wall was placed")
+
+    monkeypatch.setattr(toolkit.fitting, "train_ensemble", no_training)
+    with pytest.raises(WallError, match="no two atoms closer"):
+        fit_potential(tmp_path / "gas.extxyz", tmp_path / "pot", Architecture((2,), "tanh"),
+                      settings=QUICK, progress=False)
+    assert not (tmp_path / "pot").exists()
+
+
 def test_merged_wall_starts_below_every_source():
     a = RepulsiveWall(2.5, 3.0, {"Ar-Ar": 3.2})
     b = RepulsiveWall(2.7, 3.2, {"Kr-Kr": 3.4})
-    m = merge([a, None, b])
+    m = merge([a, b])
     assert (m.inner, m.outer) == (2.5, 3.0) and m.closest == {"Ar-Ar": 3.2, "Kr-Kr": 3.4}
-    assert merge([None]) is None
+    assert merge([None, None]) is None
+    with pytest.raises(WallError, match="some sources have a repulsive wall"):
+        merge([a, None])  # nothing is known about the wall-less source's data
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +175,12 @@ def test_assembled_potential_takes_the_lower_wall(tmp_path):
     combined = assemble({"Ar": tmp_path / "Ar", "Kr": tmp_path / "Kr"}, tmp_path / "both")
     assert combined.wall == RepulsiveWall(2.4, 2.9, {"Ar-Ar": 3.1, "Kr-Kr": 3.3})
     assert read_potential(tmp_path / "both").wall == combined.wall
+    write_potential(tmp_path / "bare", spec, arch, theta, norm, ["Kr"], {}, wall=None)
+    with pytest.raises(WallError, match="bare: no repulsive wall"):
+        assemble({"Ar": tmp_path / "Ar", "Kr": tmp_path / "bare"}, tmp_path / "mixed")
+    assert not (tmp_path / "mixed").exists()
+    assert assemble({"Ar": tmp_path / "Ar", "Kr": tmp_path / "bare"}, tmp_path / "mixed",
+                    wall=False).wall is None
 
 
 def test_teacher_labels_are_the_bare_network_even_inside_the_wall(walled, arkr_lj_frames):

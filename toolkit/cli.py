@@ -212,7 +212,7 @@ def _cmd_assemble(args: argparse.Namespace) -> None:
         if not sep or not path:
             raise ValueError(f"--element {item!r}: write ELEMENT=POTENTIAL_DIR, e.g. Ar=pots/ar")
         sources[element] = path
-    potential = assemble(sources, args.out)
+    potential = assemble(sources, args.out, wall=not args.no_wall)
     print(f"wrote potential {potential.directory} ("
           + ", ".join(f"{e} from {p}" for e, p in sources.items()) + ")")
 
@@ -397,6 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--element", action="append", required=True,
                    help="ELEMENT=POTENTIAL_DIR; repeat per element")
     p.add_argument("--out", required=True)
+    p.add_argument("--no-wall", action="store_true",
+                   help="drop the sources' repulsive walls (default: merge them)")
     p.set_defaults(func=_cmd_assemble)
 
     p = sub.add_parser("transfer", help="pure->mixture and mixture->pure evaluations of every "

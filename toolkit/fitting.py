@@ -91,6 +91,8 @@ def fit_potential(
     """
     spec = spec or DescriptorSpec()
     dataset = load_dataset(data, spec, split_seed=split_seed, progress=progress)
+    # placed before training, so data the wall cannot go below fails at once, not after it
+    repulsive_wall = wall_for(dataset.frames, spec.elements) if wall else None
     ensemble = train_ensemble(architecture, dataset.descriptors, dataset.energies,
                               dataset.split.train, dataset.split.validation, seeds=[seed],
                               settings=settings, progress=progress)
@@ -111,5 +113,5 @@ def fit_potential(
     trained = [spec.elements[s] for s in ensemble.trained_species]
     write_potential(out, spec, architecture, ensemble.theta[0], ensemble.normalisation,
                     trained, meta,
-                    wall=wall_for(dataset.frames, spec.elements) if wall else None)
+                    wall=repulsive_wall)
     return read_potential(out), metrics

@@ -388,8 +388,9 @@ class _Runner:
                      "closer than in any training frame) or is broken; check its test "
                      "metrics, train on more diverse frames, or try a smaller timestep")
             if self.model.wall is None:
-                cause += ("; this potential has no repulsive wall: re-export it without "
-                          "--no-wall (aetk fit / aetk export)")
+                cause += ("; this potential has no repulsive wall: give it one by fitting or "
+                          "exporting it without --no-wall (aetk fit / aetk export), or, for "
+                          "an assembled potential, by assembling sources that have walls")
         return MDInstabilityError(
             f"MD of {self.run.system} with {self.run.potential} stopped in the "
             f"{phase} phase at step {step} ({step * self.run.timestep:g} ps): {what}. "

@@ -111,10 +111,18 @@ def wall_for(frames: Sequence[Atoms], elements: Sequence[str], margin: float = M
 
 
 def merge(walls: Iterable[RepulsiveWall | None]) -> RepulsiveWall | None:
-    """One wall for networks from several sources: below every source's data."""
+    """One wall for networks from several sources: below every source's data.
+
+    None when no source has a wall. A mix is refused: a source without a wall says
+    nothing about how close its data came, so no merged wall can promise to stay below it.
+    """
+    walls = list(walls)
     present = [w for w in walls if w is not None]
     if not present:
         return None
+    if len(present) != len(walls):
+        raise WallError("some sources have a repulsive wall and some do not; no wall can be "
+                        "placed below the data of those without")
     closest: dict[str, float] = {}
     for wall in present:
         for key, value in wall.closest.items():

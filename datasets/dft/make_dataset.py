@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 from ase import Atoms
 
 from toolkit.data import read_frames, write_frames
@@ -33,6 +34,7 @@ from toolkit.reference.local_energy import load_dft, partition_command
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 SYSTEMS = {"Ar32": "Ar", "Kr32": "Kr", "Ar16Kr16": "ArKr"}
+OLD_GENERATOR_FRAMES = 50  # structures/*.extxyz as shipped, see structures()
 SETTINGS = DftSettings(cutoff=300.0, rel_cutoff=60.0, vdw="rVV10", vdw_cutoff=150.0)
 
 
@@ -49,6 +51,8 @@ def main() -> None:
                         help="run the single points and basins, skip the partition")
     args = parser.parse_args()
     if args.workers > 1:
+        for name, system in SYSTEMS.items():  # extend the structures once, not per worker
+            structures(name, system, args.frames)
         worker = [sys.executable, __file__, "--compute-only", "--frames", str(args.frames),
                   "--round", str(args.round), "--budget-min", str(args.budget_min),
                   "--work", args.work, "--np", str(args.np)]
@@ -65,26 +69,38 @@ def main() -> None:
 def structures(name: str, system: str, n_frames: int) -> list:
     """The first ``n_frames`` input structures of ``name``, from ``structures/NAME.extxyz``.
 
-    The shipped structures (50 per system) come from full-range LJ MD at 120 K
-    (``lj/smooth/linear`` cut at 8.5 A for every pair, 32 atoms, seed 7, frames 0.5 ps
-    apart), made by the generator of commit 697c3dc. They are stored rather than
-    regenerated because the toolkit's classical reference has since moved to a first-shell
-    cutoff, which would give different structures and invalidate the finished frames.
-    Asking for more frames than are stored extends the file with frames of today's
-    generator at ``cutoff_sigma`` 2.5, a new MD run, and says so.
+    The shipped structures (``OLD_GENERATOR_FRAMES`` = 50 per system) come from full-range LJ
+    MD at 120 K (``lj/smooth/linear`` cut at 8.5 A for every pair, 32 atoms, seed 7,
+    frames 0.5 ps apart), made by the generator of commit 697c3dc. They are stored rather
+    than regenerated because the toolkit's classical reference has since moved to a
+    first-shell cutoff, which would give different structures and invalidate the finished
+    frames. Asking for more frames than are stored extends the file with frames of
+    today's generator at ``cutoff_sigma`` 2.5: one MD run (seed 8) whose frames follow the
+    shipped ones, regenerated from its start each time, so extending in several steps gives
+    the same structures as extending once (an MD run's first frames do not depend on how
+    many it is asked for).
     """
     path = HERE / "structures" / f"{name}.extxyz"
     stored = read_frames(path) if path.is_file() else []
     if len(stored) >= n_frames:
         return stored[:n_frames]
+    if len(stored) < OLD_GENERATOR_FRAMES:
+        sys.exit(f"{path}: {len(stored)} structures, the shipped file has "
+                 f"{OLD_GENERATOR_FRAMES}; restore it from git")
     print(f"{path}: {len(stored)} stored structures, {n_frames} asked for; the others come "
           "from a new LJ run (cutoff_sigma 2.5, seed 8)", flush=True)
-    extra = generate_frames(ClassicalRun(system, reference="lj", n_frames=n_frames - len(stored),
-                                         seed=8, natoms=32, every=250, cutoff_sigma=2.5),
-                            progress=False)
-    bare = [Atoms(a.get_chemical_symbols(), a.positions, cell=a.cell, pbc=True) for a in extra]
-    write_frames(path, stored + bare)
-    return stored + bare
+    extension = generate_frames(
+        ClassicalRun(system, reference="lj", n_frames=n_frames - OLD_GENERATOR_FRAMES, seed=8,
+                     natoms=32, every=250, cutoff_sigma=2.5), progress=False)
+    bare = [Atoms(a.get_chemical_symbols(), a.positions, cell=a.cell, pbc=True)
+            for a in extension]
+    for old, new in zip(stored[OLD_GENERATOR_FRAMES:], bare, strict=False):
+        if not np.allclose(old.positions, new.positions, atol=1e-6):
+            sys.exit(f"{path}: its extension frames differ from a fresh seed-8 run; restore "
+                     "the file from git")
+    frames = stored + bare[len(stored) - OLD_GENERATOR_FRAMES:]
+    write_frames(path, frames)
+    return frames
 
 
 def compute(args: argparse.Namespace) -> None:

@@ -26,6 +26,7 @@ from the project's virtual environment that comes first on ``PATH`` inside the v
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -33,6 +34,7 @@ import shutil
 import socket
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -383,39 +385,91 @@ def _check_settings(out: Path, settings: DftSettings) -> None:
         _write_json(path, wanted)
 
 
-def _claim_is_stale(path: Path) -> bool:
-    """Whether ``path`` (a ``CLAIM``) was left by a process of this host that has died."""
+CLAIMS_LOCK = ".claims.lock"
+
+
+@contextmanager
+def _claims_locked(out: Path):
+    """Hold ``out/.claims.lock`` (flock): claims of ``out``'s frames change one at a time."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / CLAIMS_LOCK, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _process_start(pid: int) -> str | None:
+    """Start time of ``pid`` in clock ticks since boot (``/proc/PID/stat`` field 22)."""
     try:
-        host, pid = path.read_text().split()
-    except (OSError, ValueError):
-        return False  # being written right now, or removed meanwhile: not ours to take
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _claim_token() -> str:
+    """``host pid start``: which process holds a claim, robust to reused pids."""
+    return f"{socket.gethostname()} {os.getpid()} {_process_start(os.getpid()) or '?'}"
+
+
+def _claim_is_stale(path: Path) -> bool:
+    """Whether ``path`` (a ``CLAIM``) was left by a process of this host that has died.
+
+    Called with the claims lock held, so a claim is never half-written: one that does not
+    parse is left-over garbage and stale. A live pid whose start time differs from the
+    recorded one is a reused pid, so the claim is stale too. Claims of other hosts cannot
+    be checked and stand.
+    """
+    try:
+        fields = path.read_text().split()
+    except OSError:
+        return False  # removed meanwhile
+    if len(fields) not in (2, 3) or not fields[1].isdigit():
+        return True
+    host, pid = fields[0], int(fields[1])
     if host != socket.gethostname():
         return False
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
-    except (PermissionError, ValueError):
-        return False
+    except PermissionError:
+        pass  # alive, another user's
+    if len(fields) == 3 and fields[2] != "?":
+        start = _process_start(pid)
+        return start is not None and start != fields[2]
     return False
 
 
 def claim_frame(workdir: Path) -> bool:
-    """Claim ``workdir`` for this process (exclusive create); False if another worker has it."""
-    workdir.mkdir(parents=True, exist_ok=True)
+    """Claim ``workdir`` for this process; False if a live worker holds it.
+
+    Check and write happen under the directory's claims lock, so two workers that both find
+    a stale claim cannot both take it over.
+    """
+    from toolkit.data import atomic_write_text
+
     path = workdir / CLAIM
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            if not _claim_is_stale(path):
-                return False
-            path.unlink(missing_ok=True)
-            continue
-        with os.fdopen(fd, "w") as handle:
-            handle.write(f"{socket.gethostname()} {os.getpid()}\n")
+    with _claims_locked(workdir.parent):
+        if path.exists() and not _claim_is_stale(path):
+            return False
+        workdir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, _claim_token() + "\n")
         return True
-    return False
+
+
+def release_frame(workdir: Path) -> None:
+    """Remove this process's claim on ``workdir``; another worker's claim is left alone."""
+    path = workdir / CLAIM
+    with _claims_locked(workdir.parent):
+        try:
+            mine = path.read_text().split() == _claim_token().split()
+        except OSError:
+            return
+        if mine:
+            path.unlink(missing_ok=True)
 
 
 def _write_structures(out: Path, structures: list[Atoms]) -> None:
@@ -424,19 +478,25 @@ def _write_structures(out: Path, structures: list[Atoms]) -> None:
     Workers sharing a directory may be given different numbers of frames (a longer run
     started next to a shorter one); the longer list must survive, since
     :func:`toolkit.reference.local_energy.load_dft` reads finished frames' structures there.
+    A longer stored list that starts differently is refused rather than overwritten. Check
+    and write happen under the claims lock, so concurrent workers cannot shrink the file.
     """
     from toolkit.data import read_frames, write_frames
 
     path = out / "frames.extxyz"
-    if path.is_file():
-        stored = read_frames(path)
-        if len(stored) > len(structures) and all(
-            a.get_chemical_symbols() == b.get_chemical_symbols()
-            and np.allclose(a.positions, b.positions, atol=1e-5)
-            for a, b in zip(stored[: len(structures)], structures, strict=True)
-        ):
-            return
-    write_frames(path, structures)
+    with _claims_locked(out):
+        if path.is_file():
+            stored = read_frames(path)
+            if len(stored) > len(structures):
+                if not all(a.get_chemical_symbols() == b.get_chemical_symbols()
+                           and np.allclose(a.positions, b.positions, atol=1e-5)
+                           for a, b in zip(stored[: len(structures)], structures, strict=True)):
+                    raise ValueError(
+                        f"{path} holds {len(stored)} structures that differ from the "
+                        f"{len(structures)} given; this directory belongs to other input "
+                        "frames: use a new --out")
+                return
+        write_frames(path, structures)
 
 
 @dataclass
@@ -508,13 +568,13 @@ def run_dft(
             summary.busy.append(index)
             continue
         if (workdir / DONE).is_file():  # finished by another worker after this call began
-            (workdir / CLAIM).unlink(missing_ok=True)
+            release_frame(workdir)
             summary.skipped.append(index)
             continue
         try:
             wall = _compute_frame(atoms, workdir, settings, launcher, keep_cubes, bader_method)
         finally:
-            (workdir / CLAIM).unlink(missing_ok=True)
+            release_frame(workdir)
         if isinstance(wall, str):
             summary.failed[index] = wall
             continue
