@@ -78,6 +78,28 @@ def test_nve_conserves_energy(nve_run):
     assert 60 < nve_run.summary["mean_temperature"] < 200
 
 
+def test_wall_contacts_are_counted_per_element_pair(nve_run, ar_potential):
+    from toolkit.md_analysis import DumpFrame, read_dump, wall_contacts
+
+    contacts = nve_run.summary["wall"]
+    frames = read_dump(nve_run.trajectory)
+    assert contacts["frames"] == len(frames) > 0
+    assert 0.0 <= contacts["fraction_of_frames_inside"] <= 1.0
+    assert set(contacts["outer"]) == {"Ar-Ar", "Ar-Kr", "Kr-Kr"}
+    wall = ar_potential.wall
+    outer = wall.cutoffs["Ar-Ar"][1]
+
+    def dimer(d):  # two Ar atoms d apart, plus a Kr far from both
+        columns = {"element": np.array(["Ar", "Ar", "Kr"]),
+                   "x": np.array([1.0, 1.0 + d, 7.0]), "y": np.array([1.0, 1.0, 7.0]),
+                   "z": np.array([1.0, 1.0, 7.0])}
+        return DumpFrame(0, np.zeros(3), np.full(3, 14.0), columns)
+
+    counted = wall_contacts([dimer(outer - 0.01), dimer(outer + 0.01)], wall, ("Ar", "Kr"))
+    assert counted["fraction_of_frames_inside"] == 0.5
+    assert counted["closest_pairs_in_md"]["Ar-Ar"] == pytest.approx(outer - 0.01)
+
+
 def test_ase_calculator_equals_lammps_md(nve_run, ar_potential):
     frames = read(nve_run.trajectory, index=":", format="lammps-dump-text")  # ASE reads it
     dump = read_dump(nve_run.trajectory)

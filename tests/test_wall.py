@@ -36,11 +36,18 @@ def _brute_force_closest(frames, elements):
     return closest
 
 
-def _atoms_in_pairs_closer_than(atoms, distance):
+def _atoms_inside_walls(atoms, wall, elements=("Ar", "Kr")):
+    """Atoms in a pair closer than that element pair's wall ``outer``."""
     from ase.neighborlist import neighbor_list
 
-    i, j = neighbor_list("ij", atoms, distance)
-    return set(i.tolist()) | set(j.tolist())
+    highest = max(outer for _, outer in wall.cutoffs.values())
+    i, j, d = neighbor_list("ijd", atoms, highest)
+    symbols = atoms.get_chemical_symbols()
+    inside = set()
+    for a, b, r in zip(i, j, d, strict=True):
+        if r < wall.cutoff(symbols[a], symbols[b], elements)[1]:
+            inside |= {int(a), int(b)}
+    return inside
 
 
 def test_closest_pairs_match_brute_force_minimum_image(arkr_lj_frames):
@@ -51,8 +58,26 @@ def test_closest_pairs_match_brute_force_minimum_image(arkr_lj_frames):
     for key in expected:
         assert got[key] == pytest.approx(expected[key], abs=1e-12)
     wall = wall_for(frames, ["Ar", "Kr"], margin=0.2, width=0.5)
-    assert wall.outer == pytest.approx(min(expected.values()) - 0.2, abs=1e-4)
-    assert wall.inner == pytest.approx(wall.outer - 0.5, abs=1e-4)
+    for key, d in expected.items():  # every element pair: its own closest pair - margin
+        inner, outer = wall.cutoffs[key]
+        assert outer == pytest.approx(d - 0.2, abs=1e-4)
+        assert inner == pytest.approx(outer - 0.5, abs=1e-4)
+    pure = wall_for([a for a in frames], ["Ar", "Kr"])
+    assert set(pure.cutoffs) == {"Ar-Ar", "Ar-Kr", "Kr-Kr"}
+
+
+def test_pairs_missing_from_the_data_get_the_lowest_wall(arkr_lj_frames):
+    argon = [a[[s == "Ar" for s in a.get_chemical_symbols()]] for a in arkr_lj_frames[:3]]
+    wall = wall_for(argon, ["Ar", "Kr"])
+    assert set(wall.closest) == {"Ar-Ar"}
+    assert wall.cutoffs["Ar-Kr"] == wall.cutoffs["Kr-Kr"] == wall.cutoffs["Ar-Ar"]
+    assert wall.pair_style(["Ar", "Kr"]).count("zbl") == 3
+    assert wall.pair_coeffs(["Ar", "Kr"]) == ["pair_coeff 1 1 zbl 1 18.0 18.0",
+                                              "pair_coeff 1 2 zbl 2 18.0 36.0",
+                                              "pair_coeff 2 2 zbl 3 36.0 36.0"]
+    legacy = {"style": "zbl", "inner": 2.5, "outer": 3.0, "closest_pairs_in_data": {}}
+    old = RepulsiveWall.from_dict(legacy, ["Ar", "Kr"])  # a potential with one global wall
+    assert set(old.cutoffs.values()) == {(2.5, 3.0)} and len(old.cutoffs) == 3
 
 
 def test_overlapping_data_leaves_no_room_for_a_wall():
@@ -60,7 +85,7 @@ def test_overlapping_data_leaves_no_room_for_a_wall():
     with pytest.raises(WallError, match="overlapping"):
         wall_for([atoms], ["Ar", "Kr"])
     with pytest.raises(WallError, match="inner < outer"):
-        RepulsiveWall(3.0, 2.5, {})
+        RepulsiveWall({"Ar-Ar": (3.0, 2.5)}, {})
 
 
 def test_fit_refuses_data_without_room_for_a_wall_before_training(tmp_path, monkeypatch):
@@ -86,10 +111,12 @@ def test_fit_refuses_data_without_room_for_a_wall_before_training(tmp_path, monk
 
 
 def test_merged_wall_starts_below_every_source():
-    a = RepulsiveWall(2.5, 3.0, {"Ar-Ar": 3.2})
-    b = RepulsiveWall(2.7, 3.2, {"Kr-Kr": 3.4})
+    a = RepulsiveWall({"Ar-Ar": (2.5, 3.0), "Kr-Kr": (2.5, 3.0)}, {"Ar-Ar": 3.2})
+    b = RepulsiveWall({"Ar-Ar": (2.7, 3.2), "Kr-Kr": (2.7, 3.2)}, {"Kr-Kr": 3.4})
     m = merge([a, b])
-    assert (m.inner, m.outer) == (2.5, 3.0) and m.closest == {"Ar-Ar": 3.2, "Kr-Kr": 3.4}
+    # each pair from the source whose data held it: pure Ar says nothing about Kr-Kr
+    assert m.cutoffs == {"Ar-Ar": (2.5, 3.0), "Kr-Kr": (2.7, 3.2)}
+    assert m.closest == {"Ar-Ar": 3.2, "Kr-Kr": 3.4}
     assert merge([None, None]) is None
     with pytest.raises(WallError, match="some sources have a repulsive wall"):
         merge([a, None])  # nothing is known about the wall-less source's data
@@ -113,7 +140,7 @@ def test_wall_is_recorded_and_read_back(walled, arkr_lj_frames):
     assert bare.wall is None and bare.meta["repulsive_wall"] is None
     assert with_wall.wall == wall_for(arkr_lj_frames, ["Ar", "Kr"])
     text = (with_wall.directory / "pair.lmp").read_text()
-    assert "hybrid/overlay mliap" in text and "pair_coeff 1 2 zbl 18.0 36.0" in text
+    assert "hybrid/overlay mliap" in text and "pair_coeff 1 2 zbl 2 18.0 36.0" in text
     assert torch.equal(with_wall.theta, bare.theta)
 
 
@@ -132,13 +159,13 @@ def test_wall_repels_a_pair_pushed_below_it(walled, arkr_lj_frames):
     atoms = arkr_lj_frames[0].copy()
     kr = [i for i, s in enumerate(atoms.get_chemical_symbols()) if s == "Kr"]
     i, j = kr[0], kr[1]
-    r = with_wall.wall.inner - 0.1
+    r = with_wall.wall.cutoffs["Kr-Kr"][0] - 0.1
     rng = np.random.default_rng(0)
     for _ in range(200):  # a direction that brings j near i and near no other atom
         direction = rng.normal(size=3)
         direction /= np.linalg.norm(direction)
         atoms.positions[j] = atoms.positions[i] + r * direction
-        inside = _atoms_in_pairs_closer_than(atoms, with_wall.wall.outer)
+        inside = _atoms_inside_walls(atoms, with_wall.wall)
         if inside == {i, j}:
             break
     else:
@@ -162,18 +189,37 @@ def test_wall_repels_a_pair_pushed_below_it(walled, arkr_lj_frames):
         assert -de == pytest.approx(fa[j] @ direction, rel=1e-5, abs=1e-6)
 
 
-def test_assembled_potential_takes_the_lower_wall(tmp_path):
+def test_each_element_pair_has_its_own_wall_in_lammps(walled):
+    """A Kr-Kr pair between the Ar-Ar and the Kr-Kr wall feels a wall; Ar-Ar there does not."""
+    with_wall, bare = walled
+    cut = with_wall.wall.cutoffs
+    assert cut["Kr-Kr"][1] > cut["Ar-Ar"][1] + 0.05  # Kr's data never came as close
+    d = 0.5 * (cut["Ar-Ar"][1] + cut["Kr-Kr"][1])
+    energies = {}
+    for pair in ("ArAr", "KrKr"):
+        dimer = Atoms(pair, positions=[[0, 0, 0], [d, 0, 0]], cell=[12, 12, 12], pbc=True)
+        with PotentialSession(with_wall) as a, PotentialSession(bare) as b:
+            energies[pair] = a.evaluate(dimer)[0] - b.evaluate(dimer)[0]
+    assert energies["ArAr"] == 0.0  # beyond Ar-Ar's outer: the wall is exactly zero
+    assert energies["KrKr"] > 1e-4  # inside Kr-Kr's switching region: repulsive
+
+
+def test_assembled_potential_keeps_each_sources_pair_walls(tmp_path):
     spec = DescriptorSpec()
     arch = Architecture((3,), "tanh")
     nets = EnsembleNetworks(arch, 2, spec.n_descriptors)
     norm = Normalisation(np.zeros((2, 30)), np.ones((2, 30)), 1.0, np.zeros(2))
     theta = torch.linspace(-0.1, 0.1, nets.n_params, dtype=torch.float64)
-    walls = {"Ar": RepulsiveWall(2.4, 2.9, {"Ar-Ar": 3.1}),
-             "Kr": RepulsiveWall(2.6, 3.1, {"Kr-Kr": 3.3})}
+    walls = {"Ar": RepulsiveWall({"Ar-Ar": (2.4, 2.9), "Ar-Kr": (2.4, 2.9),
+                                  "Kr-Kr": (2.4, 2.9)}, {"Ar-Ar": 3.1}),
+             "Kr": RepulsiveWall({"Ar-Ar": (2.6, 3.1), "Ar-Kr": (2.6, 3.1),
+                                  "Kr-Kr": (2.6, 3.1)}, {"Kr-Kr": 3.3})}
     for element, wall in walls.items():
         write_potential(tmp_path / element, spec, arch, theta, norm, [element], {}, wall=wall)
     combined = assemble({"Ar": tmp_path / "Ar", "Kr": tmp_path / "Kr"}, tmp_path / "both")
-    assert combined.wall == RepulsiveWall(2.4, 2.9, {"Ar-Ar": 3.1, "Kr-Kr": 3.3})
+    # Ar-Kr was in neither source's data: the lowest wall
+    assert combined.wall == RepulsiveWall({"Ar-Ar": (2.4, 2.9), "Ar-Kr": (2.4, 2.9),
+                                           "Kr-Kr": (2.6, 3.1)}, {"Ar-Ar": 3.1, "Kr-Kr": 3.3})
     assert read_potential(tmp_path / "both").wall == combined.wall
     write_potential(tmp_path / "bare", spec, arch, theta, norm, ["Kr"], {}, wall=None)
     with pytest.raises(WallError, match="bare: no repulsive wall"):
@@ -191,7 +237,8 @@ def test_teacher_labels_are_the_bare_network_even_inside_the_wall(walled, arkr_l
     atoms = arkr_lj_frames[1].copy()
     i, j = 0, 1
     d = atoms.positions[j] - atoms.positions[i]
-    atoms.positions[j] = atoms.positions[i] + (with_wall.wall.inner - 0.2) * d / np.linalg.norm(d)
+    lowest_inner = min(inner for inner, _ in with_wall.wall.cutoffs.values())
+    atoms.positions[j] = atoms.positions[i] + (lowest_inner - 0.2) * d / np.linalg.norm(d)
     labelled = label_with_teacher([atoms], with_wall, share=1.0)[0]
     expected = predict(bare, [atoms], progress=False)
     assert np.array_equal(labelled.arrays["local_energy"], expected.local_energy)

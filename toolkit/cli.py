@@ -13,8 +13,9 @@ class UserError(Exception):
     """An error the user can fix; printed as one line, no traceback."""
 
 
-WALL_HELP = ("leave out the repulsive ZBL wall that starts below the closest pair of the "
-             "data (zero on every data frame; stops MD collapse, see toolkit/wall.py)")
+WALL_HELP = ("leave out the repulsive ZBL walls that start below each element pair's "
+             "closest pair in the data (zero on every data frame; stops MD collapse, see "
+             "toolkit/wall.py)")
 
 def _cmd_generate(args: argparse.Namespace) -> None:
     from toolkit.data import write_frames
@@ -153,7 +154,7 @@ def _cmd_md(args: argparse.Namespace) -> None:
         if "closest_pair_min" in summary:
             short["closest_pair_min_A"] = summary["closest_pair_min"]
         if "wall" in summary:
-            short["wall_inside_fraction"] = summary["wall"]["fraction_of_samples_inside"]
+            short["wall_inside_fraction"] = summary["wall"]["fraction_of_frames_inside"]
         print(f"{result.status}: {summary['production_steps_done']} production steps in "
               f"{result.out_dir} (md.lmp, trajectory.dump, thermo.csv, summary.json): "
               + json.dumps({k: float(f"{v:.5g}") for k, v in short.items()}))

@@ -470,7 +470,7 @@ def run_md(
 
 def _summary(result: MDResult, model: PairModel, runner: _Runner, ranks: int,
              seconds: float, error: Exception | None) -> dict:
-    from toolkit.md_analysis import energy_drift
+    from toolkit.md_analysis import energy_drift, read_dump, wall_contacts
 
     run = result.run
     rows = [r for r in runner.thermo if r["phase"] == "production"]
@@ -489,14 +489,11 @@ def _summary(result: MDResult, model: PairModel, runner: _Runner, ranks: int,
         summary.update(mean_pe_per_atom=float(pe.mean()), std_pe_per_atom=float(pe.std()),
                        mean_temperature=float(temp.mean()),
                        closest_pair_min=float(closest.min()))
-        if model.wall is not None:
-            # how often the network needed the wall: thermo samples with a pair inside it,
-            # i.e. closer than any pair in the training data minus the wall's margin
-            summary["wall"] = {
-                "outer": model.wall.outer,
-                "closest_pairs_in_data": model.wall.closest,
-                "fraction_of_samples_inside": float(np.mean(closest < model.wall.outer)),
-            }
+        dump = result.out_dir / "trajectory.dump"
+        if model.wall is not None and dump.is_file():
+            # how often the network needed the wall: dumped frames with a pair inside its
+            # pair's wall, i.e. closer than that pair ever came in the training data - margin
+            summary["wall"] = wall_contacts(read_dump(dump), model.wall, model.elements)
     if run.ensemble == "nve" and len(rows) >= 3:
         summary["nve"] = energy_drift(np.array([r["time"] for r in rows]),
                                       np.array([r["etotal"] for r in rows]),

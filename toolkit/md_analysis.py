@@ -61,6 +61,36 @@ def read_dump(path: str | Path) -> list[DumpFrame]:
     return frames
 
 
+def dump_atoms(frame: DumpFrame):
+    """An ASE ``Atoms`` of a dump frame (needs the ``element`` column)."""
+    from ase import Atoms
+
+    return Atoms(list(frame.columns["element"]), positions=frame.positions - frame.lo,
+                 cell=np.diag(frame.lengths), pbc=True)
+
+
+def wall_contacts(frames: list[DumpFrame], wall, elements) -> dict:
+    """How often MD frames had a pair inside its repulsive wall (``toolkit.wall``).
+
+    Per element pair: the closest distance over the frames next to the wall's ``outer``;
+    ``fraction_of_frames_inside``: frames with any pair closer than its pair's ``outer``,
+    i.e. closer than the data ever came minus the wall's margin.
+    """
+    from toolkit.wall import closest_pairs
+
+    inside, closest = 0, {}
+    for frame in frames:
+        per_pair = closest_pairs([dump_atoms(frame)], elements)
+        inside += any(d < wall.cutoffs[k][1] for k, d in per_pair.items())
+        for key, d in per_pair.items():
+            closest[key] = min(closest.get(key, np.inf), d)
+    return {"outer": {k: o for k, (_, o) in wall.cutoffs.items()},
+            "closest_pairs_in_data": dict(wall.closest),
+            "closest_pairs_in_md": closest,
+            "frames": len(frames),
+            "fraction_of_frames_inside": inside / len(frames) if frames else float("nan")}
+
+
 def radial_distribution(
     positions: np.ndarray,
     lengths: np.ndarray,

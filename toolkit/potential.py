@@ -143,7 +143,7 @@ def pair_commands(directory: Path, spec: DescriptorSpec,
              f"descriptor sna {directory / 'descriptor.mliap'}")
     if wall is None:
         return [f"pair_style {mliap}", "pair_coeff * * " + " ".join(spec.elements)]
-    return [f"pair_style hybrid/overlay {mliap} {wall.pair_style()}",
+    return [f"pair_style hybrid/overlay {mliap} {wall.pair_style(spec.elements)}",
             "pair_coeff * * mliap " + " ".join(spec.elements),
             *wall.pair_coeffs(spec.elements)]
 
@@ -157,11 +157,12 @@ def _pair_lmp_text(directory: Path, spec: DescriptorSpec, wall: RepulsiveWall | 
         "any system.",
     ]
     if wall is not None:
+        outers = ", ".join(f"{k} {o} A" for k, (_, o) in wall.cutoffs.items())
         closest = ", ".join(f"{k} {v:.3f} A" for k, v in wall.closest.items())
         header += [
-            f"# zbl: repulsive wall, zero beyond {wall.outer} A (closest pairs in the training "
-            f"data: {closest}),",
-            "# so it only acts where the network never saw data (toolkit/wall.py).",
+            f"# zbl: repulsive walls, zero beyond {outers}",
+            f"# (closest pairs in the training data: {closest}),",
+            "# so they only act where the network never saw data (toolkit/wall.py).",
         ]
     return "\n".join(header + pair_commands(directory, spec, wall)) + "\n"
 
@@ -282,7 +283,7 @@ def read_potential(directory: str | Path) -> Potential:
     potential = Potential(directory, spec, architecture, stored["theta"],
                           Normalisation.from_dict(stored["normalisation"]),
                           list(meta["trained_elements"]), meta,
-                          RepulsiveWall.from_dict(meta.get("repulsive_wall")))
+                          RepulsiveWall.from_dict(meta.get("repulsive_wall"), spec.elements))
     _check_model_header(potential)
     return potential
 

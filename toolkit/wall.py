@@ -11,8 +11,11 @@ wall changes nothing that was trained or evaluated, and only acts where the netw
 extrapolating into overlap. The wall's share of an atom's energy, when it acts, is half of
 each of its ZBL pair energies (``compute pe/atom``).
 
-ZBL has one global ``inner``/``outer`` pair in LAMMPS, so the wall starts below the
-closest pair of the closest-packed element pair (for Ar/Kr, Ar-Ar) for all pairs.
+Each element pair gets its own wall (one ``zbl`` sub-style per pair, each with its own
+``inner``/``outer``): ``outer`` sits ``MARGIN`` below the closest pair of *that* element
+pair in the data, so a Kr-Kr pair is stopped below the closest Kr-Kr distance ever seen,
+not below the closer-packed Ar-Ar one. An element pair absent from the data (Kr-Kr in pure
+Ar frames) gets the lowest wall of the pairs that are present.
 """
 
 from __future__ import annotations
@@ -36,41 +39,73 @@ class WallError(ValueError):
 
 @dataclass(frozen=True)
 class RepulsiveWall:
-    """ZBL between ``inner`` and ``outer`` (A), full ZBL (shifted) below ``inner``."""
+    """ZBL per element pair: zero beyond ``outer``, switched on down to ``inner``, full below.
 
-    inner: float
-    outer: float
-    closest: dict[str, float]  # closest distance per element pair in the data, "Ar-Kr": A
+    ``cutoffs``: element pair ("Ar-Kr", in the spec's element order) -> (inner, outer), A.
+    ``closest``: closest distance per element pair in the data, A.
+    """
+
+    cutoffs: dict[str, tuple[float, float]]
+    closest: dict[str, float]
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.inner < self.outer:
-            raise WallError(f"repulsive wall needs 0 < inner < outer, got {self.inner}, "
-                            f"{self.outer}")
+        if not self.cutoffs:
+            raise WallError("repulsive wall without any element pair")
+        for key, (inner, outer) in self.cutoffs.items():
+            if not 0.0 < inner < outer:
+                raise WallError(f"repulsive wall {key} needs 0 < inner < outer, got {inner}, "
+                                f"{outer}")
 
-    def pair_style(self) -> str:
-        return f"zbl {self.inner!r} {self.outer!r}"
+    @property
+    def lowest_outer(self) -> float:
+        return min(outer for _, outer in self.cutoffs.values())
+
+    def cutoff(self, a: str, b: str, elements: Sequence[str]) -> tuple[float, float]:
+        key = pair_key(a, b, elements)
+        if key not in self.cutoffs:
+            raise WallError(f"the repulsive wall has no {key} pair (it has "
+                            f"{', '.join(self.cutoffs)})")
+        return self.cutoffs[key]
+
+    def _pairs(self, elements: Sequence[str]) -> list[tuple[int, int]]:
+        return list(itertools.combinations_with_replacement(range(len(elements)), 2))
+
+    def pair_style(self, elements: Sequence[str]) -> str:
+        """One ``zbl inner outer`` sub-style per element pair, in ``pair_coeffs`` order."""
+        return " ".join("zbl {!r} {!r}".format(*self.cutoff(elements[i], elements[j], elements))
+                        for i, j in self._pairs(elements))
 
     def pair_coeffs(self, elements: Sequence[str]) -> list[str]:
-        """``pair_coeff i j zbl Z_i Z_j`` for every type pair (type i+1 = elements[i])."""
+        """``pair_coeff i j zbl K Z_i Z_j`` (type i+1 = elements[i], K-th zbl sub-style)."""
+        pairs = self._pairs(elements)
         lines = []
-        for i, j in itertools.combinations_with_replacement(range(len(elements)), 2):
+        for k, (i, j) in enumerate(pairs, start=1):
             zi, zj = atomic_numbers[elements[i]], atomic_numbers[elements[j]]
-            lines.append(f"pair_coeff {i + 1} {j + 1} zbl {zi}.0 {zj}.0")
+            instance = f" {k}" if len(pairs) > 1 else ""  # LAMMPS numbers repeated sub-styles
+            lines.append(f"pair_coeff {i + 1} {j + 1} zbl{instance} {zi}.0 {zj}.0")
         return lines
 
     def to_dict(self) -> dict:
-        return {"style": "zbl", "inner": self.inner, "outer": self.outer,
+        return {"style": "zbl",
+                "pairs": {k: {"inner": i, "outer": o} for k, (i, o) in self.cutoffs.items()},
                 "closest_pairs_in_data": dict(self.closest),
-                "note": "zero for every pair farther than outer, so on all data frames"}
+                "note": "zero for every pair farther than its outer, so on all data frames"}
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> RepulsiveWall | None:
+    def from_dict(cls, data: dict | None, elements: Sequence[str]) -> RepulsiveWall | None:
         if data is None:
             return None
         if data.get("style") != "zbl":
             raise WallError(f"unknown repulsive wall style {data.get('style')!r}")
-        return cls(float(data["inner"]), float(data["outer"]),
-                   dict(data.get("closest_pairs_in_data", {})))
+        if "pairs" in data:
+            cutoffs = {k: (float(v["inner"]), float(v["outer"]))
+                       for k, v in data["pairs"].items()}
+        else:  # one wall for all pairs (potentials written before per-pair walls)
+            both = (float(data["inner"]), float(data["outer"]))
+            cutoffs = {pair_key(elements[i], elements[j], elements): both
+                       for i, j in itertools.combinations_with_replacement(
+                           range(len(elements)), 2)}
+        return cls(cutoffs, dict(data.get("closest_pairs_in_data", {})))
 
 
 def pair_key(a: str, b: str, elements: Sequence[str]) -> str:
@@ -98,21 +133,32 @@ def closest_pairs(frames: Iterable[Atoms], elements: Sequence[str]) -> dict[str,
 
 def wall_for(frames: Sequence[Atoms], elements: Sequence[str], margin: float = MARGIN,
              width: float = WIDTH) -> RepulsiveWall:
-    """The wall for data ``frames``: ``outer`` = closest pair - ``margin``."""
+    """The wall for data ``frames``: per element pair, ``outer`` = its closest pair - ``margin``.
+
+    Pairs absent from the data get the lowest ``outer`` of those present.
+    """
     closest = closest_pairs(frames, elements)
     if not closest:
         raise WallError(f"no two atoms closer than {REACH} A in any frame; a wall cannot be "
                         "placed below the data (train without it: --no-wall)")
-    outer = min(closest.values()) - margin
-    if outer - width <= 0.5:
-        raise WallError(f"closest pair {min(closest.values()):.3f} A: the data holds "
-                        "overlapping atoms, so no wall fits below it (--no-wall)")
-    return RepulsiveWall(round(outer - width, 4), round(outer, 4), closest)
+    outers = {key: d - margin for key, d in closest.items()}
+    lowest = min(outers.values())
+    cutoffs = {}
+    for i, j in itertools.combinations_with_replacement(range(len(elements)), 2):
+        key = pair_key(elements[i], elements[j], elements)
+        outer = outers.get(key, lowest)
+        if outer - width <= 0.5:
+            raise WallError(f"closest {key} pair {closest[key]:.3f} A: the data holds "
+                            "overlapping atoms, so no wall fits below it (--no-wall)")
+        cutoffs[key] = (round(outer - width, 4), round(outer, 4))
+    return RepulsiveWall(cutoffs, closest)
 
 
 def merge(walls: Iterable[RepulsiveWall | None]) -> RepulsiveWall | None:
     """One wall for networks from several sources: below every source's data.
 
+    Per element pair the lowest wall of the sources whose data held that pair (a pure-Ar
+    source says nothing about Kr-Kr); pairs no source saw get the lowest wall of all.
     None when no source has a wall. A mix is refused: a source without a wall says
     nothing about how close its data came, so no merged wall can promise to stay below it.
     """
@@ -124,7 +170,17 @@ def merge(walls: Iterable[RepulsiveWall | None]) -> RepulsiveWall | None:
         raise WallError("some sources have a repulsive wall and some do not; no wall can be "
                         "placed below the data of those without")
     closest: dict[str, float] = {}
-    for wall in present:
+    cutoffs: dict[str, tuple[float, float]] = {}
+    for wall in present:  # pairs a source saw in its data: the lowest of those walls
         for key, value in wall.closest.items():
             closest[key] = min(closest.get(key, np.inf), value)
-    return RepulsiveWall(min(w.inner for w in present), min(w.outer for w in present), closest)
+            low_inner, low_outer = cutoffs.get(key, (np.inf, np.inf))
+            inner, outer = wall.cutoffs[key]
+            cutoffs[key] = (min(low_inner, inner), min(low_outer, outer))
+    keys = {key for wall in present for key in wall.cutoffs}
+    if not cutoffs:  # no source recorded its data's pairs: the lowest of every wall
+        cutoffs = {key: min((w.cutoffs[key] for w in present if key in w.cutoffs),
+                            key=lambda c: c[1]) for key in keys}
+    lowest = min(cutoffs.values(), key=lambda c: c[1])
+    # pairs no source saw (Ar-Kr from pure Ar + pure Kr): the lowest wall, as in wall_for
+    return RepulsiveWall({key: cutoffs.get(key, lowest) for key in sorted(keys)}, closest)
