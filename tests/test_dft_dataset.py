@@ -7,6 +7,7 @@ input structures) fails.
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -84,3 +85,26 @@ def test_pure_aligned_mixture_moves_energy_between_species_only():
     for s in ("Ar", "Kr"):
         # equal up to the per-frame centring that keeps the totals (1.2 meV here)
         assert local[symbols == s].mean() == pytest.approx(pure[s], abs=2e-3)
+
+
+def test_extending_the_structures_in_steps_equals_extending_once(tmp_path, monkeypatch):
+    """More frames than shipped come from one seed-8 MD run, never from a restarted one."""
+    import importlib.util
+    import shutil
+
+    spec = importlib.util.spec_from_file_location("make_dataset", DATASET / "make_dataset.py")
+    make_dataset = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_dataset)
+    shipped = DATASET / "structures" / "Ar32.extxyz"
+    (tmp_path / "structures").mkdir()
+    monkeypatch.setattr(make_dataset, "HERE", tmp_path)
+    shutil.copy(shipped, tmp_path / "structures" / "Ar32.extxyz")
+    make_dataset.structures("Ar32", "Ar", 52)
+    stepwise = make_dataset.structures("Ar32", "Ar", 54)
+    shutil.copy(shipped, tmp_path / "structures" / "Ar32.extxyz")
+    at_once = make_dataset.structures("Ar32", "Ar", 54)
+    assert len(stepwise) == len(at_once) == 54
+    for a, b in zip(stepwise, at_once, strict=True):
+        np.testing.assert_array_equal(a.positions, b.positions)
+    new = [a.positions for a in at_once[50:]]
+    assert all(np.abs(p - q).max() > 0.5 for p, q in itertools.combinations(new, 2))
