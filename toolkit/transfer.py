@@ -28,7 +28,7 @@ from toolkit.descriptors import DescriptorSpec
 from toolkit.evaluation import PotentialSession, Prediction, check_frames_for, score
 from toolkit.networks import Architecture, EnsembleNetworks, Normalisation
 from toolkit.potential import Potential, PotentialError, read_potential, write_potential
-from toolkit.wall import RepulsiveWall, WallError
+from toolkit.wall import RepulsiveWall
 from toolkit.wall import merge as merge_walls
 
 
@@ -110,17 +110,13 @@ def assemble(sources: dict[str, str | Path], out: str | Path, wall: bool = True)
     drops the walls.
     """
     potentials = {element: read_potential(path) for element, path in sources.items()}
-    bare = sorted(str(p.directory) for p in potentials.values() if p.wall is None)
-    if wall and bare and len(bare) != len(potentials):
-        raise WallError(f"{', '.join(bare)}: no repulsive wall, while the other sources have "
-                        "one; re-export these with a wall (aetk fit/export without --no-wall) "
-                        "or assemble without walls (--no-wall)")
+    merged = (merge_walls([p.wall for p in potentials.values()],
+                          [p.directory for p in potentials.values()]) if wall else None)
     combined = combine({e: Networks.of(p) for e, p in potentials.items()},
                        {e: str(p.directory) for e, p in potentials.items()})
     meta = {"assembled_from": {e: {"directory": str(p.directory),
                                    "model_sha256": p.meta["files"]["model.mliap.nn"]}
                                for e, p in potentials.items()}}
-    merged = merge_walls(p.wall for p in potentials.values()) if wall else None
     write_networks(combined, out, meta, wall=merged)
     return read_potential(out)
 

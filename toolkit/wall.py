@@ -56,10 +56,6 @@ class RepulsiveWall:
                 raise WallError(f"repulsive wall {key} needs 0 < inner < outer, got {inner}, "
                                 f"{outer}")
 
-    @property
-    def lowest_outer(self) -> float:
-        return min(outer for _, outer in self.cutoffs.values())
-
     def cutoff(self, a: str, b: str, elements: Sequence[str]) -> tuple[float, float]:
         key = pair_key(a, b, elements)
         if key not in self.cutoffs:
@@ -67,19 +63,16 @@ class RepulsiveWall:
                             f"{', '.join(self.cutoffs)})")
         return self.cutoffs[key]
 
-    def _pairs(self, elements: Sequence[str]) -> list[tuple[int, int]]:
-        return list(itertools.combinations_with_replacement(range(len(elements)), 2))
-
     def pair_style(self, elements: Sequence[str]) -> str:
         """One ``zbl inner outer`` sub-style per element pair, in ``pair_coeffs`` order."""
-        return " ".join("zbl {!r} {!r}".format(*self.cutoff(elements[i], elements[j], elements))
-                        for i, j in self._pairs(elements))
+        return " ".join("zbl {!r} {!r}".format(*self.cutoffs[key])
+                        for _, _, key in element_pairs(elements))
 
     def pair_coeffs(self, elements: Sequence[str]) -> list[str]:
         """``pair_coeff i j zbl K Z_i Z_j`` (type i+1 = elements[i], K-th zbl sub-style)."""
-        pairs = self._pairs(elements)
+        pairs = element_pairs(elements)
         lines = []
-        for k, (i, j) in enumerate(pairs, start=1):
+        for k, (i, j, _) in enumerate(pairs, start=1):
             zi, zj = atomic_numbers[elements[i]], atomic_numbers[elements[j]]
             instance = f" {k}" if len(pairs) > 1 else ""  # LAMMPS numbers repeated sub-styles
             lines.append(f"pair_coeff {i + 1} {j + 1} zbl{instance} {zi}.0 {zj}.0")
@@ -102,15 +95,20 @@ class RepulsiveWall:
                        for k, v in data["pairs"].items()}
         else:  # one wall for all pairs (potentials written before per-pair walls)
             both = (float(data["inner"]), float(data["outer"]))
-            cutoffs = {pair_key(elements[i], elements[j], elements): both
-                       for i, j in itertools.combinations_with_replacement(
-                           range(len(elements)), 2)}
+            cutoffs = {key: both for _, _, key in element_pairs(elements)}
         return cls(cutoffs, dict(data.get("closest_pairs_in_data", {})))
 
 
 def pair_key(a: str, b: str, elements: Sequence[str]) -> str:
     first, second = sorted((a, b), key=list(elements).index)
     return f"{first}-{second}"
+
+
+def element_pairs(elements: Sequence[str]) -> list[tuple[int, int, str]]:
+    """Every element pair as (i, j, key), i <= j: LAMMPS types i+1, j+1; the order of the
+    ``zbl`` sub-styles."""
+    return [(i, j, pair_key(elements[i], elements[j], elements))
+            for i, j in itertools.combinations_with_replacement(range(len(elements)), 2)]
 
 
 def closest_pairs(frames: Iterable[Atoms], elements: Sequence[str]) -> dict[str, float]:
@@ -144,8 +142,7 @@ def wall_for(frames: Sequence[Atoms], elements: Sequence[str], margin: float = M
     outers = {key: d - margin for key, d in closest.items()}
     lowest = min(outers.values())
     cutoffs = {}
-    for i, j in itertools.combinations_with_replacement(range(len(elements)), 2):
-        key = pair_key(elements[i], elements[j], elements)
+    for _, _, key in element_pairs(elements):
         outer = outers.get(key, lowest)
         if outer - width <= 0.5:
             raise WallError(f"closest {key} pair {closest[key]:.3f} A: the data holds "
@@ -154,21 +151,28 @@ def wall_for(frames: Sequence[Atoms], elements: Sequence[str], margin: float = M
     return RepulsiveWall(cutoffs, closest)
 
 
-def merge(walls: Iterable[RepulsiveWall | None]) -> RepulsiveWall | None:
+def merge(walls: Iterable[RepulsiveWall | None],
+          names: Sequence[str] | None = None) -> RepulsiveWall | None:
     """One wall for networks from several sources: below every source's data.
 
     Per element pair the lowest wall of the sources whose data held that pair (a pure-Ar
     source says nothing about Kr-Kr); pairs no source saw get the lowest wall of all.
     None when no source has a wall. A mix is refused: a source without a wall says
-    nothing about how close its data came, so no merged wall can promise to stay below it.
+    nothing about how close its data came, so no merged wall can promise to stay below it;
+    ``names`` (one per wall, e.g. the source directories) name the wall-less ones.
     """
     walls = list(walls)
     present = [w for w in walls if w is not None]
     if not present:
         return None
     if len(present) != len(walls):
-        raise WallError("some sources have a repulsive wall and some do not; no wall can be "
-                        "placed below the data of those without")
+        bare = ", ".join(sorted(str(n) for n, w in zip(names, walls, strict=True)
+                                if w is None)) if names else ""
+        raise WallError("some sources have a repulsive wall and some do not"
+                        + (f"; {bare}: no repulsive wall" if bare else "")
+                        + "; no wall can be placed below the data of those without: re-export "
+                        "them with a wall (aetk fit/export without --no-wall) or assemble "
+                        "without walls (--no-wall)")
     closest: dict[str, float] = {}
     cutoffs: dict[str, tuple[float, float]] = {}
     for wall in present:  # pairs a source saw in its data: the lowest of those walls
