@@ -20,32 +20,47 @@ WALL_HELP = ("leave out the repulsive ZBL walls that start below each element pa
 def _cmd_generate(args: argparse.Namespace) -> None:
     from toolkit.data import write_frames
     from toolkit.reference.classical import ClassicalRun, generate_frames, write_input
+    from toolkit.species import mixture_name
     from toolkit.teacher import generate_teacher_frames, parse_teacher_reference
 
     teacher = parse_teacher_reference(args.reference)
-    run = ClassicalRun(
-        system=args.system,
-        # a teacher relabels frames sampled with the classical reference it is mixed with
-        reference=args.other if teacher is not None else args.reference,
-        n_frames=args.frames,
-        seed=args.seed,
-        natoms=args.atoms,
-        temperature=args.temperature,
-        every=args.every,
-        cutoff_sigma=args.cutoff_sigma,
-    )
-    if teacher is not None:
-        frames = generate_teacher_frames(run, teacher, share=args.share, other=args.other,
-                                         progress=not args.quiet)
-    else:
-        frames = generate_frames(run, progress=not args.quiet)
+    systems = [args.system]
+    if args.kr_fraction:
+        if args.system != "ArKr":
+            raise ValueError("--kr-fraction goes with --system ArKr")
+        systems = [mixture_name({"Ar": 1.0 - x, "Kr": x}, args.atoms) for x in args.kr_fraction]
+    if args.frames < len(systems):
+        raise ValueError(f"--frames {args.frames}: at least one frame per composition")
     out = Path(args.out)
+    frames = []
+    for k, system in enumerate(systems):
+        # frames shared out as evenly as the count allows; each composition its own MD run
+        n_frames = args.frames // len(systems) + (k < args.frames % len(systems))
+        run = ClassicalRun(
+            system=system,
+            # a teacher relabels frames sampled with the classical reference it is mixed with
+            reference=args.other if teacher is not None else args.reference,
+            n_frames=n_frames,
+            seed=args.seed + k,
+            natoms=args.atoms,
+            temperature=args.temperature,
+            every=args.every,
+            cutoff_sigma=args.cutoff_sigma,
+        )
+        if teacher is not None:
+            frames += generate_teacher_frames(run, teacher, share=args.share, other=args.other,
+                                              progress=not args.quiet)
+        else:
+            frames += generate_frames(run, progress=not args.quiet)
+        lmp = out.with_suffix(".lmp" if len(systems) == 1 else f".{system}.lmp")
+        write_input(run, lmp, dump_file=lmp.with_suffix(".dump").name)
     write_frames(out, frames)
-    write_input(run, out.with_suffix(".lmp"), dump_file=out.with_suffix(".dump").name)
     label = (f"{args.share} x teacher {teacher} + {1 - args.share:g} x {args.other}"
-             if teacher is not None else run.reference)
-    print(f"wrote {len(frames)} frames of {run.system} ({label}) to {out}; "
-          f"LAMMPS input of the sampling run: {out.with_suffix('.lmp')}")
+             if teacher is not None else args.reference)
+    inputs = (out.with_suffix(".lmp") if len(systems) == 1
+              else out.with_suffix(".<system>.lmp"))
+    print(f"wrote {len(frames)} frames of {', '.join(systems)} ({label}) to {out}; "
+          f"LAMMPS input of the sampling run: {inputs}")
 
 
 def _cmd_ceiling(args: argparse.Namespace) -> None:
@@ -266,7 +281,8 @@ def _cmd_partition(args: argparse.Namespace) -> None:
 
 def _liquid_arguments(p: argparse.ArgumentParser) -> None:
     """The liquid box shared by `generate` and `md`."""
-    p.add_argument("--system", required=True, choices=["Ar", "Kr", "ArKr"])
+    p.add_argument("--system", required=True,
+                   help="Ar, Kr, ArKr (50/50) or atom counts such as Ar24Kr8")
     p.add_argument("--atoms", type=int, default=108, help="4 n^3 atoms (32, 108, 256, 500, ...)")
     p.add_argument("--temperature", type=float, default=120.0, help="K")
     p.add_argument("--seed", type=int, default=1, help="velocities, mixture species, frames")
@@ -291,7 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="teacher only: labels = share x teacher + (1 - share) x --other")
     p.add_argument("--other", default="lj+atm", choices=["lj", "lj+atm"],
                    help="teacher only: sampling and mixing reference")
-    p.add_argument("--frames", type=int, default=100)
+    p.add_argument("--frames", type=int, default=100,
+                   help="frames in all (shared out over the --kr-fraction compositions)")
+    p.add_argument("--kr-fraction", type=float, nargs="+",
+                   help="with --system ArKr: Kr mole fraction(s), e.g. 0 0.25 0.5 0.75 1; "
+                   "one MD run per fraction (seeds --seed, --seed+1, ...), one file")
     p.add_argument("--every", type=int, default=100, help="MD steps (2 fs) between frames")
     p.add_argument("--cutoff-sigma", type=float, default=1.6,
                    help="reference pair cutoff in units of sigma_ij")
@@ -386,7 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="write one sweep member as a potential directory")
     p.add_argument("--sweep", required=True)
-    p.add_argument("--system", required=True, choices=["Ar", "Kr", "ArKr"])
+    p.add_argument("--system", required=True,
+                   help="Ar, Kr, ArKr (50/50) or atom counts such as Ar24Kr8")
     p.add_argument("--activation", required=True)
     p.add_argument("--hidden", type=int, action="append", required=True)
     p.add_argument("--seed", type=int, required=True)

@@ -24,7 +24,10 @@ Sources
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
+
+from toolkit.errors import AetkError
 
 BOLTZMANN_EV_PER_K = 8.617333262e-5
 HARTREE_BOHR9_IN_EV_ANGSTROM9 = 27.211386245988 * 0.529177210903**9
@@ -76,9 +79,10 @@ SYSTEMS: dict[str, dict[str, float]] = {
     "Kr": {"Kr": 1.0},
     "ArKr": {"Ar": 0.5, "Kr": 0.5},
 }
+_FORMULA = re.compile(r"([A-Z][a-z]?)(\d+)")
 
 
-class UnknownSpeciesError(ValueError):
+class UnknownSpeciesError(AetkError):
     pass
 
 
@@ -92,13 +96,50 @@ def element(symbol: str) -> Element:
         ) from None
 
 
-def system_composition(system: str) -> dict[str, float]:
-    try:
-        return SYSTEMS[system]
-    except KeyError:
+def system_counts(system: str) -> dict[str, int] | None:
+    """Atom counts of a system named by counts (``Ar24Kr8``), or None for a named liquid."""
+    if system in SYSTEMS:
+        return None
+    parts = _FORMULA.findall(system)
+    if not parts or "".join(f"{s}{n}" for s, n in parts) != system:
         raise UnknownSpeciesError(
-            f"unknown system {system!r}; choose one of {sorted(SYSTEMS)}"
-        ) from None
+            f"unknown system {system!r}; choose one of {sorted(SYSTEMS)} or give atom counts "
+            "such as Ar24Kr8")
+    counts: dict[str, int] = {}
+    for symbol, count in parts:
+        element(symbol)
+        if symbol in counts or int(count) < 1:
+            raise UnknownSpeciesError(f"system {system!r}: each element once, with a count >= 1")
+        counts[symbol] = int(count)
+    return counts
+
+
+def system_composition(system: str) -> dict[str, float]:
+    """Mole fractions of a system, elements in the order of its name.
+
+    Systems are the paper's liquids (``Ar``, ``Kr``, ``ArKr`` = 50/50) or atom counts
+    (``Ar24Kr8``: 24 Ar and 8 Kr), see :func:`mixture_name`.
+    """
+    if system in SYSTEMS:
+        return SYSTEMS[system]
+    counts = system_counts(system)
+    total = sum(counts.values())
+    return {s: n / total for s, n in counts.items()}
+
+
+def mixture_name(fractions: dict[str, float], natoms: int) -> str:
+    """The counts name (``Ar81Kr27``) of ``natoms`` atoms with these mole fractions.
+
+    Counts are rounded; elements with no atom are left out, so a fraction of 0 gives the
+    pure liquid (``Ar108``).
+    """
+    if any(not 0.0 <= x <= 1.0 for x in fractions.values()) or \
+            abs(sum(fractions.values()) - 1.0) > 1e-9:
+        raise UnknownSpeciesError(f"mole fractions {fractions} must lie in [0, 1] and sum to 1")
+    counts = {s: round(x * natoms) for s, x in fractions.items()}
+    last = list(counts)[-1]
+    counts[last] = natoms - sum(n for s, n in counts.items() if s != last)
+    return "".join(f"{s}{n}" for s, n in counts.items() if n > 0)
 
 
 def number_density(composition: dict[str, float]) -> float:

@@ -299,7 +299,7 @@ def analyse_frame(workdir: str | Path, result: dict, method: str = "near-grid") 
     ``result`` is :func:`toolkit.reference.dft.run_single_point`'s output for the same
     directory (kinds, energy components). Returns a JSON-ready dict; energies in eV.
     """
-    from toolkit.reference.dft import CUBES, HARTREE
+    from toolkit.reference.dft.cp2k import CUBES, HARTREE
 
     workdir = Path(workdir)
     valence = read_cube(workdir / CUBES["valence"])

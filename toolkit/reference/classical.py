@@ -39,6 +39,7 @@ from toolkit.species import (
     lorentz_berthelot,
     number_density,
     system_composition,
+    system_counts,
 )
 
 REFERENCES = ("lj", "lj+atm")
@@ -77,7 +78,12 @@ class ClassicalRun(LiquidBox):
     equilibration_steps: int = 10000
 
     def __post_init__(self) -> None:
-        system_composition(self.system)  # raises on unknown systems
+        counts = system_counts(self.system)  # raises on unknown systems
+        if counts is not None and sum(counts.values()) != self.natoms:
+            raise ValueError(f"system {self.system} has {sum(counts.values())} atoms, not "
+                             f"--atoms {self.natoms}")
+        if len(system_composition(self.system)) > 2:
+            raise ValueError(f"system {self.system}: at most two species per liquid")
         if self.reference not in REFERENCES:
             raise ValueError(f"unknown reference {self.reference!r}; choose from {REFERENCES}")
         if 4 * fcc_cells(self.natoms) ** 3 != self.natoms:

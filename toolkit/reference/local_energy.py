@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 from ase import Atoms
 
-from toolkit.data import atomic_write_text, read_frames, write_frames
+from toolkit.data import FrameError, atomic_write_text, read_frames, write_frames
 
 
 @dataclass(frozen=True)
@@ -112,22 +112,78 @@ class DftFrameRecord:
     basin_energies: np.ndarray
     basin_electrons: np.ndarray
     ion_charges: np.ndarray  # pseudo-ion charge Z_I (valence electrons of the neutral atom)
-    grid_mismatch: float
+    grid_mismatch: float  # eV; NaN where not recorded
     components: dict
+    labels: dict = field(default_factory=dict)  # e.g. trajectory, trajectory_frame
+
+
+RECORD_LABELS = ("trajectory", "trajectory_frame", "single_point_s", "partition_s",
+                 "scf_steps")
+
+
+def record_frame(record: DftFrameRecord) -> Atoms:
+    """One DFT record as an extxyz frame (the compact, shippable form of a finished frame)."""
+    atoms = Atoms(record.atoms.get_chemical_symbols(), record.atoms.positions,
+                  cell=record.atoms.cell, pbc=True)
+    atoms.info["energy"] = record.energy
+    atoms.info["electrostatic_energy"] = record.electrostatic_energy
+    atoms.info["grid_mismatch"] = record.grid_mismatch
+    atoms.info["reference"] = "dft"
+    atoms.info["dft_frame"] = record.index
+    atoms.info.update(record.labels)
+    atoms.arrays["forces"] = record.forces
+    atoms.arrays["basin_energy"] = record.basin_energies
+    atoms.arrays["basin_electrons"] = record.basin_electrons
+    atoms.arrays["ion_charge"] = record.ion_charges
+    return atoms
+
+
+def read_records(path: str | Path) -> list[DftFrameRecord]:
+    """DFT records from an extxyz file written by :func:`record_frame` (or by ``aetk
+    partition``, whose frames carry the same columns)."""
+    frames = read_frames(path)
+    records = []
+    for position, atoms in enumerate(frames):
+        missing = [k for k in ("basin_energy", "basin_electrons") if k not in atoms.arrays]
+        missing += [k for k in ("energy", "electrostatic_energy") if k not in atoms.info]
+        if missing:
+            raise FrameError(f"{path}, frame {position}: no {', '.join(missing)}; not a DFT "
+                             "record (made by `aetk dft` + `aetk partition` or the campaign)")
+        n = len(atoms)
+        charges = atoms.arrays.get("ion_charge", np.full(n, np.nan))
+        records.append(DftFrameRecord(
+            index=int(atoms.info.get("dft_frame", position)),
+            atoms=Atoms(atoms.get_chemical_symbols(), atoms.positions, cell=atoms.cell,
+                        pbc=True),
+            energy=float(atoms.info["energy"]),
+            forces=np.asarray(atoms.arrays["forces"], dtype=np.float64),
+            electrostatic_energy=float(atoms.info["electrostatic_energy"]),
+            basin_energies=np.asarray(atoms.arrays["basin_energy"], dtype=np.float64),
+            basin_electrons=np.asarray(atoms.arrays["basin_electrons"], dtype=np.float64),
+            ion_charges=np.asarray(charges, dtype=np.float64),
+            grid_mismatch=float(atoms.info.get("grid_mismatch", np.nan)),
+            components={},
+            labels={k: atoms.info[k] for k in RECORD_LABELS if k in atoms.info},
+        ))
+    return records
 
 
 def load_dft(dft_dir: str | Path, recompute_basins: bool = False,
              method: str = "near-grid") -> list[DftFrameRecord]:
-    """Read every finished frame of a ``run_dft`` directory, in frame order.
+    """Every finished frame of a ``run_dft`` directory, in frame order, or a records file.
+
+    ``dft_dir`` may also be an extxyz file of records (:func:`read_records`).
 
     Frames without ``DONE`` are left out (with a note on stderr via the caller). A frame
     whose ``basins.json`` is missing, or all frames with ``recompute_basins``, are analysed
     again from their cube files (only possible when ``keep_cubes`` was set).
     """
     from toolkit.reference.bader import analyse_frame
-    from toolkit.reference.dft import DONE, frame_dir, same_structure
+    from toolkit.reference.dft.runner import DONE, frame_dir, same_structure
 
     dft_dir = Path(dft_dir)
+    if dft_dir.is_file():
+        return read_records(dft_dir)
     structures = read_frames(dft_dir / "frames.extxyz")
     records = []
     for index, atoms in enumerate(structures):
@@ -189,6 +245,7 @@ def build_frames(
         atoms.info["system"] = system
         atoms.info["reference"] = "dft"
         atoms.info["dft_frame"] = rec.index
+        atoms.info.update(rec.labels)
         frames.append(atoms)
     return frames
 
@@ -254,7 +311,8 @@ def partition_command(
         "species_mean_local_energy_eV": _species_means(frames),
         "fit_residual_eV": [float(f.info["fit_residual"]) for f in frames],
         "grid_mismatch_eV_per_atom_max": float(
-            max(abs(r.grid_mismatch) for r in records) / natoms),
+            np.nanmax([abs(r.grid_mismatch) for r in records] + [np.nan]) / natoms)
+        if any(np.isfinite(r.grid_mismatch) for r in records) else None,
         "local_energy_mean_eV": float(np.mean([f.arrays["local_energy"] for f in frames])),
         "local_energy_std_eV": float(np.std([f.arrays["local_energy"] for f in frames])),
         "basin_net_charge_rms": float(np.sqrt(np.mean(net_charge**2))),
