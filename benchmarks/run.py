@@ -81,11 +81,11 @@ def md() -> dict:
 
     from toolkit.data import atomic_write_text, write_frames
     from toolkit.descriptors import compute_descriptors
-    from toolkit.fitting import fit_potential
     from toolkit.md import PairModel, run_md
-    from toolkit.networks import Architecture
+    from toolkit.models.fitting import fit_potential
+    from toolkit.models.networks import Architecture
+    from toolkit.models.training import TrainingSettings
     from toolkit.reference.classical import ClassicalRun, generate_frames
-    from toolkit.training import TrainingSettings
 
     tmp = Path(tempfile.mkdtemp(prefix="aetk-bench-md-"))
     frames = generate_frames(ClassicalRun("ArKr", n_frames=20, seed=4, every=50),
@@ -155,8 +155,8 @@ def _ar_dataset(n_frames: int = 300, system: str = "Ar"):
 @benchmark
 def training() -> dict:
     """Seconds per L-BFGS iteration (210 training frames of Ar, 1 thread) by width."""
-    from toolkit.networks import Architecture
-    from toolkit.training import TrainingSettings, train_ensemble
+    from toolkit.models.networks import Architecture
+    from toolkit.models.training import TrainingSettings, train_ensemble
 
     _, descriptors, energies = _ar_dataset()
     fixed = TrainingSettings(max_iterations=30, patience=1000, gradient_tolerance=0.0,
@@ -174,8 +174,8 @@ def training() -> dict:
 @benchmark
 def batched_vs_one_by_one() -> dict:
     """5 seeds as one batched ensemble vs 5 separate trainings, same iterations and data."""
-    from toolkit.networks import Architecture
-    from toolkit.training import TrainingSettings, train_ensemble
+    from toolkit.models.networks import Architecture
+    from toolkit.models.training import TrainingSettings, train_ensemble
 
     _, descriptors, energies = _ar_dataset()
     fixed = TrainingSettings(max_iterations=20, patience=1000, gradient_tolerance=0.0,
@@ -205,8 +205,8 @@ def lammps_evaluation() -> dict:
 
     from toolkit.descriptors import DescriptorSpec
     from toolkit.evaluation import predict
-    from toolkit.networks import Architecture, EnsembleNetworks, Normalisation
-    from toolkit.potential import read_potential, write_potential
+    from toolkit.models.networks import Architecture, EnsembleNetworks, Normalisation
+    from toolkit.models.potential import read_potential, write_potential
 
     frames, _, _ = _ar_dataset(100, "ArKr")
     spec = DescriptorSpec()
@@ -237,9 +237,9 @@ def mpi_evaluation() -> dict:
     from pathlib import Path
 
     from toolkit.data import write_frames
-    from toolkit.fitting import fit_potential
-    from toolkit.networks import Architecture
-    from toolkit.training import TrainingSettings
+    from toolkit.models.fitting import fit_potential
+    from toolkit.models.networks import Architecture
+    from toolkit.models.training import TrainingSettings
 
     frames, _, _ = _ar_dataset(200, "ArKr")
     bin_dir = Path(sys.executable).parent

@@ -5,16 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from toolkit.ceiling import descriptor_ceiling, frames_local_energy, representability_ceiling
 from toolkit.data import split_frames, validate_frames
 from toolkit.descriptors import DescriptorSpec, compute_descriptors
 from toolkit.evaluation import predict
 from toolkit.metrics import r2
-from toolkit.networks import Architecture, atomic_energies
-from toolkit.potential import read_potential
+from toolkit.models.networks import Architecture, atomic_energies
+from toolkit.models.potential import read_potential
+from toolkit.models.training import TrainingSettings, train_ensemble
 from toolkit.reference.classical import evaluate_reference
-from toolkit.teacher import label_with_teacher, parse_teacher_reference, write_teacher
-from toolkit.training import TrainingSettings, train_ensemble
+from toolkit.studies.ceiling import (
+    descriptor_ceiling,
+    frames_local_energy,
+    representability_ceiling,
+)
+from toolkit.studies.teacher import label_with_teacher, parse_teacher_reference, write_teacher
 
 LINEAR = Architecture((), "linear")
 

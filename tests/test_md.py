@@ -21,20 +21,20 @@ import pytest
 from ase.io import read
 
 from tests.mpi_helpers import run_mpi
-from toolkit.calculator import PotentialCalculator
 from toolkit.data import write_frames
-from toolkit.fitting import fit_potential
 from toolkit.md import MDInstabilityError, compare_with_reference, run_md
-from toolkit.md_analysis import (
+from toolkit.md.analysis import (
     energy_drift,
     integrated_abs_difference,
     radial_distribution,
     read_dump,
 )
-from toolkit.networks import Architecture
-from toolkit.potential import write_potential
+from toolkit.md.calculator import PotentialCalculator
+from toolkit.models.fitting import fit_potential
+from toolkit.models.networks import Architecture
+from toolkit.models.potential import write_potential
+from toolkit.models.training import TrainingSettings
 from toolkit.reference.classical import ClassicalRun, generate_frames
-from toolkit.training import TrainingSettings
 
 SHORT = dict(melt_steps=300, equilibration_steps=0, thermo_every=10, dump_every=50)
 
@@ -79,7 +79,7 @@ def test_nve_conserves_energy(nve_run):
 
 
 def test_wall_contacts_are_counted_per_element_pair(nve_run, ar_potential):
-    from toolkit.md_analysis import DumpFrame, read_dump, wall_contacts
+    from toolkit.md.analysis import DumpFrame, read_dump, wall_contacts
 
     contacts = nve_run.summary["wall"]
     frames = read_dump(nve_run.trajectory)

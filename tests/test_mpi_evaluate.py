@@ -12,9 +12,9 @@ import pytest
 
 from toolkit.data import write_frames
 from toolkit.evaluation import read_per_atom_table
-from toolkit.fitting import fit_potential
-from toolkit.networks import Architecture
-from toolkit.training import TrainingSettings
+from toolkit.models.fitting import fit_potential
+from toolkit.models.networks import Architecture
+from toolkit.models.training import TrainingSettings
 
 pytestmark = pytest.mark.mpi
 

@@ -13,10 +13,10 @@ import torch
 from toolkit.data import write_frames
 from toolkit.descriptors import DescriptorSpec, compute_descriptors
 from toolkit.evaluation import PotentialSession, predict
-from toolkit.fitting import fit_potential
-from toolkit.networks import Architecture, ArchitectureError, atomic_energies
-from toolkit.potential import PotentialError, read_potential, write_potential
-from toolkit.training import TrainingSettings, train_ensemble
+from toolkit.models.fitting import fit_potential
+from toolkit.models.networks import Architecture, ArchitectureError, atomic_energies
+from toolkit.models.potential import PotentialError, read_potential, write_potential
+from toolkit.models.training import TrainingSettings, train_ensemble
 
 QUICK = TrainingSettings(max_iterations=25, patience=25)
 
@@ -132,7 +132,7 @@ def test_interrupted_or_edited_potential_is_refused(data_file, tmp_path):
 def test_write_is_atomic_when_interrupted(tmp_path):
     spec = DescriptorSpec()
     arch = Architecture((3,), "tanh")
-    from toolkit.networks import EnsembleNetworks, Normalisation
+    from toolkit.models.networks import EnsembleNetworks, Normalisation
 
     nets = EnsembleNetworks(arch, 2, spec.n_descriptors)
     norm = Normalisation(np.zeros((2, 30)), np.ones((2, 30)), 1.0, np.zeros(2))
@@ -221,7 +221,7 @@ def test_written_potential_is_readable_by_the_group_like_any_file(tmp_path):
     """Atomic writes go through tempfile (0600/0700); a shared model must not stay private."""
     spec = DescriptorSpec()
     arch = Architecture((3,), "tanh")
-    from toolkit.networks import EnsembleNetworks, Normalisation
+    from toolkit.models.networks import EnsembleNetworks, Normalisation
 
     nets = EnsembleNetworks(arch, 2, spec.n_descriptors)
     norm = Normalisation(np.zeros((2, 30)), np.ones((2, 30)), 1.0, np.zeros(2))

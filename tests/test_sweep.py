@@ -15,8 +15,8 @@ import pytest
 
 from toolkit.data import read_frames, write_frames
 from toolkit.evaluation import predict, score
-from toolkit.potential import read_potential
-from toolkit.sweep import export_member, read_config, read_results, run_sweep
+from toolkit.models.potential import read_potential
+from toolkit.studies.sweep import export_member, read_config, read_results, run_sweep
 
 BIN = Path(sys.executable).parent
 TIMING = {"cell_seconds"}
@@ -150,7 +150,7 @@ def test_report_draws_the_paper_figures(config_file, tmp_path):
 
 
 def test_unknown_config_keys_are_refused(tmp_path):
-    from toolkit.sweep import SweepConfigError
+    from toolkit.studies.sweep import SweepConfigError
 
     bad = tmp_path / "bad.toml"
     bad.write_text('[sweep]\nsystems=["Ar"]\nactivations=["gelu"]\ndepths=[1]\nwidths=[1]\n'
@@ -164,7 +164,7 @@ def test_unknown_config_keys_are_refused(tmp_path):
 
 
 def test_summary_means_and_stds(config_file, tmp_path):
-    from toolkit.sweep import summarise
+    from toolkit.studies.sweep import summarise
 
     rows = [{"system": "Ar", "activation": "tanh", "depth": 1, "width": w, "seed": s,
              "m": float(w + s)} for w in (1, 4) for s in (0, 2)]

@@ -14,13 +14,13 @@ from ase import Atoms
 from toolkit.data import write_frames
 from toolkit.descriptors import DescriptorSpec
 from toolkit.evaluation import predict, read_per_atom_table
-from toolkit.fitting import fit_potential
-from toolkit.networks import Architecture
-from toolkit.potential import PotentialError
+from toolkit.models.fitting import fit_potential
+from toolkit.models.networks import Architecture
+from toolkit.models.potential import PotentialError
+from toolkit.models.training import TrainingSettings
 from toolkit.reference.classical import ClassicalRun, generate_frames
-from toolkit.sweep import read_config, run_sweep
-from toolkit.training import TrainingSettings
-from toolkit.transfer import assemble, run_transfer
+from toolkit.studies.sweep import read_config, run_sweep
+from toolkit.studies.transfer import assemble, run_transfer
 
 BIN = Path(sys.executable).parent
 QUICK = TrainingSettings(max_iterations=20, patience=20)

@@ -12,12 +12,12 @@ from ase import Atoms
 from toolkit.data import write_frames
 from toolkit.descriptors import DescriptorSpec
 from toolkit.evaluation import PotentialSession
-from toolkit.fitting import fit_potential
-from toolkit.networks import Architecture, EnsembleNetworks, Normalisation
-from toolkit.potential import read_potential, write_potential
-from toolkit.training import TrainingSettings
-from toolkit.transfer import assemble
-from toolkit.wall import RepulsiveWall, WallError, closest_pairs, merge, wall_for
+from toolkit.models.fitting import fit_potential
+from toolkit.models.networks import Architecture, EnsembleNetworks, Normalisation
+from toolkit.models.potential import read_potential, write_potential
+from toolkit.models.training import TrainingSettings
+from toolkit.models.wall import RepulsiveWall, WallError, closest_pairs, merge, wall_for
+from toolkit.studies.transfer import assemble
 
 QUICK = TrainingSettings(max_iterations=20, patience=20)
 
@@ -89,7 +89,7 @@ def test_overlapping_data_leaves_no_room_for_a_wall():
 
 
 def test_fit_refuses_data_without_room_for_a_wall_before_training(tmp_path, monkeypatch):
-    import toolkit.fitting
+    import toolkit.models.fitting
 
     rng = np.random.default_rng(0)
     frames = []
@@ -103,7 +103,7 @@ def test_fit_refuses_data_without_room_for_a_wall_before_training(tmp_path, monk
     def no_training(*args, **kwargs):
         raise AssertionError("trained before the wall was placed")
 
-    monkeypatch.setattr(toolkit.fitting, "train_ensemble", no_training)
+    monkeypatch.setattr(toolkit.models.fitting, "train_ensemble", no_training)
     with pytest.raises(WallError, match="no two atoms closer"):
         fit_potential(tmp_path / "gas.extxyz", tmp_path / "pot", Architecture((2,), "tanh"),
                       settings=QUICK, progress=False)
@@ -231,7 +231,7 @@ def test_assembled_potential_keeps_each_sources_pair_walls(tmp_path):
 
 def test_teacher_labels_are_the_bare_network_even_inside_the_wall(walled, arkr_lj_frames):
     from toolkit.evaluation import predict
-    from toolkit.teacher import label_with_teacher
+    from toolkit.studies.teacher import label_with_teacher
 
     with_wall, bare = walled
     atoms = arkr_lj_frames[1].copy()

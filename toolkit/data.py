@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
+from toolkit.errors import AetkError
 from toolkit.species import ELEMENTS
 
 # Closer than this (A) two noble-gas atoms are unphysical (the LJ wall is ~3 A); such
@@ -29,7 +30,7 @@ from toolkit.species import ELEMENTS
 MIN_DISTANCE = 1.5
 
 
-class FrameError(ValueError):
+class FrameError(AetkError, ValueError):
     """A frame file or frame is unusable; the message names file, frame and a fix."""
 
 

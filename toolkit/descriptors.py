@@ -34,13 +34,14 @@ from ase import Atoms
 from tqdm import tqdm
 
 from toolkit.data import atomic_write_text, frames_hash, validate_frames
+from toolkit.errors import AetkError
 from toolkit.lammps import Lammps, self_comm
 from toolkit.species import element, snap_weight
 
 DESCRIPTOR_VERSION = 1  # bump when the way descriptors are computed changes (cache key)
 
 
-class SpecError(ValueError):
+class SpecError(AetkError, ValueError):
     pass
 
 

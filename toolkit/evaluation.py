@@ -22,7 +22,7 @@ from tqdm import tqdm
 from toolkit.data import atomic_write_text, file_hash, validate_frames
 from toolkit.lammps import Lammps, self_comm, world_comm
 from toolkit.metrics import energy_metrics
-from toolkit.potential import Potential
+from toolkit.models.potential import Potential
 
 
 @dataclass

@@ -18,10 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-LAMMPS_INPUTS = Path(__file__).resolve().parent.parent / "lammps_inputs"
+from toolkit.errors import AetkError
 
 
-class LammpsError(RuntimeError):
+
+
+class LammpsError(AetkError, RuntimeError):
     """A LAMMPS command failed; the message names the command and LAMMPS's reason."""
 
 
@@ -188,13 +190,16 @@ class Lammps:
 
 
 def render_template(name: str, **values) -> str:
-    """Fill ``lammps_inputs/<name>``: ``{{key}}`` placeholders, every one required."""
-    path = LAMMPS_INPUTS / name
-    text = path.read_text()
+    """Fill the package template ``toolkit/lammps_inputs/<name>``: ``{{key}}`` placeholders,
+    every one required. Templates are package data, so an installed aetk finds them."""
+    from importlib.resources import files
+
+    resource = files("toolkit") / "lammps_inputs" / name
+    text = resource.read_text()
     keys = set(re.findall(r"\{\{(\w+)\}\}", text))
     missing = keys - values.keys()
     if missing:
-        raise KeyError(f"{path}: no value for {sorted(missing)}")
+        raise KeyError(f"template {name}: no value for {sorted(missing)}")
     for key in keys:
         text = text.replace("{{" + key + "}}", str(values[key]))
     return text

@@ -16,7 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from toolkit.sweep import summarise  # noqa: E402
+from toolkit.studies.sweep import summarise  # noqa: E402
 
 SYSTEM_STYLE = {"Ar": ("Ar", "tab:blue"), "Kr": ("Kr", "tab:red"), "ArKr": ("Mx", "tab:green")}
 ARCHITECTURES = [("tanh", 1), ("linear", 1), ("tanh", 2), ("linear", 2)]

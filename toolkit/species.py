@@ -82,7 +82,7 @@ SYSTEMS: dict[str, dict[str, float]] = {
 _FORMULA = re.compile(r"([A-Z][a-z]?)(\d+)")
 
 
-class UnknownSpeciesError(AetkError):
+class UnknownSpeciesError(AetkError, ValueError):
     pass
 
 

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit.reference.dft.cp2k import DftError
+
 METHODS = ("near-grid", "on-grid")
 
 
@@ -51,7 +53,7 @@ class Cube:
         """Grid steps (3,); raises for non-orthogonal grids."""
         off = self.voxel - np.diag(np.diag(self.voxel))
         if np.any(np.abs(off) > 1e-10 * np.abs(self.voxel).max()):
-            raise ValueError("cube grid is not orthorhombic; only orthorhombic cells supported")
+            raise DftError("cube grid is not orthorhombic; only orthorhombic cells supported")
         return np.diag(self.voxel).copy()
 
     @property
@@ -75,18 +77,18 @@ def read_cube(path: str | Path) -> Cube:
         head = handle.readline().split()
         natoms, origin = int(head[0]), np.array(head[1:4], dtype=float)
         if natoms < 0:
-            raise ValueError(f"{path}: cube files with several data sets are not supported")
+            raise DftError(f"{path}: cube files with several data sets are not supported")
         axes = [handle.readline().split() for _ in range(3)]
         shape = tuple(int(a[0]) for a in axes)
         if min(shape) <= 0:
-            raise ValueError(f"{path}: negative grid counts mean Angstrom units; not supported")
+            raise DftError(f"{path}: negative grid counts mean Angstrom units; not supported")
         voxel = np.array([a[1:4] for a in axes], dtype=float)
         atoms = np.array([handle.readline().split()[:5] for _ in range(natoms)], dtype=float)
         # np.fromstring with a separator parses ~10^7 numbers/s, far faster than loadtxt
         data = np.fromstring(handle.read(), sep=" ")
     size = int(np.prod(shape))
     if data.size != size:
-        raise ValueError(f"{path}: {data.size} values for a {shape} grid ({size}); truncated?")
+        raise DftError(f"{path}: {data.size} values for a {shape} grid ({size}); truncated?")
     return Cube(
         data=data.reshape(shape),
         origin=origin,

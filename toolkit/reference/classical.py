@@ -32,6 +32,7 @@ from ase import Atoms
 from ase.units import bar
 from tqdm import tqdm
 
+from toolkit.errors import AetkError
 from toolkit.lammps import Lammps, render_template, self_comm
 from toolkit.species import (
     atm_triple_c9,
@@ -45,6 +46,10 @@ from toolkit.species import (
 REFERENCES = ("lj", "lj+atm")
 DEFAULT_CUTOFF_SIGMA = 1.6  # pair cutoffs in units of sigma_ij
 PRODUCTION_MARKER = "# --- production ---"
+
+
+class ReferenceDataError(AetkError, ValueError):
+    """A classical reference run or relabelling asked for something impossible."""
 
 
 class LiquidBox:
@@ -80,22 +85,23 @@ class ClassicalRun(LiquidBox):
     def __post_init__(self) -> None:
         counts = system_counts(self.system)  # raises on unknown systems
         if counts is not None and sum(counts.values()) != self.natoms:
-            raise ValueError(f"system {self.system} has {sum(counts.values())} atoms, not "
+            raise ReferenceDataError(f"system {self.system} has {sum(counts.values())} atoms, not "
                              f"--atoms {self.natoms}")
         if len(system_composition(self.system)) > 2:
-            raise ValueError(f"system {self.system}: at most two species per liquid")
+            raise ReferenceDataError(f"system {self.system}: at most two species per liquid")
         if self.reference not in REFERENCES:
-            raise ValueError(f"unknown reference {self.reference!r}; choose from {REFERENCES}")
+            raise ReferenceDataError(f"unknown reference {self.reference!r}; choose from "
+                                     f"{REFERENCES}")
         if 4 * fcc_cells(self.natoms) ** 3 != self.natoms:
             options = ", ".join(str(4 * c**3) for c in range(2, 11))
-            raise ValueError(
+            raise ReferenceDataError(
                 f"--atoms {self.natoms}: the liquid is melted from an fcc lattice, so the "
                 f"atom count must be 4 n^3 ({options})"
             )
         if not 1.0 < self.cutoff_sigma <= 5.0:
-            raise ValueError(f"cutoff_sigma {self.cutoff_sigma} outside (1, 5]")
+            raise ReferenceDataError(f"cutoff_sigma {self.cutoff_sigma} outside (1, 5]")
         if self.n_frames < 1 or self.every < 1 or self.seed < 1:
-            raise ValueError("frames, every and seed must be positive integers")
+            raise ReferenceDataError("frames, every and seed must be positive integers")
 
 
 def fcc_cells(natoms: int) -> int:
@@ -222,7 +228,7 @@ def _harvest_frame(lmp: Lammps, species, lo, lengths, volume, run: ClassicalRun)
     atoms.info["step"] = int(thermo["Step"])
     total = float(np.sum(local_energy))
     if not math.isclose(total, energy, rel_tol=0.0, abs_tol=1e-8 * max(1.0, abs(energy))):
-        raise RuntimeError(
+        raise ReferenceDataError(
             f"pe/atom sums to {total!r} eV but the total is {energy!r} eV; "
             "this reference does not partition its energy"
         )
@@ -249,7 +255,7 @@ def evaluate_reference(
     frame is domain-decomposed over the ranks (every rank returns the same frames).
     """
     if reference not in REFERENCES:
-        raise ValueError(f"unknown reference {reference!r}; choose from {REFERENCES}")
+        raise ReferenceDataError(f"unknown reference {reference!r}; choose from {REFERENCES}")
     index = {s: t + 1 for t, s in enumerate(elements)}
     labelled = []
     with Lammps(comm=comm if comm is not None else self_comm()) as lmp:

@@ -31,6 +31,7 @@ import numpy as np
 from ase import Atoms
 
 from toolkit.data import FrameError, atomic_write_text, read_frames, write_frames
+from toolkit.reference.dft.cp2k import DftError
 
 
 @dataclass(frozen=True)
@@ -56,11 +57,11 @@ def fit_correlation(total: np.ndarray, electrostatic: np.ndarray, natoms: int) -
     if total.shape != electrostatic.shape or total.ndim != 1:
         raise ValueError("total and electrostatic energies must be 1D arrays of equal length")
     if len(total) < 3:
-        raise ValueError(f"the correlation fit needs at least 3 frames, got {len(total)}")
+        raise DftError(f"the correlation fit needs at least 3 frames, got {len(total)}")
     x = electrostatic / natoms
     y = (total - electrostatic) / natoms
     if np.ptp(x) == 0:
-        raise ValueError("all frames have the same E_es; the fit is undetermined")
+        raise DftError("all frames have the same E_es; the fit is undetermined")
     slope, intercept = np.polyfit(x, y, 1)
     residual = y - (slope * x + intercept)
     ss_tot = float(np.sum((y - y.mean()) ** 2))
@@ -192,7 +193,7 @@ def load_dft(dft_dir: str | Path, recompute_basins: bool = False,
             continue
         result = json.loads((workdir / "result.json").read_text())
         if not same_structure(result, atoms):
-            raise ValueError(f"{workdir}: result does not belong to frame {index} of "
+            raise DftError(f"{workdir}: result does not belong to frame {index} of "
                              f"{dft_dir / 'frames.extxyz'}; the directory was tampered with")
         basins_path = workdir / "basins.json"
         if recompute_basins or not basins_path.is_file():
@@ -280,10 +281,10 @@ def partition_command(
     out = Path(out)
     records = load_dft(dft, recompute_basins=recompute_basins)
     if not records:
-        raise ValueError(f"{dft}: no finished frames (run `aetk dft` first)")
+        raise DftError(f"{dft}: no finished frames (run `aetk dft` first)")
     labels = {composition_label(r.atoms) for r in records}
     if len(labels) != 1:
-        raise ValueError(f"{dft}: frames of different compositions {sorted(labels)}; "
+        raise DftError(f"{dft}: frames of different compositions {sorted(labels)}; "
                          "the correlation fit is per system")
     label = labels.pop()
     system = system or label

@@ -40,7 +40,7 @@ import numpy as np
 from ase import Atoms
 
 from toolkit.data import atomic_write_text, read_frames, write_frames
-from toolkit.reference.dft.cp2k import DftSettings, Launcher
+from toolkit.reference.dft.cp2k import DftError, DftSettings, Launcher
 from toolkit.reference.dft.runner import DONE, frame_dir, run_dft
 
 SYSTEMS = ("Ar32", "Kr32", "Ar16Kr16", "Ar24Kr8", "Ar8Kr24")
@@ -134,7 +134,7 @@ def structures(campaign: Campaign, system: str) -> dict[str, list[Atoms]]:
             by_name[trajectory.name] = have[:trajectory.n_frames]
             continue
         if trajectory.seed is None:
-            raise FileNotFoundError(f"{path}: the {trajectory.name} structures are missing; "
+            raise DftError(f"{path}: the {trajectory.name} structures are missing; "
                                     "restore the file from git")
         run = ClassicalRun(system, reference="lj", n_frames=trajectory.n_frames,
                            seed=trajectory.seed, natoms=campaign.natoms, every=campaign.every,
@@ -199,7 +199,7 @@ def _workdir_record(workdir: Path, trajectory: Trajectory, index: int, atoms: At
     result = json.loads((workdir / "result.json").read_text())
     basins = json.loads((workdir / "basins.json").read_text())
     if not same_structure(result, atoms):
-        raise ValueError(f"{workdir}: result belongs to another structure than "
+        raise DftError(f"{workdir}: result belongs to another structure than "
                          f"{trajectory.name} frame {index}; move the directory away")
     return DftFrameRecord(
         index=index, atoms=atoms, energy=float(result["energy"]),
@@ -251,13 +251,16 @@ def collect(campaign: Campaign, system: str, inputs: dict[str, list[Atoms]]) -> 
 
 # -- computing ----------------------------------------------------------------------------
 def compute(campaign: Campaign, launcher: Launcher, budget_min: float,
-            log=print) -> dict[str, int]:
+            log=print, inputs: dict[str, dict[str, list[Atoms]]] | None = None
+            ) -> dict[str, int]:
     """Single points round-robin until every system has its target or the budget is spent.
 
-    Returns records per system. Safe to run as several processes at once.
+    Returns records per system. Safe to run as several processes at once. ``inputs``
+    (system -> trajectory -> frames) replaces :func:`structures`, e.g. for tests.
     """
     start = time.time()
-    inputs = {system: structures(campaign, system) for system in campaign.systems}
+    if inputs is None:
+        inputs = {system: structures(campaign, system) for system in campaign.systems}
     counts = {system: collect(campaign, system, inputs[system]) for system in campaign.systems}
     longest = max(t.n_frames for s in campaign.systems for t in campaign.trajectories(s))
     for k in range(longest):

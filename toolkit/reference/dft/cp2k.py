@@ -35,7 +35,7 @@ CUBES = {
 }
 
 
-class DftError(AetkError, RuntimeError):
+class DftError(AetkError, ValueError):
     """CP2K could not be run, failed, or wrote output this module cannot read."""
 
 
@@ -66,9 +66,9 @@ class DftSettings:
 
     def __post_init__(self) -> None:
         if self.vdw not in (None, "rVV10"):
-            raise ValueError(f"vdw={self.vdw!r}: choose 'rVV10' or None")
+            raise DftError(f"vdw={self.vdw!r}: choose 'rVV10' or None")
         if self.cutoff <= 0 or self.rel_cutoff <= 0 or self.ngrids < 1:
-            raise ValueError("cutoff, rel_cutoff and ngrids must be positive")
+            raise DftError("cutoff, rel_cutoff and ngrids must be positive")
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ def input_text(atoms: Atoms, settings: DftSettings) -> str:
     """The complete, hand-runnable CP2K input for one frame (orthorhombic, periodic)."""
     cell = atoms.cell.array
     if np.any(np.abs(cell - np.diag(np.diag(cell))) > 1e-10):
-        raise ValueError("CP2K input: only orthorhombic cells are supported")
+        raise DftError("CP2K input: only orthorhombic cells are supported")
     symbols, positions = atoms.get_chemical_symbols(), atoms.get_positions(wrap=True)
     coordinates = "\n".join(
         f"      {s:<2s} {x:18.12f} {y:18.12f} {z:18.12f}"

@@ -55,7 +55,7 @@ def _check_settings(out: Path, settings: DftSettings) -> None:
         stored = json.loads(path.read_text())
         if stored != wanted:
             diff = sorted(k for k in wanted if stored.get(k) != wanted[k])
-            raise ValueError(
+            raise DftError(
                 f"{out} was computed with different DFT settings ({', '.join(diff)}); "
                 "use a new --out directory or the stored settings"
             )
@@ -82,7 +82,7 @@ def _write_structures(out: Path, structures: list[Atoms]) -> None:
                 if not all(a.get_chemical_symbols() == b.get_chemical_symbols()
                            and np.allclose(a.positions, b.positions, atol=1e-5)
                            for a, b in zip(stored[: len(structures)], structures, strict=True)):
-                    raise ValueError(
+                    raise DftError(
                         f"{path} holds {len(stored)} structures that differ from the "
                         f"{len(structures)} given; this directory belongs to other input "
                         "frames: use a new --out")
@@ -148,7 +148,7 @@ def run_dft(
     for index in done:
         stored = json.loads((frame_dir(out, index) / "result.json").read_text())
         if not same_structure(stored, frames[index]):
-            raise ValueError(
+            raise DftError(
                 f"{frame_dir(out, index)} holds a different structure than frame {index} of "
                 "the input; the frames changed since this directory was made: use a new --out"
             )

@@ -29,9 +29,10 @@ from tqdm import tqdm
 
 from toolkit.data import atomic_write_text
 from toolkit.descriptors import DescriptorSpec
-from toolkit.fitting import Dataset, ensemble_scores, load_dataset
-from toolkit.networks import ACTIVATIONS, Architecture
-from toolkit.training import TrainedEnsemble, TrainingSettings, train_ensemble
+from toolkit.errors import AetkError
+from toolkit.models.fitting import Dataset, ensemble_scores, load_dataset
+from toolkit.models.networks import ACTIVATIONS, Architecture
+from toolkit.models.training import TrainedEnsemble, TrainingSettings, train_ensemble
 
 RESULT_COLUMNS = [
     "system", "activation", "depth", "width", "seed", "hidden", "n_params",
@@ -41,7 +42,7 @@ RESULT_COLUMNS = [
 ]
 
 
-class SweepConfigError(ValueError):
+class SweepConfigError(AetkError, ValueError):
     pass
 
 
@@ -322,11 +323,11 @@ def export_member(out: str | Path, system: str, activation: str, depth: int, wid
                   seed: int, target: str | Path, wall: bool = True) -> Path:
     """Write one sweep member as a potential directory (same files as `aetk fit`).
 
-    ``wall``: with the repulsive wall below the system's data (toolkit/wall.py).
+    ``wall``: with the repulsive wall below the system's data (toolkit/models/wall.py).
     """
     from toolkit.data import file_hash, read_frames, split_frames
-    from toolkit.networks import Normalisation
-    from toolkit.potential import write_potential
+    from toolkit.models.networks import Normalisation
+    from toolkit.models.potential import write_potential
 
     out = Path(out)
     config = _config_from_dict(json.loads((out / "config.json").read_text()))
@@ -334,7 +335,7 @@ def export_member(out: str | Path, system: str, activation: str, depth: int, wid
     key = (system, activation, depth, width, seed)
     rows = [r for r in read_results(out)
             if (r["system"], r["activation"], r["depth"], r["width"], r["seed"]) == key]
-    from toolkit.wall import wall_for
+    from toolkit.models.wall import wall_for
 
     path = data_path(config, system, out)
     frames = read_frames(path)

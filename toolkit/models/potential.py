@@ -34,8 +34,9 @@ import torch
 
 from toolkit.data import atomic_write_text, default_mode
 from toolkit.descriptors import DescriptorSpec
-from toolkit.networks import Architecture, EnsembleNetworks, Normalisation, exported_layers
-from toolkit.wall import RepulsiveWall
+from toolkit.errors import AetkError
+from toolkit.models.networks import Architecture, EnsembleNetworks, Normalisation, exported_layers
+from toolkit.models.wall import RepulsiveWall
 
 FORMAT = "aetk-potential"
 FORMAT_VERSION = 1
@@ -43,7 +44,7 @@ NUMBERS_PER_LINE = 30
 FILES = ("model.mliap.nn", "descriptor.mliap", "pair.lmp", "model.pt")
 
 
-class PotentialError(ValueError):
+class PotentialError(AetkError, ValueError):
     pass
 
 
@@ -56,7 +57,7 @@ class Potential:
     normalisation: Normalisation
     trained_elements: list[str]
     meta: dict
-    wall: RepulsiveWall | None = None  # see toolkit/wall.py; None: the bare network
+    wall: RepulsiveWall | None = None  # see toolkit/models/wall.py; None: the bare network
 
     @property
     def elements(self) -> tuple[str, ...]:
@@ -162,7 +163,7 @@ def _pair_lmp_text(directory: Path, spec: DescriptorSpec, wall: RepulsiveWall | 
         header += [
             f"# zbl: repulsive walls, zero beyond {outers}",
             f"# (closest pairs in the training data: {closest}),",
-            "# so they only act where the network never saw data (toolkit/wall.py).",
+            "# so they only act where the network never saw data (toolkit/models/wall.py).",
         ]
     return "\n".join(header + pair_commands(directory, spec, wall)) + "\n"
 
@@ -183,7 +184,7 @@ def write_potential(
 ) -> Path:
     """Write a potential directory atomically; returns its path.
 
-    ``wall``: a repulsive wall below the data (:func:`toolkit.wall.wall_for`), overlaid in
+    ``wall``: a repulsive wall below the data (:func:`toolkit.models.wall.wall_for`), overlaid in
     ``pair.lmp``; None writes the bare network.
     """
     out = Path(out).resolve()

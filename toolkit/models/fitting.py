@@ -11,10 +11,10 @@ from ase import Atoms
 from toolkit.data import Split, file_hash, frames_hash, read_frames, split_frames, validate_frames
 from toolkit.descriptors import Descriptors, DescriptorSpec, compute_descriptors
 from toolkit.metrics import energy_metrics
-from toolkit.networks import Architecture, atomic_energies
-from toolkit.potential import Potential, read_potential, write_potential
-from toolkit.training import TrainedEnsemble, TrainingSettings, train_ensemble
-from toolkit.wall import wall_for
+from toolkit.models.networks import Architecture, atomic_energies
+from toolkit.models.potential import Potential, read_potential, write_potential
+from toolkit.models.training import TrainedEnsemble, TrainingSettings, train_ensemble
+from toolkit.models.wall import wall_for
 
 
 @dataclass
@@ -87,7 +87,7 @@ def fit_potential(
     """Train one potential on the totals of ``data``'s training frames and export it.
 
     ``wall``: add the repulsive wall below the closest pair of any frame in ``data``
-    (toolkit/wall.py); it is zero on all of them, so training and metrics are unchanged.
+    (toolkit/models/wall.py); it is zero on all of them, so training and metrics are unchanged.
     """
     spec = spec or DescriptorSpec()
     dataset = load_dataset(data, spec, split_seed=split_seed, progress=progress)

@@ -22,8 +22,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from toolkit.data import FrameError
 from toolkit.descriptors import Descriptors
-from toolkit.networks import Architecture, EnsembleNetworks, Normalisation, SpeciesBlock
+from toolkit.models.networks import Architecture, EnsembleNetworks, Normalisation, SpeciesBlock
 
 
 @dataclass(frozen=True)
@@ -274,7 +275,7 @@ def train_ensemble(
     torch.set_num_threads(settings.threads)
     energies = np.asarray(energies, dtype=np.float64)
     if not np.all(np.isfinite(energies)):
-        raise ValueError("training energies contain NaN/inf")
+        raise FrameError("training energies contain NaN/inf; check the data file's energy= values")
     train_d = descriptors.select_frames(train)
     val_d = descriptors.select_frames(validation)
     norm = normalisation or fit_normalisation(train_d, energies[list(train)])

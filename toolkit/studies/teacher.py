@@ -28,20 +28,21 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from toolkit.ceiling import SMALL_NETWORK, fit_local_energies, frames_local_energy
 from toolkit.data import split_frames, validate_frames
 from toolkit.descriptors import DescriptorSpec, compute_descriptors
 from toolkit.evaluation import predict
-from toolkit.networks import Architecture
-from toolkit.potential import Potential, read_potential, write_potential
+from toolkit.models.networks import Architecture
+from toolkit.models.potential import Potential, read_potential, write_potential
+from toolkit.models.training import TrainingSettings
 from toolkit.reference.classical import (
     DEFAULT_CUTOFF_SIGMA,
     REFERENCES,
     ClassicalRun,
+    ReferenceDataError,
     evaluate_reference,
     generate_frames,
 )
-from toolkit.training import TrainingSettings
+from toolkit.studies.ceiling import SMALL_NETWORK, fit_local_energies, frames_local_energy
 
 TEACHER_PREFIX = "teacher:"
 
@@ -51,10 +52,11 @@ def parse_teacher_reference(reference: str) -> Path | None:
     if reference.startswith(TEACHER_PREFIX):
         path = reference[len(TEACHER_PREFIX):]
         if not path:
-            raise ValueError("--reference teacher:PATH needs a potential directory after ':'")
+            raise ReferenceDataError("--reference teacher:PATH needs a potential directory "
+                                     "after ':'")
         return Path(path)
     if reference not in REFERENCES:
-        raise ValueError(f"unknown reference {reference!r}; choose from {REFERENCES} or "
+        raise ReferenceDataError(f"unknown reference {reference!r}; choose from {REFERENCES} or "
                          "teacher:POTENTIAL_DIR")
     return None
 
@@ -74,12 +76,12 @@ def label_with_teacher(
     The teacher's labels are its bare network's, without its repulsive wall if it has one.
     """
     if not 0.0 <= share <= 1.0:
-        raise ValueError(f"share {share} outside [0, 1]")
+        raise ReferenceDataError(f"share {share} outside [0, 1]")
     if other not in REFERENCES:
-        raise ValueError(f"unknown other reference {other!r}; choose from {REFERENCES}")
+        raise ReferenceDataError(f"unknown other reference {other!r}; choose from {REFERENCES}")
     frames = list(frames)
     if share > 0.0:
-        # the bare network: a repulsive wall (toolkit/wall.py) is not a function of the
+        # the bare network: a repulsive wall (toolkit/models/wall.py) is not a function of the
         # descriptor, so where it acted the partition would no longer be representable
         teacher = predict(replace(potential, wall=None), frames, progress=progress)
         t_energy, t_local, t_forces = teacher.energy, teacher.local_energy, teacher.forces

@@ -11,7 +11,7 @@ Model classes, each per species:
 - ``linear``: ridge regression on standardised descriptors (intercept unpenalised);
 - ``quadratic``: the same on the descriptors and all their pairwise products (i <= j);
 - ``network``: a small tanh network (default width 16) fitted to the local energies with
-  the toolkit's batched L-BFGS and early stopping (:mod:`toolkit.training`).
+  the toolkit's batched L-BFGS and early stopping (:mod:`toolkit.models.training`).
 
 Ridge strengths are relative to the unit diagonal of the standardised Gram matrix and
 picked from a fixed grid on validation frames, so the ceiling never looks at test frames.
@@ -30,8 +30,8 @@ from ase import Atoms
 from toolkit.data import Split, split_frames, validate_frames
 from toolkit.descriptors import Descriptors, DescriptorSpec, compute_descriptors
 from toolkit.metrics import r2, rmse
-from toolkit.networks import Architecture, EnsembleNetworks, Normalisation, atomic_energies
-from toolkit.training import TrainedEnsemble, TrainingSettings, batched_lbfgs
+from toolkit.models.networks import Architecture, EnsembleNetworks, Normalisation, atomic_energies
+from toolkit.models.training import TrainedEnsemble, TrainingSettings, batched_lbfgs
 
 MODELS = ("linear", "quadratic", "network")
 SMALL_NETWORK = Architecture((16,), "tanh")  # the network ceiling and the default teacher
@@ -156,8 +156,8 @@ def fit_local_energies(
     """Per-atom supervised fit of ``local_energy`` (eV, one per descriptor row).
 
     The same per-species networks, normalisation and optimiser as training on totals
-    (:func:`toolkit.training.train_ensemble`), only the loss is per atom; the result
-    exports with :func:`toolkit.potential.write_potential` like any trained ensemble.
+    (:func:`toolkit.models.training.train_ensemble`), only the loss is per atom; the result
+    exports with :func:`toolkit.models.potential.write_potential` like any trained ensemble.
     """
     settings = settings or TrainingSettings()
     torch.set_num_threads(settings.threads)

@@ -13,6 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit.errors import AetkError
+
+
+class AnalysisError(AetkError, ValueError):
+    """A trajectory cannot be analysed as asked (not a dump, too short, no such pairs)."""
+
 
 @dataclass
 class DumpFrame:
@@ -38,7 +44,7 @@ def read_dump(path: str | Path) -> list[DumpFrame]:
     frames, i = [], 0
     while i < len(lines):
         if lines[i].strip() != "ITEM: TIMESTEP":
-            raise ValueError(f"{path}: line {i + 1} is not 'ITEM: TIMESTEP'; not a text dump")
+            raise AnalysisError(f"{path}: line {i + 1} is not 'ITEM: TIMESTEP'; not a text dump")
         try:
             step = int(lines[i + 1])
             n = int(lines[i + 3])
@@ -70,13 +76,13 @@ def dump_atoms(frame: DumpFrame):
 
 
 def wall_contacts(frames: list[DumpFrame], wall, elements) -> dict:
-    """How often MD frames had a pair inside its repulsive wall (``toolkit.wall``).
+    """How often MD frames had a pair inside its repulsive wall (``toolkit.models.wall``).
 
     Per element pair: the closest distance over the frames next to the wall's ``outer``;
     ``fraction_of_frames_inside``: frames with any pair closer than its pair's ``outer``,
     i.e. closer than the data ever came minus the wall's margin.
     """
-    from toolkit.wall import closest_pairs
+    from toolkit.models.wall import closest_pairs
 
     inside, closest = 0, {}
     for frame in frames:
@@ -111,7 +117,7 @@ def radial_distribution(
         positions = positions[None]
     lengths = np.broadcast_to(np.asarray(lengths, dtype=float), (len(positions), 3))
     if r_max > 0.5 * lengths.min() + 1e-12:
-        raise ValueError(f"r_max {r_max} A exceeds half the box ({0.5 * lengths.min():.3f} A);"
+        raise AnalysisError(f"r_max {r_max} A exceeds half the box ({0.5 * lengths.min():.3f} A);"
                          " minimum image would double count")
     symbols = np.asarray(symbols)
     a = np.ones(len(symbols), bool) if pair is None else symbols == pair[0]
@@ -119,7 +125,7 @@ def radial_distribution(
     n_a, n_b = int(a.sum()), int(b.sum())
     same = pair is None or pair[0] == pair[1]
     if n_a == 0 or n_b - same <= 0:
-        raise ValueError(f"no {pair} pairs in these frames")
+        raise AnalysisError(f"no {pair} pairs in these frames")
     edges = np.linspace(0.0, r_max, n_bins + 1)
     g = np.zeros(n_bins)
     for x, box in zip(positions, lengths, strict=True):
@@ -193,7 +199,7 @@ def compare_runs(model_dir: str | Path, reference_dir: str | Path,
     for d in (model_dir, reference_dir):
         frames = read_dump(d / "trajectory.dump")
         if len(frames) < 2:
-            raise ValueError(f"{d}: fewer than 2 trajectory frames; run longer for g(r)")
+            raise AnalysisError(f"{d}: fewer than 2 trajectory frames; run longer for g(r)")
         rdfs.append(structure(frames))
     result = {"model": str(model_dir), "reference": str(reference_dir),
               "rdf_integrated_abs_difference_A": {

@@ -2,24 +2,23 @@
 
 Two reproducible jobs (results under an output folder, e.g. ``runs/emergence``, not in git):
 
-    python -m toolkit.emergence search --out runs/emergence   # ceilings over a spec grid
-    python -m toolkit.emergence map --out runs/emergence      # local R2 vs width per share
-    python -m toolkit.emergence report --out runs/emergence --figures docs/figures
+    aetk emergence search --out runs/emergence   # ceilings over a spec grid
+    aetk emergence map --out runs/emergence      # local R2 vs width per share
+    aetk emergence report --out runs/emergence --figures docs/figures
 
 ``search``: for Ar, Kr and ArKr, frames sampled by LJ + ATM MD are labelled with both
 classical references (``lj`` relabels the same structures, so one descriptor computation
-serves both); the linear and quadratic ceilings (:mod:`toolkit.ceiling`) of every spec
+serves both); the linear and quadratic ceilings (:mod:`toolkit.studies.ceiling`) of every spec
 of the grid go to ``search.csv``, one row per (system, reference, spec, model).
 
 ``map``: a tanh-16 teacher is fitted per atom to the LJ + ATM partition of independent Ar
 frames; fresh Ar frames are labelled with share x teacher + (1 - share) x LJ + ATM
-(:mod:`toolkit.teacher`) for each share; per share, the ceilings of that partition and a
-sweep of tanh students trained on totals (:mod:`toolkit.sweep`) go to ``map/``.
+(:mod:`toolkit.studies.teacher`) for each share; per share, the ceilings of that partition and a
+sweep of tanh students trained on totals (:mod:`toolkit.studies.sweep`) go to ``map/``.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import itertools
 import json
@@ -29,17 +28,17 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.ceiling import (
+from toolkit.data import atomic_write_text, read_frames, split_frames, write_frames
+from toolkit.descriptors import DescriptorSpec, compute_descriptors
+from toolkit.metrics import r2
+from toolkit.models.training import TrainingSettings
+from toolkit.reference.classical import ClassicalRun, evaluate_reference, generate_frames
+from toolkit.studies.ceiling import (
     CeilingSettings,
     descriptor_ceiling,
     frames_local_energy,
     ridge_predictions,
 )
-from toolkit.data import atomic_write_text, read_frames, split_frames, write_frames
-from toolkit.descriptors import DescriptorSpec, compute_descriptors
-from toolkit.metrics import r2
-from toolkit.reference.classical import ClassicalRun, evaluate_reference, generate_frames
-from toolkit.training import TrainingSettings
 
 SYSTEMS = ("Ar", "Kr", "ArKr")
 REFERENCES = ("lj", "lj+atm")
@@ -152,9 +151,9 @@ def emergence_map(out: Path, shares: Sequence[float] = SHARES, n_frames: int = 3
     core) runs last, for ``wide_shares`` only, with fewer seeds and iterations, in
     ``share*-wide``.
     """
-    from toolkit.networks import Architecture
-    from toolkit.potential import read_potential
-    from toolkit.teacher import label_with_teacher, write_teacher
+    from toolkit.models.networks import Architecture
+    from toolkit.models.potential import read_potential
+    from toolkit.studies.teacher import label_with_teacher, write_teacher
     root = out / "map"
     teacher_dir = root / "teacher-ar-tanh16"
     if not (teacher_dir / "meta.json").is_file():
@@ -190,7 +189,7 @@ def emergence_map(out: Path, shares: Sequence[float] = SHARES, n_frames: int = 3
 
 def _share_sweep(out: Path, data: Path, spec: DescriptorSpec, widths: Sequence[int],
                  seeds: Sequence[int], training) -> Path:
-    from toolkit.sweep import DataConfig, SweepConfig, run_sweep
+    from toolkit.studies.sweep import DataConfig, SweepConfig, run_sweep
 
     config = SweepConfig(name=out.name, systems=("Ar",), activations=("tanh",), depths=(1,),
                          widths=tuple(widths), seeds=tuple(seeds),
@@ -245,7 +244,7 @@ def search_table(rows: list[dict], model: str = "linear", top: int = 10) -> str:
 
 def _map_rows(root: Path, share: str) -> list[dict]:
     """Result rows of one share: the main sweep and, when done, its wide member(s)."""
-    from toolkit.sweep import read_results
+    from toolkit.studies.sweep import read_results
 
     rows = []
     for name in (f"share{share}", f"share{share}-wide"):
@@ -256,7 +255,7 @@ def _map_rows(root: Path, share: str) -> list[dict]:
 
 def map_table(root: Path, metric: str = "local_r2_aligned") -> str:
     """Markdown: per share, the ceilings and mean +- std over seeds of ``metric`` per width."""
-    from toolkit.sweep import summarise
+    from toolkit.studies.sweep import summarise
 
     ceilings = json.loads((root / "ceilings.json").read_text())
     rows = {share: _map_rows(root, share) for share in ceilings}
@@ -309,7 +308,7 @@ def map_figure(root: Path, figure: Path, metric: str = "local_r2_aligned") -> Pa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from toolkit.sweep import summarise
+    from toolkit.studies.sweep import summarise
 
     ceilings = json.loads((root / "ceilings.json").read_text())
     fig, ax = plt.subplots(figsize=(4.6, 3.4))
@@ -335,32 +334,24 @@ def map_figure(root: Path, figure: Path, metric: str = "local_r2_aligned") -> Pa
     return figure
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m toolkit.emergence", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("job", choices=["search", "ceilings", "map", "report"])
-    parser.add_argument("--out", default="runs/emergence", type=Path)
-    parser.add_argument("--figures", type=Path, help="report: folder for PNG figures")
-    args = parser.parse_args(argv)
-    if args.job == "search":
-        print(spec_search(args.out, spec_grid()))
-    elif args.job == "ceilings":
-        print(default_ceilings(args.out))
-    elif args.job == "map":
-        print(emergence_map(args.out))
+def run_job(job: str, out: Path, figures: Path | None = None) -> None:
+    """`aetk emergence JOB`: search, ceilings, map, or report (tables; figures with
+    ``figures``)."""
+    if job == "search":
+        print(spec_search(out, spec_grid()))
+    elif job == "ceilings":
+        print(default_ceilings(out))
+    elif job == "map":
+        print(emergence_map(out))
     else:
-        for path in sorted(args.out.glob("ceilings-*.json")):
+        for path in sorted(out.glob("ceilings-*.json")):
             print("\n" + ceilings_table(path))
-        rows = _read_csv(args.out / "search.csv")
+        rows = _read_csv(out / "search.csv")
         for model in ("linear", "quadratic"):
             print(f"\n{model} ceilings, default spec and the best 10 by mean R2\n")
             print(search_table(rows, model))
-        if (args.out / "map" / "ceilings.json").is_file():
+        if (out / "map" / "ceilings.json").is_file():
             print("\nemergence map (local R2, offset-aligned; tot = total R2)\n")
-            print(map_table(args.out / "map"))
-            if args.figures:
-                print(map_figure(args.out / "map", args.figures / "emergence_map.png"))
-
-
-if __name__ == "__main__":
-    main()
+            print(map_table(out / "map"))
+            if figures:
+                print(map_figure(out / "map", figures / "emergence_map.png"))

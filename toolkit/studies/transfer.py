@@ -26,10 +26,10 @@ from tqdm import tqdm
 from toolkit.data import atomic_write_text, read_frames, split_frames
 from toolkit.descriptors import DescriptorSpec
 from toolkit.evaluation import PotentialSession, Prediction, check_frames_for, score
-from toolkit.networks import Architecture, EnsembleNetworks, Normalisation
-from toolkit.potential import Potential, PotentialError, read_potential, write_potential
-from toolkit.wall import RepulsiveWall
-from toolkit.wall import merge as merge_walls
+from toolkit.models.networks import Architecture, EnsembleNetworks, Normalisation
+from toolkit.models.potential import Potential, PotentialError, read_potential, write_potential
+from toolkit.models.wall import RepulsiveWall
+from toolkit.models.wall import merge as merge_walls
 
 
 @dataclass
@@ -106,7 +106,7 @@ def assemble(sources: dict[str, str | Path], out: str | Path, wall: bool = True)
     """`aetk assemble`: one potential directory from per-element source potentials.
 
     The repulsive walls of the sources merge into one that starts below every source's
-    data (toolkit/wall.py). Sources must all have a wall or all have none; ``wall=False``
+    data (toolkit/models/wall.py). Sources must all have a wall or all have none; ``wall=False``
     drops the walls.
     """
     potentials = {element: read_potential(path) for element, path in sources.items()}
@@ -128,7 +128,7 @@ TRANSFER_COLUMNS = ["system", "direction", "activation", "depth", "width", "seed
 
 
 def _member(sweep_dir: Path, spec: DescriptorSpec, system, activation, depth, width, seed):
-    from toolkit.sweep import load_member
+    from toolkit.studies.sweep import load_member
 
     architecture, theta, norm, trained = load_member(sweep_dir, system, activation, depth,
                                                      width, seed)
@@ -138,7 +138,7 @@ def _member(sweep_dir: Path, spec: DescriptorSpec, system, activation, depth, wi
 
 def transfer_tasks(config, sweep_dir: Path) -> list[tuple]:
     """(target system, direction, activation, depth, width, seed) with all inputs finished."""
-    from toolkit.sweep import cell_id, finished_cells
+    from toolkit.studies.sweep import cell_id, finished_cells
 
     done = finished_cells(sweep_dir)
     tasks = []
@@ -169,7 +169,7 @@ def run_transfer(sweep_dir: str | Path, out: str | Path | None = None, comm=None
                  progress: bool = True) -> Path:
     """Evaluate every transfer of a finished sweep through LAMMPS; write transfer.csv."""
     from toolkit.lammps import self_comm, world_comm
-    from toolkit.sweep import _config_from_dict, data_path
+    from toolkit.studies.sweep import _config_from_dict, data_path
 
     comm = comm or world_comm()
     rank, size = comm.Get_rank(), comm.Get_size()

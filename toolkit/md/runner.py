@@ -32,20 +32,20 @@ import numpy as np
 from tqdm import tqdm
 
 from toolkit.data import atomic_write_text
-from toolkit.lammps import Lammps, LammpsError, render_template, world_comm
-from toolkit.reference.classical import (
-    ClassicalRun,
-    LiquidBox,
-    fcc_lattice_constant,
-    pair_setup,
+from toolkit.errors import AetkError
+from toolkit.lammps import Lammps, LammpsError, world_comm
+from toolkit.md.inputs import (
+    REFERENCE_PREFIX,
+    SPECIES_FILE,
+    MDRun,
+    PairModel,
+    input_text,
+    load_pair_model,
+    sections,
+    species_file_text,
 )
-from toolkit.species import element, number_density, system_composition
-from toolkit.wall import RepulsiveWall
+from toolkit.species import element
 
-REFERENCE_PREFIX = "reference:"
-SPECIES_FILE = "species.txt"
-ENSEMBLES = ("nvt", "nve")
-PHASES = ("melt", "equilibration", "production")
 THERMO_COLUMNS = ("step", "time", "temp", "pe", "ke", "etotal", "press", "closest")
 THERMO_NAMES = ("Step", "Time", "Temp", "PotEng", "KinEng", "TotEng", "Press", "c_closest")
 # Blow-up thresholds, checked after every chunk. A liquid at 120 K has kT = 0.01 eV and a
@@ -57,12 +57,8 @@ MAX_TEMPERATURE_FACTOR = 10.0  # x the highest target temperature
 # a frame's (E - shifts) / sqrt(N)). An MD mean energy per atom this many scales away from the
 # shifts is nothing the model was trained on, even if the run itself stays calm.
 MAX_TRAINING_SCALES = 50.0
-# Two noble-gas atoms at 0.6 sigma would cost ~1800 epsilon (~18 eV) in the LJ reference; a
-# closest pair below that means the potential has no repulsive core there: a collapse.
-MIN_PAIR_DISTANCE_SIGMA = 0.6
 
-
-class MDInstabilityError(RuntimeError):
+class MDInstabilityError(AetkError, RuntimeError):
     """The MD blew up (lost atoms, NaN, energy jump, runaway temperature); says where and why."""
 
     def __init__(self, message: str, step: int, phase: str):
@@ -70,168 +66,6 @@ class MDInstabilityError(RuntimeError):
         self.step = step
         self.phase = phase
 
-
-@dataclass(frozen=True)
-class MDRun(LiquidBox):
-    """Everything that determines an MD run; written to ``summary.json``."""
-
-    potential: str  # potential directory, or "reference:lj" / "reference:lj+atm"
-    system: str = "Ar"
-    natoms: int = 108
-    temperature: float = 120.0  # K
-    ensemble: str = "nvt"
-    steps: int = 5000  # production steps
-    seed: int = 1
-    timestep: float = 0.002  # ps
-    melt_steps: int = 2500
-    equilibration_steps: int = 2500
-    thermo_every: int = 20  # steps per chunk and thermo line
-    dump_every: int = 100  # steps between trajectory frames
-    per_atom_energies: bool = False
-    cutoff_sigma: float = 1.6  # classical reference only (melt and reference runs)
-    # stop when two atoms come closer than this x the smallest sigma (0: never; benchmarks)
-    min_pair_distance_sigma: float = MIN_PAIR_DISTANCE_SIGMA
-
-    def __post_init__(self) -> None:
-        # the classical run validates system, atom count (4 n^3) and seed the same way
-        ClassicalRun(self.system, natoms=self.natoms, seed=self.seed,
-                     temperature=self.temperature, cutoff_sigma=self.cutoff_sigma)
-        if self.ensemble not in ENSEMBLES:
-            raise ValueError(f"ensemble {self.ensemble!r}: choose from {ENSEMBLES}")
-        if self.steps < 1 or min(self.melt_steps, self.equilibration_steps) < 0:
-            raise ValueError("steps must be positive, melt/equilibration steps non-negative")
-        if self.thermo_every < 1 or self.dump_every < 1 or not 0 < self.timestep <= 0.01:
-            raise ValueError("thermo/dump intervals must be positive, timestep in (0, 0.01] ps")
-        if self.temperature <= 0:
-            raise ValueError("temperature must be positive (K)")
-
-
-@dataclass
-class PairModel:
-    """What LAMMPS needs to use a potential: pair lines and the atom-type order."""
-
-    label: str
-    pair_lines: list[str]
-    elements: tuple[str, ...]
-    training_energy: tuple[float, float] | None = None  # (eV/atom expected, eV scale)
-    wall: RepulsiveWall | None = None  # the potential's repulsive wall, toolkit/wall.py
-
-
-def load_pair_model(potential: str | Path | PairModel, system: str,
-                    cutoff_sigma: float = 1.6) -> PairModel:
-    """A potential directory or ``reference:lj`` / ``reference:lj+atm``, checked for ``system``.
-
-    A :class:`PairModel` (any LAMMPS pair lines, e.g. a linear SNAP) is used as given.
-    """
-    if isinstance(potential, PairModel):
-        return potential
-    name = str(potential)
-    species = set(system_composition(system))
-    if name.startswith(REFERENCE_PREFIX):
-        reference = name[len(REFERENCE_PREFIX):]
-        elements = ("Ar", "Kr")
-        # pair_setup validates nothing itself; an unknown name would give LJ silently
-        from toolkit.reference.classical import REFERENCES
-
-        if reference not in REFERENCES:
-            raise ValueError(f"{name!r}: choose reference:{' or reference:'.join(REFERENCES)}")
-        return PairModel(f"the classical {reference} reference", pair_setup(
-            list(elements), reference, cutoff_sigma).splitlines(), elements)
-    from toolkit.potential import read_potential
-
-    loaded = read_potential(name)
-    loaded.check_species(species, f"system {system}")
-    norm = loaded.normalisation
-    expected = sum(x * float(norm.shift[loaded.spec.type_of(s) - 1])
-                   for s, x in system_composition(system).items())
-    return PairModel(f"the potential {loaded.directory}", loaded.pair_commands(),
-                     loaded.spec.elements, (expected, float(norm.scale)), loaded.wall)
-
-
-def input_text(run: MDRun, model: PairModel, dump_file: str = "trajectory.dump",
-               species_file: str = SPECIES_FILE) -> str:
-    """The complete, hand-runnable LAMMPS input of ``run`` (``lammps_inputs/md.lmp``).
-
-    For a mixture it reads ``species_file`` (see :func:`species_file_text`).
-    """
-    composition = system_composition(run.system)
-    species = run.species
-    type_of = {s: t + 1 for t, s in enumerate(model.elements)}
-    density = number_density(composition)
-    lattice_constant = fcc_lattice_constant(run.system)  # same start as the reference MD
-    if len(species) == 1:
-        type_assignment = f"# one species: every atom is type {type_of[species[0]]}"
-    else:
-        # from a file, because `set type/subset` picks other atoms on other processor counts
-        type_assignment = (f"# which atoms are {species[1]}: drawn by the toolkit with seed "
-                           f"{run.seed} (atom id -> type)\n"
-                           f"variable        species atomfile {species_file}\n"
-                           "set             group all type v_species")
-    masses = "\n".join(f"mass            {t} {element(s).mass}  # {s}"
-                       for s, t in type_of.items())
-    integrator = (f"fix             integrate all nvt temp {run.temperature} {run.temperature} "
-                  "0.1 tchain 3" if run.ensemble == "nvt" else
-                  "fix             integrate all nve  # microcanonical: energy drift is a test")
-    columns = "id element type x y z vx vy vz fx fy fz"
-    if run.per_atom_energies:
-        per_atom = "compute         peatom all pe/atom  # per-atom energies, eV"
-        columns += " c_peatom"
-    else:
-        per_atom = "# per-atom energies not requested (aetk md --per-atom)"
-    return render_template(
-        "md.lmp",
-        system=run.system, natoms=run.natoms, temperature=run.temperature,
-        potential_label=model.label, thermo_every=run.thermo_every,
-        density=f"{density:.6f}", elements=" ".join(model.elements),
-        lattice_constant=f"{lattice_constant:.10f}", cells=run.cells,
-        ntypes=len(model.elements), first_type=type_of[species[0]],
-        type_assignment=type_assignment, masses=masses, timestep=run.timestep,
-        melt_temperature=2.5 * run.temperature,
-        melt_pair_setup=pair_setup(list(model.elements), "lj", run.cutoff_sigma),
-        seed=run.seed, melt_steps=run.melt_steps, pair_setup="\n".join(model.pair_lines),
-        equilibration_steps=run.equilibration_steps, integrator=integrator,
-        per_atom_compute=per_atom, dump_every=run.dump_every, dump_file=dump_file,
-        dump_columns=columns, steps=run.steps,
-    )
-
-
-def species_file_text(run: MDRun, model: PairModel) -> str | None:
-    """LAMMPS ``atomfile`` of atom types by id for a mixture (None for one species).
-
-    A seeded random choice of exactly round(x N) atoms of the second species, the same on
-    any number of processors (ids are in spatial order after ``reset_atoms id sort yes``).
-    """
-    composition = system_composition(run.system)
-    species = run.species
-    if len(species) == 1:
-        return None
-    type_of = {s: t + 1 for t, s in enumerate(model.elements)}
-    types = np.full(run.natoms, type_of[species[0]])
-    n_second = round(composition[species[1]] * run.natoms)
-    chosen = np.random.default_rng(run.seed).choice(run.natoms, n_second, replace=False)
-    types[chosen] = type_of[species[1]]
-    lines = [f"# atom types of {run.system} by atom id, seed {run.seed}", str(run.natoms)]
-    lines += [f"{i + 1} {t}" for i, t in enumerate(types)]
-    return "\n".join(lines) + "\n"
-
-
-def sections(text: str) -> list[tuple[str, list[str]]]:
-    """Split an input at ``# --- name ---`` markers into (phase, commands), continuations joined."""
-    out: list[tuple[str, list[str]]] = [("setup", [])]
-    pending = ""
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("# ---") and stripped.endswith("---"):
-            out.append((stripped.strip("#- "), []))
-            continue
-        command = line.split("#", 1)[0].rstrip()
-        if command.endswith("&"):
-            pending += command[:-1] + " "
-            continue
-        command, pending = (pending + command).strip(), ""
-        if command:
-            out[-1][1].append(command)
-    return out
 
 
 @dataclass
@@ -470,7 +304,7 @@ def run_md(
 
 def _summary(result: MDResult, model: PairModel, runner: _Runner, ranks: int,
              seconds: float, error: Exception | None) -> dict:
-    from toolkit.md_analysis import energy_drift, read_dump, wall_contacts
+    from toolkit.md.analysis import energy_drift, read_dump, wall_contacts
 
     run = result.run
     rows = [r for r in runner.thermo if r["phase"] == "production"]
@@ -518,7 +352,7 @@ def compare_with_reference(result: MDResult, reference: str = "lj", progress: bo
     and ``rdf.png`` (g(r) side by side; partials for the mixture). Returns the numbers:
     integrated |g_model - g_ref| (A), mean potential energy per atom (eV), NVE drift.
     """
-    from toolkit.md_analysis import compare_runs
+    from toolkit.md.analysis import compare_runs
 
     comm = comm if comm is not None else world_comm()
     settings = asdict(result.run)

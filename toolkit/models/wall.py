@@ -28,12 +28,15 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers
 
+from toolkit.errors import AetkError
+
 MARGIN = 0.2  # A between the closest data pair and where the wall starts (outer)
 WIDTH = 0.5  # A over which LAMMPS switches ZBL on (outer - inner)
 REACH = 5.0  # A searched for the closest pairs
 
 
-class WallError(ValueError):
+
+class WallError(AetkError, ValueError):
     pass
 
 

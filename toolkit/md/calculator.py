@@ -3,7 +3,7 @@
 The numbers are LAMMPS's own (the same ``PotentialSession`` as ``aetk evaluate``), so ASE
 dynamics, optimisers or phonon codes see exactly the forces of ``aetk md``. Units: eV, A.
 
-    from toolkit.calculator import PotentialCalculator
+    from toolkit.md.calculator import PotentialCalculator
     atoms.calc = PotentialCalculator("potentials/NAME")
     atoms.get_potential_energy(); atoms.get_forces(); atoms.get_potential_energies()
 
@@ -20,7 +20,7 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 
 from toolkit.evaluation import PotentialSession, check_frames_for
-from toolkit.potential import Potential, read_potential
+from toolkit.models.potential import Potential, read_potential
 
 
 class PotentialCalculator(Calculator):

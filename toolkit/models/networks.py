@@ -19,12 +19,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from toolkit.errors import AetkError
+
 # Exactly the activations LAMMPS `mliap model nn` evaluates; any other name would silently
 # become linear there, so it is refused here.
 ACTIVATIONS = ("linear", "tanh", "sigmoid", "relu")
 
 
-class ArchitectureError(ValueError):
+
+class ArchitectureError(AetkError, ValueError):
     pass
 
 

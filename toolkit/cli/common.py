@@ -1,0 +1,18 @@
+"""Arguments shared by several subcommands."""
+
+from __future__ import annotations
+
+import argparse
+
+WALL_HELP = ("leave out the repulsive ZBL walls that start below each element pair's "
+             "closest pair in the data (zero on every data frame; stops MD collapse, see "
+             "toolkit/models/wall.py)")
+
+
+def liquid_arguments(p: argparse.ArgumentParser) -> None:
+    """The liquid box shared by `generate` and `md`."""
+    p.add_argument("--system", required=True,
+                   help="Ar, Kr, ArKr (50/50) or atom counts such as Ar24Kr8")
+    p.add_argument("--atoms", type=int, default=108, help="4 n^3 atoms (32, 108, 256, 500, ...)")
+    p.add_argument("--temperature", type=float, default=120.0, help="K")
+    p.add_argument("--seed", type=int, default=1, help="velocities, mixture species, frames")

@@ -1,0 +1,102 @@
+"""Reference data and descriptors: `aetk generate`, `aetk descriptors`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from toolkit.cli.common import liquid_arguments
+from toolkit.errors import AetkError
+
+
+def _cmd_generate(args: argparse.Namespace) -> None:
+    from toolkit.data import write_frames
+    from toolkit.reference.classical import ClassicalRun, generate_frames, write_input
+    from toolkit.species import mixture_name
+    from toolkit.studies.teacher import generate_teacher_frames, parse_teacher_reference
+
+    teacher = parse_teacher_reference(args.reference)
+    systems = [args.system]
+    if args.kr_fraction:
+        if args.system != "ArKr":
+            raise AetkError("--kr-fraction goes with --system ArKr")
+        systems = [mixture_name({"Ar": 1.0 - x, "Kr": x}, args.atoms) for x in args.kr_fraction]
+    if args.frames < len(systems):
+        raise AetkError(f"--frames {args.frames}: at least one frame per composition")
+    out = Path(args.out)
+    frames = []
+    for k, system in enumerate(systems):
+        # frames shared out as evenly as the count allows; each composition its own MD run
+        n_frames = args.frames // len(systems) + (k < args.frames % len(systems))
+        run = ClassicalRun(
+            system=system,
+            # a teacher relabels frames sampled with the classical reference it is mixed with
+            reference=args.other if teacher is not None else args.reference,
+            n_frames=n_frames,
+            seed=args.seed + k,
+            natoms=args.atoms,
+            temperature=args.temperature,
+            every=args.every,
+            cutoff_sigma=args.cutoff_sigma,
+        )
+        if teacher is not None:
+            frames += generate_teacher_frames(run, teacher, share=args.share, other=args.other,
+                                              progress=not args.quiet)
+        else:
+            frames += generate_frames(run, progress=not args.quiet)
+        lmp = out.with_suffix(".lmp" if len(systems) == 1 else f".{system}.lmp")
+        write_input(run, lmp, dump_file=lmp.with_suffix(".dump").name)
+    write_frames(out, frames)
+    label = (f"{args.share} x teacher {teacher} + {1 - args.share:g} x {args.other}"
+             if teacher is not None else args.reference)
+    inputs = (out.with_suffix(".lmp") if len(systems) == 1
+              else out.with_suffix(".<system>.lmp"))
+    print(f"wrote {len(frames)} frames of {', '.join(systems)} ({label}) to {out}; "
+          f"LAMMPS input of the sampling run: {inputs}")
+
+
+def _cmd_descriptors(args: argparse.Namespace) -> None:
+    from toolkit.data import read_frames
+    from toolkit.descriptors import compute_descriptors, read_spec, summary
+
+    spec = read_spec(args.spec)
+    frames = read_frames(args.data)
+    descriptors = compute_descriptors(frames, spec, source=args.data, progress=not args.quiet)
+    print(summary(descriptors))
+    if args.write_mliap:
+        from toolkit.descriptors import write_mliap_descriptor
+
+        write_mliap_descriptor(spec, args.write_mliap)
+        print(f"wrote ML-IAP descriptor file {args.write_mliap}")
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("generate", help="classical reference MD frames (LAMMPS) as extxyz; "
+                       "or frames relabelled by a teacher potential")
+    liquid_arguments(p)
+    p.add_argument("--reference", default="lj",
+                   help="lj, lj+atm, or teacher:POTENTIAL_DIR (per-atom energies of that "
+                   "potential, on frames sampled with --other)")
+    p.add_argument("--share", type=float, default=1.0,
+                   help="teacher only: labels = share x teacher + (1 - share) x --other")
+    p.add_argument("--other", default="lj+atm", choices=["lj", "lj+atm"],
+                   help="teacher only: sampling and mixing reference")
+    p.add_argument("--frames", type=int, default=100,
+                   help="frames in all (shared out over the --kr-fraction compositions)")
+    p.add_argument("--kr-fraction", type=float, nargs="+",
+                   help="with --system ArKr: Kr mole fraction(s), e.g. 0 0.25 0.5 0.75 1; "
+                   "one MD run per fraction (seeds --seed, --seed+1, ...), one file")
+    p.add_argument("--every", type=int, default=100, help="MD steps (2 fs) between frames")
+    p.add_argument("--cutoff-sigma", type=float, default=1.6,
+                   help="reference pair cutoff in units of sigma_ij")
+    p.add_argument("--out", required=True, help="output .extxyz")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("descriptors", help="SNAP descriptors of frames via LAMMPS; summary")
+    p.add_argument("--data", required=True)
+    p.add_argument("--spec", help="descriptor spec TOML ([descriptor] table); default built in")
+    p.add_argument("--write-mliap", help="also write the ML-IAP descriptor file here")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_descriptors)
+

@@ -1,0 +1,63 @@
+"""The quantum reference: `aetk dft`, `aetk partition`."""
+
+from __future__ import annotations
+
+import argparse
+
+from toolkit.errors import AetkError
+
+
+def _cmd_dft(args: argparse.Namespace) -> None:
+    from toolkit.reference.dft import dft_command
+
+    summary = dft_command(args.data, args.out, cutoff=args.cutoff, np_ranks=args.np,
+                          omp_threads=args.omp_threads,
+                          vdw=None if args.vdw == "none" else args.vdw,
+                          vdw_cutoff=args.vdw_cutoff, keep_cubes=args.keep_cubes,
+                          progress=not args.quiet)
+    print(summary)
+
+
+def _cmd_partition(args: argparse.Namespace) -> None:
+    from toolkit.reference.local_energy import partition_command
+
+    offsets = None
+    if args.species_offset:
+        offsets = {}
+        for item in args.species_offset:
+            element, sep, value = item.partition("=")
+            if not sep:
+                raise AetkError(f"--species-offset {item!r}: write ELEMENT=EV, e.g. Ar=0.1")
+            offsets[element] = float(value)
+    fit = partition_command(args.dft, args.out, system=args.system,
+                            recompute_basins=args.recompute_basins, species_offsets=offsets)
+    print(f"wrote {args.out}: E_total - E_es = {fit.slope:.4f} E_es + {fit.intercept:.4f} "
+          f"eV/atom over {fit.n_frames} frames, RMSE {1e3 * fit.rmse:.3f} meV/atom, "
+          f"R2 {fit.r2:.4f}")
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("dft", help="CP2K single points of frames (resumable frame by frame): "
+                       "energies, forces, density and Hartree cubes, Bader basins")
+    p.add_argument("--data", required=True, help="frames (.extxyz), e.g. from aetk generate")
+    p.add_argument("--out", required=True, help="DFT work directory, e.g. dft/NAME")
+    p.add_argument("--cutoff", type=float, default=600.0, help="plane-wave cutoff, Ry")
+    p.add_argument("--np", type=int, default=1, help="MPI ranks of cp2k.psmp (Open MPI)")
+    p.add_argument("--omp-threads", type=int, default=1)
+    p.add_argument("--vdw", default="rVV10", choices=["rVV10", "none"])
+    p.add_argument("--vdw-cutoff", type=float, help="rVV10 grid cutoff, Ry (default: full)")
+    p.add_argument("--keep-cubes", action="store_true", help="keep the cube files")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_dft)
+
+    p = sub.add_parser("partition", help="Bader electrostatic partition + linear fit -> "
+                       "local DFT energies as extxyz (and the paper's Fig. 1/5/6)")
+    p.add_argument("--dft", required=True, help="directory made by aetk dft")
+    p.add_argument("--out", required=True, help="frames with local_energy (.extxyz)")
+    p.add_argument("--system", help="label written into the frames (default: composition)")
+    p.add_argument("--recompute-basins", action="store_true")
+    p.add_argument("--species-offset", action="append",
+                   help="ELEMENT=EV: move local energy between species of a mixture "
+                   "(frame sums unchanged); repeat per element")
+    p.set_defaults(func=_cmd_partition)
+

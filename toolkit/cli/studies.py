@@ -1,0 +1,115 @@
+"""Studies over models: `aetk sweep`, `report`, `transfer`, `ceiling`, `emergence`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _cmd_sweep(args: argparse.Namespace) -> None:
+    from toolkit.lammps import world_comm
+    from toolkit.studies.sweep import read_config, run_sweep
+
+    config = read_config(args.config)
+    results = run_sweep(config, args.out, progress=not args.quiet)
+    if world_comm().Get_rank() == 0:
+        print(f"wrote {results} ({len(config.cells())} cells x {len(config.seeds)} seeds)")
+
+
+def _cmd_report(args: argparse.Namespace) -> None:
+    from toolkit.plots import sweep_figures
+    from toolkit.studies.sweep import read_results
+
+    rows = read_results(args.results)
+    paths = sweep_figures(rows, args.out, local_metric=args.local_metric)
+    transfer = Path(args.results)
+    transfer = (transfer if transfer.is_dir() else transfer.parent) / "transfer.csv"
+    if transfer.is_file():
+        from toolkit.plots import transfer_figures
+
+        paths += transfer_figures(read_results(transfer), args.out,
+                                  local_metric=args.local_metric)
+    print("wrote " + ", ".join(str(p) for p in paths if p.suffix == ".png"))
+
+
+def _cmd_transfer(args: argparse.Namespace) -> None:
+    from toolkit.lammps import world_comm
+    from toolkit.studies.sweep import SweepConfigError, read_config
+    from toolkit.studies.transfer import run_transfer
+
+    if args.config:
+        import json
+
+        stored = json.loads((Path(args.results) / "config.json").read_text())
+        if read_config(args.config).to_dict() != stored:
+            raise SweepConfigError(f"{args.config} is not the config the sweep in "
+                                   f"{args.results} ran with (see its config.json)")
+    out = run_transfer(args.results, args.out, progress=not args.quiet)
+    if world_comm().Get_rank() == 0:
+        print(f"wrote {out}")
+
+
+def _cmd_ceiling(args: argparse.Namespace) -> None:
+    import json
+
+    from toolkit.data import atomic_write_text, read_frames
+    from toolkit.descriptors import read_spec
+    from toolkit.studies.ceiling import MODELS, format_ceiling, representability_ceiling
+
+    frames = read_frames(args.data)
+    result = representability_ceiling(frames, read_spec(args.spec), split_seed=args.split_seed,
+                                      models=args.model or MODELS, progress=not args.quiet,
+                                      source=args.data)
+    result["data"] = str(args.data)
+    out = args.out or str(Path(args.data).with_suffix(".ceiling.json"))
+    atomic_write_text(out, json.dumps(result, indent=1) + "\n")
+    print(format_ceiling(result))
+    print(f"wrote {out}")
+
+
+def _cmd_emergence(args: argparse.Namespace) -> None:
+    from toolkit.studies.emergence import run_job
+
+    run_job(args.job, Path(args.out), Path(args.figures) if args.figures else None)
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("sweep", help="train an architecture x seed grid on totals; one "
+                       "results table (resumable; cells shared out under mpirun)")
+    p.add_argument("--config", required=True, help="sweep TOML, e.g. sweeps/quick.toml")
+    p.add_argument("--out", required=True, help="sweep directory (results.csv, cells/, data/)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser("report", help="the paper's figures from a sweep's results (PNG, PDF)")
+    p.add_argument("--results", required=True, help="sweep directory or results.csv")
+    p.add_argument("--out", required=True, help="figure directory")
+    p.add_argument("--local-metric", default="local_r2_aligned",
+                   choices=["local_r2_aligned", "local_r2", "local_pearson"])
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("transfer", help="pure->mixture and mixture->pure evaluations of every "
+                       "sweep member through LAMMPS (works under mpirun)")
+    p.add_argument("--results", required=True, help="sweep directory")
+    p.add_argument("--config", help="the sweep TOML (checked against the sweep's config)")
+    p.add_argument("--out", help="table (default SWEEP/transfer.csv)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_transfer)
+
+    p = sub.add_parser("ceiling", help="representability ceiling of a data set's local "
+                       "energies: test R2 of direct linear, quadratic and network fits")
+    p.add_argument("--data", required=True, help="frames with local_energy (.extxyz)")
+    p.add_argument("--spec", help="descriptor spec TOML; default built in")
+    p.add_argument("--model", action="append", choices=["linear", "quadratic", "network"],
+                   help="repeat to choose; default all three")
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--out", help="JSON (default DATA.ceiling.json)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_ceiling)
+
+    p = sub.add_parser("emergence", help="descriptor spec search by ceiling, and the "
+                       "teacher-share emergence map (docs/emergence.md)")
+    p.add_argument("job", choices=["search", "ceilings", "map", "report"])
+    p.add_argument("--out", default="runs/emergence")
+    p.add_argument("--figures", help="report: folder for PNG figures")
+    p.set_defaults(func=_cmd_emergence)

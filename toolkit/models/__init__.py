@@ -1,0 +1,1 @@
+"""Trained models: per-species networks, training on totals, potential directories, walls."""

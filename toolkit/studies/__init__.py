@@ -1,0 +1,1 @@
+"""Studies over trained models: sweeps, transfer, ceilings, teachers, emergence maps."""
