@@ -205,7 +205,12 @@ def lammps_evaluation() -> dict:
 
     from toolkit.descriptors import DescriptorSpec
     from toolkit.evaluation import predict
-    from toolkit.models.networks import Architecture, EnsembleNetworks, Normalisation
+    from toolkit.models.networks import (
+        Architecture,
+        EnsembleNetworks,
+        Normalisation,
+        SpeciesNetworks,
+    )
     from toolkit.models.potential import read_potential, write_potential
 
     frames, _, _ = _ar_dataset(100, "ArKr")
@@ -218,7 +223,8 @@ def lammps_evaluation() -> dict:
             arch = Architecture(hidden, activation)
             nets = EnsembleNetworks(arch, 2, spec.n_descriptors)
             theta = nets.initial_theta([0])[0] * 1e-3
-            path = write_potential(Path(tmp) / label, spec, arch, theta, norm, ["Ar", "Kr"], {})
+            path = write_potential(Path(tmp) / label,
+                                   SpeciesNetworks(spec, arch, theta, norm, ["Ar", "Kr"]), {})
             potential = read_potential(path)
             predict(potential, frames[:5], progress=False)
             seconds, _ = _timed(lambda p=potential: predict(p, frames, progress=False))

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -121,8 +122,7 @@ def test_ase_calculator_equals_lammps_md(nve_run, ar_potential):
 
 def test_broken_potential_is_stopped_with_a_diagnosis(ar_potential, tmp_path):
     p = ar_potential
-    broken = write_potential(tmp_path / "broken", p.spec, p.architecture, p.theta * 1e3,
-                             p.normalisation, p.trained_elements, {})
+    broken = write_potential(tmp_path / "broken", replace(p.model, theta=p.theta * 1e3), {})
     # whichever check fires first (collapse or energy far from training), it names the cause
     with pytest.raises(MDInstabilityError, match="collapse|training scales") as info:
         run_md(broken, "Ar", steps=100, out_dir=tmp_path / "run", progress=False,

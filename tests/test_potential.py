@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,12 @@ from toolkit.data import write_frames
 from toolkit.descriptors import DescriptorSpec, compute_descriptors
 from toolkit.evaluation import PotentialSession, predict
 from toolkit.models.fitting import fit_potential
-from toolkit.models.networks import Architecture, ArchitectureError, atomic_energies
+from toolkit.models.networks import (
+    Architecture,
+    ArchitectureError,
+    SpeciesNetworks,
+    atomic_energies,
+)
 from toolkit.models.potential import PotentialError, read_potential, write_potential
 from toolkit.models.training import TrainingSettings, train_ensemble
 
@@ -68,20 +74,47 @@ def test_lammps_forces_are_minus_gradient_of_its_energy(data_file, arkr_lj_frame
     assert worst < 1e-7, f"max |F_fd - F| = {worst:.2e} eV/A"
 
 
-def test_pair_lmp_is_includable(data_file, arkr_lj_frames, tmp_path):
-    from toolkit.lammps import Lammps
+def test_pair_lmp_is_relocatable_and_runs_in_plain_lammps(data_file, arkr_lj_frames, tmp_path):
+    """Copy a potential elsewhere; a hand-written input includes its pair.lmp under `lmp`."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from ase.io import write
 
     potential, _ = fit_potential(data_file, tmp_path / "pot", Architecture((4,), "tanh"),
                                  seed=0, settings=QUICK, progress=False)
-    with Lammps() as lmp:
-        lmp.setup_box(potential.elements)
-        lmp.command(f"include {potential.directory / 'pair.lmp'}")
-        lmp.command("compute pe all pe/atom")
-        lmp.load_atoms(arkr_lj_frames[1], potential.spec.type_of)
-        lmp.command("run 0 post no")
-        via_include = lmp.gather("c_pe", 1)[:, 0]
-    expected = predict(potential, arkr_lj_frames[1:2], progress=False).local_energy
-    np.testing.assert_allclose(via_include, expected, rtol=0, atol=1e-12)
+    moved = tmp_path / "elsewhere" / "copied-potential"
+    shutil.copytree(potential.directory, moved)
+    shutil.rmtree(potential.directory)  # nothing may point back at the original
+    frame = arkr_lj_frames[1]
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    write(run_dir / "frame.data", frame, format="lammps-data", specorder=["Ar", "Kr"],
+          masses=True)
+    script = "\n".join([
+        "units metal", "atom_style atomic", "read_data frame.data",
+        f"variable aetk_potential index {moved}",
+        f"include {moved / 'pair.lmp'}",
+        "compute pe all pe/atom",
+        "dump d all custom 1 pe.dump id c_pe", "dump_modify d sort id format float %.17g",
+        "run 0"]) + "\n"
+    (run_dir / "in.lmp").write_text(script)
+    lmp = Path(sys.executable).parent / "lmp"
+    done = subprocess.run([str(lmp), "-in", "in.lmp"], cwd=run_dir, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:]
+    lines = (run_dir / "pe.dump").read_text().splitlines()
+    per_atom = np.array([float(line.split()[1]) for line in lines[9:]])
+    expected = predict(read_potential(moved), [frame], progress=False).local_energy
+    np.testing.assert_allclose(per_atom, expected, rtol=0, atol=1e-10)
+    # negative control: without the variable, LAMMPS looks in its working directory
+    (run_dir / "in.lmp").write_text(script.replace(f"variable aetk_potential index {moved}\n",
+                                                   ""))
+    failed = subprocess.run([str(lmp), "-in", "in.lmp"], cwd=run_dir, capture_output=True,
+                            text=True, timeout=120)
+    assert failed.returncode != 0 and "model.mliap.nn" in failed.stdout + failed.stderr
 
 
 def test_training_is_deterministic(arkr_lj_frames):
@@ -138,7 +171,7 @@ def test_write_is_atomic_when_interrupted(tmp_path):
     norm = Normalisation(np.zeros((2, 30)), np.ones((2, 30)), 1.0, np.zeros(2))
     bad = torch.full((nets.n_params,), float("nan"), dtype=torch.float64)
     with pytest.raises(PotentialError, match="NaN"):
-        write_potential(tmp_path / "pot", spec, arch, bad, norm, ["Ar", "Kr"], {})
+        write_potential(tmp_path / "pot", SpeciesNetworks(spec, arch, bad, norm, ["Ar", "Kr"]), {})
     assert not (tmp_path / "pot").exists()
     assert not list(tmp_path.glob(".pot.tmp-*"))
 
@@ -205,6 +238,28 @@ def test_shipped_example_potentials_load_and_run(name, arkr_lj_frames):
         frames[0].set_chemical_symbols([symbol] * len(frames[0]))
     got = predict(potential, frames, progress=False).local_energy
     np.testing.assert_allclose(got, _pytorch_energies(potential, frames), rtol=0, atol=1e-10)
+    # re-exported relocatable with the networks unchanged: the stored parameter hash is that
+    # of the loaded parameters, and no file names a machine's absolute path
+    from toolkit.models.potential import parameters_hash
+
+    assert potential.meta["parameters_sha256"] == parameters_hash(potential.model)
+    for path in directory.iterdir():
+        if path.suffix in (".lmp", ".json", ".nn", ".mliap"):
+            assert "/work/" not in path.read_text() and "/tmp/" not in path.read_text()
+    assert "${aetk_potential}/model.mliap.nn" in (directory / "pair.lmp").read_text()
+
+
+def test_parameter_hash_tells_models_apart(arkr_lj_frames):
+    from dataclasses import replace
+
+    from toolkit.models.potential import parameters_hash
+
+    directory = Path(__file__).resolve().parent.parent / "potentials" / "ar-tanh4"
+    model = read_potential(directory).model
+    nudged = replace(model, theta=model.theta.clone().index_add_(
+        0, torch.tensor([0]), torch.tensor([1e-15], dtype=torch.float64)))
+    assert parameters_hash(nudged) != parameters_hash(model)
+    assert parameters_hash(replace(model, theta=model.theta.clone())) == parameters_hash(model)
 
 
 def test_test_split_refuses_another_data_file(data_file, tmp_path, arkr_lj_frames):
@@ -228,7 +283,8 @@ def test_written_potential_is_readable_by_the_group_like_any_file(tmp_path):
     theta = torch.zeros(nets.n_params, dtype=torch.float64)
     old = os.umask(0o022)
     try:
-        out = write_potential(tmp_path / "pot", spec, arch, theta, norm, ["Ar", "Kr"], {})
+        model = SpeciesNetworks(spec, arch, theta, norm, ["Ar", "Kr"])
+        out = write_potential(tmp_path / "pot", model, {})
     finally:
         os.umask(old)
     assert out.stat().st_mode & 0o777 == 0o755

@@ -13,7 +13,12 @@ from toolkit.data import write_frames
 from toolkit.descriptors import DescriptorSpec
 from toolkit.evaluation import PotentialSession
 from toolkit.models.fitting import fit_potential
-from toolkit.models.networks import Architecture, EnsembleNetworks, Normalisation
+from toolkit.models.networks import (
+    Architecture,
+    EnsembleNetworks,
+    Normalisation,
+    SpeciesNetworks,
+)
 from toolkit.models.potential import read_potential, write_potential
 from toolkit.models.training import TrainingSettings
 from toolkit.models.wall import RepulsiveWall, WallError, closest_pairs, merge, wall_for
@@ -215,13 +220,15 @@ def test_assembled_potential_keeps_each_sources_pair_walls(tmp_path):
              "Kr": RepulsiveWall({"Ar-Ar": (2.6, 3.1), "Ar-Kr": (2.6, 3.1),
                                   "Kr-Kr": (2.6, 3.1)}, {"Kr-Kr": 3.3})}
     for element, wall in walls.items():
-        write_potential(tmp_path / element, spec, arch, theta, norm, [element], {}, wall=wall)
+        write_potential(tmp_path / element, SpeciesNetworks(spec, arch, theta, norm, [element]), {},
+                        wall=wall)
     combined = assemble({"Ar": tmp_path / "Ar", "Kr": tmp_path / "Kr"}, tmp_path / "both")
     # Ar-Kr was in neither source's data: the lowest wall
     assert combined.wall == RepulsiveWall({"Ar-Ar": (2.4, 2.9), "Ar-Kr": (2.4, 2.9),
                                            "Kr-Kr": (2.6, 3.1)}, {"Ar-Ar": 3.1, "Kr-Kr": 3.3})
     assert read_potential(tmp_path / "both").wall == combined.wall
-    write_potential(tmp_path / "bare", spec, arch, theta, norm, ["Kr"], {}, wall=None)
+    write_potential(tmp_path / "bare", SpeciesNetworks(spec, arch, theta, norm, ["Kr"]), {},
+                    wall=None)
     with pytest.raises(WallError, match="bare: no repulsive wall"):
         assemble({"Ar": tmp_path / "Ar", "Kr": tmp_path / "bare"}, tmp_path / "mixed")
     assert not (tmp_path / "mixed").exists()

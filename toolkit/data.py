@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from toolkit.errors import AetkError
+from toolkit.errors import FrameError  # noqa: F401  (re-exported)
 from toolkit.species import ELEMENTS
 
 # Closer than this (A) two noble-gas atoms are unphysical (the LJ wall is ~3 A); such
@@ -30,8 +30,6 @@ from toolkit.species import ELEMENTS
 MIN_DISTANCE = 1.5
 
 
-class FrameError(AetkError, ValueError):
-    """A frame file or frame is unusable; the message names file, frame and a fix."""
 
 
 def _where(path: str | Path | None, index: int | None) -> str:

@@ -10,3 +10,7 @@ from __future__ import annotations
 
 class AetkError(Exception):
     """An error the user can fix; the message says what is wrong and how to fix it."""
+
+
+class FrameError(AetkError, ValueError):
+    """A frame file or frame is unusable; the message names file, frame and a fix."""

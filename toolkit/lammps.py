@@ -21,8 +21,6 @@ import numpy as np
 from toolkit.errors import AetkError
 
 
-
-
 class LammpsError(AetkError, RuntimeError):
     """A LAMMPS command failed; the message names the command and LAMMPS's reason."""
 

@@ -110,8 +110,5 @@ def fit_potential(
         },
         "test_metrics_pytorch": metrics,
     }
-    trained = [spec.elements[s] for s in ensemble.trained_species]
-    write_potential(out, spec, architecture, ensemble.theta[0], ensemble.normalisation,
-                    trained, meta,
-                    wall=repulsive_wall)
+    write_potential(out, ensemble.member(0), meta, wall=repulsive_wall)
     return read_potential(out), metrics

@@ -14,11 +14,12 @@ export folds scale and shift into the output layer, so LAMMPS evaluates the same
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
+from toolkit.descriptor_spec import DescriptorSpec
 from toolkit.errors import AetkError
 
 # Exactly the activations LAMMPS `mliap model nn` evaluates; any other name would silently
@@ -60,6 +61,13 @@ class Architecture:
     def label(self) -> str:
         return f"{self.activation}-" + ("x".join(map(str, self.hidden)) or "0")
 
+    def to_dict(self) -> dict:
+        return {"hidden": list(self.hidden), "activation": self.activation}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Architecture:
+        return cls(tuple(data["hidden"]), data["activation"])
+
 
 def _activation(name: str):
     return {
@@ -91,6 +99,16 @@ class EnsembleNetworks:
         self._act = _activation(architecture.activation)
 
     # -- parameters ------------------------------------------------------------------------
+    def species_block(self, species: int) -> slice:
+        """Where species ``species``'s parameters sit in a member's flat vector."""
+        return slice(species * self.per_species, (species + 1) * self.per_species)
+
+    def output_block(self, species: int) -> slice:
+        """The output layer's [weights, bias] of species ``species`` (the last layer)."""
+        n_in, _ = self.layers[-1]
+        end = (species + 1) * self.per_species
+        return slice(end - (n_in + 1), end)
+
     def initial_theta(self, seeds: list[int]) -> torch.Tensor:
         """Glorot-uniform weights, zero biases; member m depends only on seeds[m]."""
         rows = []
@@ -109,7 +127,7 @@ class EnsembleNetworks:
     def unpack(self, theta: torch.Tensor, species: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """[(W (M, n_out, n_in), b (M, n_out)) per layer] of one species."""
         m = theta.shape[0]
-        offset = species * self.per_species
+        offset = self.species_block(species).start
         layers = []
         for n_in, n_out in self.layers:
             w = theta[:, offset : offset + n_out * n_in].reshape(m, n_out, n_in)
@@ -185,3 +203,122 @@ def exported_layers(
     layers[-1] = (w_out * normalisation.scale,
                   b_out * normalisation.scale + normalisation.shift[species])
     return layers
+
+
+@dataclass(frozen=True, eq=False)
+class SpeciesNetworks:
+    """One model: a network per element of the spec, and everything needed to evaluate it.
+
+    The one value type for a trained model: training returns it (per ensemble member),
+    sweeps store it, :func:`combine` assembles it from several models, the ``mliap nn``
+    writer and reader use it, and a potential directory is one of these plus files.
+    ``theta`` (P,) is laid out as :class:`EnsembleNetworks` says; per-atom energy (eV) of
+    an element-s atom: ``scale * net_s((B - mean_s) / std_s) + shift_s``.
+    """
+
+    spec: DescriptorSpec
+    architecture: Architecture
+    theta: torch.Tensor  # (P,) float64
+    normalisation: Normalisation
+    trained_elements: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        theta = torch.as_tensor(self.theta, dtype=torch.float64).detach().reshape(-1)
+        object.__setattr__(self, "theta", theta)
+        object.__setattr__(self, "trained_elements", tuple(self.trained_elements))
+        if theta.numel() != self.layout.n_params:
+            raise ArchitectureError(
+                f"{theta.numel()} parameters for {self.architecture.label} on "
+                f"{len(self.spec.elements)} elements x {self.spec.n_descriptors} descriptors, "
+                f"which need {self.layout.n_params}")
+        unknown = set(self.trained_elements) - set(self.spec.elements)
+        if unknown:
+            raise ArchitectureError(f"trained elements {sorted(unknown)} are not in the spec "
+                                    f"{list(self.spec.elements)}")
+
+    @property
+    def layout(self) -> EnsembleNetworks:
+        return EnsembleNetworks(self.architecture, len(self.spec.elements),
+                                self.spec.n_descriptors)
+
+    def atomic_energies(self, values: np.ndarray, species_index: np.ndarray) -> np.ndarray:
+        """Per-atom energies (eV) of descriptors ``values`` (n, D), atoms in input order."""
+        return atomic_energies(self.layout, self.theta.reshape(1, -1), self.normalisation,
+                               values, species_index)[0]
+
+    def exported_layers(self, species: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """[(W, b)] of one element with scale and shift folded into the output layer."""
+        return exported_layers(self.layout, self.theta, self.normalisation, species)
+
+    def folded(self) -> SpeciesNetworks:
+        """The same functions with the energy scale folded into each output layer (scale 1)."""
+        theta = self.theta.clone()
+        layout = self.layout
+        for s in range(len(self.spec.elements)):
+            theta[layout.output_block(s)] *= self.normalisation.scale
+        norm = Normalisation(self.normalisation.mean.copy(), self.normalisation.std.copy(),
+                             1.0, self.normalisation.shift.copy())
+        return replace(self, theta=theta, normalisation=norm)
+
+    def to_dict(self) -> dict:
+        return {"spec": self.spec.to_dict(), "architecture": self.architecture.to_dict(),
+                "theta": self.theta.tolist(), "normalisation": self.normalisation.to_dict(),
+                "trained_elements": list(self.trained_elements)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SpeciesNetworks:
+        return cls(DescriptorSpec.from_dict(data["spec"]),
+                   Architecture.from_dict(data["architecture"]),
+                   torch.tensor(data["theta"], dtype=torch.float64),
+                   Normalisation.from_dict(data["normalisation"]),
+                   tuple(data["trained_elements"]))
+
+
+def combine(sources: dict[str, SpeciesNetworks],
+            where: dict[str, str] | None = None) -> SpeciesNetworks:
+    """One model whose element-e network is the element-e network of ``sources[e]``.
+
+    Exact: each source's energy scale is folded into its own output layer, so every
+    element network is the very function its source evaluates. Refuses sources with
+    different descriptor specs or architectures (LAMMPS ``nn`` shares one architecture
+    across elements) and sources without a trained network for their element. ``where``
+    names each source for error messages.
+    """
+    from toolkit.models.potential import PotentialError
+
+    where = where or {e: f"the {e} source" for e in sources}
+    first_element = next(iter(sources))
+    first = sources[first_element]
+    for element, source in sources.items():
+        if source.spec != first.spec:
+            raise PotentialError(f"{where[element]} and {where[first_element]} use different "
+                                 "descriptor specs; transfer needs one shared spec")
+        if source.architecture != first.architecture:
+            raise PotentialError(
+                f"{where[element]} ({source.architecture.label}) and {where[first_element]} "
+                f"({first.architecture.label}) differ in architecture; LAMMPS mliap nn "
+                "shares one architecture across elements")
+        if element not in source.trained_elements:
+            raise PotentialError(f"{where[element]} has no trained {element} network "
+                                 f"(trained: {list(source.trained_elements)})")
+    spec = first.spec
+    unknown = set(sources) - set(spec.elements)
+    if unknown:
+        raise PotentialError(f"elements {sorted(unknown)} are not in the descriptor spec "
+                             f"{list(spec.elements)}")
+    layout = first.layout
+    theta = torch.zeros(layout.n_params, dtype=torch.float64)
+    mean = np.zeros((len(spec.elements), spec.n_descriptors))
+    std = np.ones_like(mean)
+    shift = np.zeros(len(spec.elements))
+    for s, element in enumerate(spec.elements):
+        if element not in sources:
+            continue
+        source = sources[element].folded()
+        block = layout.species_block(s)
+        theta[block] = source.theta[block]
+        mean[s] = source.normalisation.mean[s]
+        std[s] = source.normalisation.std[s]
+        shift[s] = source.normalisation.shift[s]
+    return SpeciesNetworks(spec, first.architecture, theta, Normalisation(mean, std, 1.0, shift),
+                           tuple(e for e in spec.elements if e in sources))

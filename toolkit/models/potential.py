@@ -3,7 +3,7 @@
     NAME/
       model.mliap.nn    per-element networks (LAMMPS ML-IAP ``nn`` format)
       descriptor.mliap  SNAP descriptor file, written from the descriptor spec
-      pair.lmp          the pair_style/pair_coeff lines to ``include`` (absolute paths)
+      pair.lmp          the pair_style/pair_coeff lines to ``include`` (relocatable)
       model.pt          the same model for PyTorch (flat parameters + normalisation)
       meta.json         spec, architecture, seed, split, data hashes, metrics, versions,
                         and the SHA-256 of every file above
@@ -35,7 +35,12 @@ import torch
 from toolkit.data import atomic_write_text, default_mode
 from toolkit.descriptors import DescriptorSpec
 from toolkit.errors import AetkError
-from toolkit.models.networks import Architecture, EnsembleNetworks, Normalisation, exported_layers
+from toolkit.models.networks import (
+    Architecture,
+    EnsembleNetworks,
+    Normalisation,
+    SpeciesNetworks,
+)
 from toolkit.models.wall import RepulsiveWall
 
 FORMAT = "aetk-potential"
@@ -50,14 +55,32 @@ class PotentialError(AetkError, ValueError):
 
 @dataclass
 class Potential:
+    """A potential directory: one :class:`SpeciesNetworks` model plus its files and meta."""
+
     directory: Path
-    spec: DescriptorSpec
-    architecture: Architecture
-    theta: torch.Tensor  # (P,) flat parameters of the networks, see networks.py
-    normalisation: Normalisation
-    trained_elements: list[str]
+    model: SpeciesNetworks
     meta: dict
     wall: RepulsiveWall | None = None  # see toolkit/models/wall.py; None: the bare network
+
+    @property
+    def spec(self) -> DescriptorSpec:
+        return self.model.spec
+
+    @property
+    def architecture(self) -> Architecture:
+        return self.model.architecture
+
+    @property
+    def theta(self) -> torch.Tensor:
+        return self.model.theta
+
+    @property
+    def normalisation(self) -> Normalisation:
+        return self.model.normalisation
+
+    @property
+    def trained_elements(self) -> list[str]:
+        return list(self.model.trained_elements)
 
     @property
     def elements(self) -> tuple[str, ...]:
@@ -65,10 +88,10 @@ class Potential:
 
     @property
     def networks(self) -> EnsembleNetworks:
-        return EnsembleNetworks(self.architecture, len(self.spec.elements),
-                                self.spec.n_descriptors)
+        return self.model.layout
 
     def pair_commands(self) -> list[str]:
+        """Lines for the toolkit's own LAMMPS sessions (absolute paths)."""
         return pair_commands(self.directory, self.spec, self.wall)
 
     def check_spec(self, spec: DescriptorSpec, what: str) -> None:
@@ -113,35 +136,38 @@ def _chunks(values: np.ndarray) -> list[str]:
             for i in range(0, len(values), NUMBERS_PER_LINE)]
 
 
-def mliap_nn_text(
-    networks: EnsembleNetworks, theta: torch.Tensor, normalisation: Normalisation,
-    elements: tuple[str, ...], comment: str = "",
-) -> str:
-    arch = networks.architecture
+def mliap_nn_text(model: SpeciesNetworks, comment: str = "") -> str:
+    """The LAMMPS ``mliap model nn`` file of ``model`` (format in the module doc)."""
+    arch = model.architecture
+    layout = model.layout
     layer_text = " ".join(f"{arch.activation} {w}" for w in arch.hidden)
     nlayers = len(arch.hidden) + 1
     lines = [f"# LAMMPS mliap model nn written by aetk. {comment}".rstrip(),
-             f"{len(elements)} {networks.per_species}",
-             f"NET {networks.n_descriptors} {nlayers} {layer_text} linear 1".replace("  ", " ")]
-    for s, symbol in enumerate(elements):
+             f"{len(model.spec.elements)} {layout.per_species}",
+             f"NET {layout.n_descriptors} {nlayers} {layer_text} linear 1".replace("  ", " ")]
+    for s, symbol in enumerate(model.spec.elements):
         lines.append(f"# element {symbol}: descriptor means, stds, then node-by-node "
                      "[bias, weights]")
-        lines += _chunks(normalisation.mean[s])
-        lines += _chunks(normalisation.std[s])
-        flat = []
-        for w, b in exported_layers(networks, theta, normalisation, s):
-            flat.append(np.concatenate([b[:, None], w], axis=1).reshape(-1))
+        lines += _chunks(model.normalisation.mean[s])
+        lines += _chunks(model.normalisation.std[s])
+        flat = [np.concatenate([b[:, None], w], axis=1).reshape(-1)
+                for w, b in model.exported_layers(s)]
         lines += _chunks(np.concatenate(flat))
     text = "\n".join(lines) + "\n"
     assert max(len(line) for line in lines) < 1024
     return text
 
 
-def pair_commands(directory: Path, spec: DescriptorSpec,
+POTENTIAL_VARIABLE = "aetk_potential"
+
+
+def pair_commands(directory: Path | str, spec: DescriptorSpec,
                   wall: RepulsiveWall | None = None) -> list[str]:
-    directory = Path(directory).resolve()
-    mliap = (f"mliap model nn {directory / 'model.mliap.nn'} "
-             f"descriptor sna {directory / 'descriptor.mliap'}")
+    """``pair_style``/``pair_coeff`` lines with the model files in ``directory`` (a path, or
+    a LAMMPS variable reference such as ``${aetk_potential}``)."""
+    directory = str(directory)
+    mliap = (f"mliap model nn {directory}/model.mliap.nn "
+             f"descriptor sna {directory}/descriptor.mliap")
     if wall is None:
         return [f"pair_style {mliap}", "pair_coeff * * " + " ".join(spec.elements)]
     return [f"pair_style hybrid/overlay {mliap} {wall.pair_style(spec.elements)}",
@@ -149,10 +175,16 @@ def pair_commands(directory: Path, spec: DescriptorSpec,
             *wall.pair_coeffs(spec.elements)]
 
 
-def _pair_lmp_text(directory: Path, spec: DescriptorSpec, wall: RepulsiveWall | None) -> str:
+def pair_lmp_text(spec: DescriptorSpec, wall: RepulsiveWall | None) -> str:
+    """``pair.lmp``: relocatable, the directory comes from a LAMMPS ``index`` variable."""
     types = ", ".join(f"type {i + 1} = {s}" for i, s in enumerate(spec.elements))
+    var = POTENTIAL_VARIABLE
     header = [
-        "# aetk potential for LAMMPS (units metal). Use it with:  include THIS_FILE",
+        "# aetk potential for LAMMPS (units metal). Relocatable: it finds its files through",
+        f"# the variable {var}, this directory. Use it from anywhere with",
+        f"#   variable {var} index path/to/this/directory",
+        "#   include path/to/this/directory/pair.lmp",
+        f"# (or lmp -var {var} DIR ...); without it, LAMMPS must run in this directory.",
         f"# Atom types must be {types}; a single-element box still creates all",
         f"# {len(spec.elements)} types (create_box {len(spec.elements)} ...), so these lines fit "
         "any system.",
@@ -165,7 +197,11 @@ def _pair_lmp_text(directory: Path, spec: DescriptorSpec, wall: RepulsiveWall | 
             f"# (closest pairs in the training data: {closest}),",
             "# so they only act where the network never saw data (toolkit/models/wall.py).",
         ]
-    return "\n".join(header + pair_commands(directory, spec, wall)) + "\n"
+    body = [f"variable {var} index .",
+            *pair_commands(f"${{{var}}}", spec, wall),
+            "# deleted, so the next potential included sets its own directory",
+            f"variable {var} delete"]
+    return "\n".join(header + body) + "\n"
 
 
 def _sha256(path: Path) -> str:
@@ -174,51 +210,41 @@ def _sha256(path: Path) -> str:
 
 def write_potential(
     out: str | Path,
-    spec: DescriptorSpec,
-    architecture: Architecture,
-    theta: torch.Tensor,
-    normalisation: Normalisation,
-    trained_elements: list[str],
+    model: SpeciesNetworks,
     meta: dict,
     wall: RepulsiveWall | None = None,
 ) -> Path:
-    """Write a potential directory atomically; returns its path.
+    """Write ``model`` as a potential directory, atomically; returns its path.
 
-    ``wall``: a repulsive wall below the data (:func:`toolkit.models.wall.wall_for`), overlaid in
-    ``pair.lmp``; None writes the bare network.
+    ``wall``: a repulsive wall below the data (:func:`toolkit.models.wall.wall_for`),
+    overlaid in ``pair.lmp``; None writes the bare network.
     """
     out = Path(out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    networks = EnsembleNetworks(architecture, len(spec.elements), spec.n_descriptors)
-    theta = theta.detach().reshape(-1).to(torch.float64).clone()
-    if theta.numel() != networks.n_params:
-        raise PotentialError(f"parameter vector has {theta.numel()} entries, the architecture "
-                             f"needs {networks.n_params}")
-    if not torch.all(torch.isfinite(theta)):
+    if not torch.all(torch.isfinite(model.theta)):
         raise PotentialError("refusing to write a potential with NaN/inf parameters")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     tmp.chmod(default_mode(directory=True))
     try:
-        atomic_write_text(tmp / "model.mliap.nn", mliap_nn_text(
-            networks, theta, normalisation, spec.elements, comment=f"aetk potential {out.name}"))
-        atomic_write_text(tmp / "descriptor.mliap", spec.mliap_descriptor_text())
-        atomic_write_text(tmp / "pair.lmp", _pair_lmp_text(out, spec, wall))
-        torch.save({"theta": theta, "normalisation": normalisation.to_dict(),
-                    "architecture": {"hidden": list(architecture.hidden),
-                                     "activation": architecture.activation},
-                    "spec": spec.to_dict()}, tmp / "model.pt")
+        atomic_write_text(tmp / "model.mliap.nn",
+                          mliap_nn_text(model, comment=f"aetk potential {out.name}"))
+        atomic_write_text(tmp / "descriptor.mliap", model.spec.mliap_descriptor_text())
+        atomic_write_text(tmp / "pair.lmp", pair_lmp_text(model.spec, wall))
+        stored = model.to_dict()
+        stored["theta"] = model.theta.clone()
+        torch.save(stored, tmp / "model.pt")
         full_meta = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
-            "descriptor_spec": spec.to_dict(),
-            "architecture": {"hidden": list(architecture.hidden),
-                             "activation": architecture.activation},
-            "elements": list(spec.elements),
-            "trained_elements": list(trained_elements),
-            "normalisation": normalisation.to_dict(),
+            "descriptor_spec": model.spec.to_dict(),
+            "architecture": model.architecture.to_dict(),
+            "elements": list(model.spec.elements),
+            "trained_elements": list(model.trained_elements),
+            "normalisation": model.normalisation.to_dict(),
             **meta,
             "repulsive_wall": None if wall is None else wall.to_dict(),
             "versions": software_versions(),
+            "parameters_sha256": parameters_hash(model),
             "files": {name: _sha256(tmp / name) for name in FILES},
         }
         atomic_write_text(tmp / "meta.json", json.dumps(full_meta, indent=1) + "\n")
@@ -227,6 +253,16 @@ def write_potential(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def parameters_hash(model: SpeciesNetworks) -> str:
+    """SHA-256 of the parameters and normalisation: equal exactly when the functions are."""
+    digest = hashlib.sha256()
+    digest.update(model.theta.numpy().astype(np.float64).tobytes())
+    norm = model.normalisation
+    for array in (norm.mean, norm.std, np.array([norm.scale]), norm.shift):
+        digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+    return digest.hexdigest()
 
 
 def _replace_directory(new: Path, target: Path) -> None:
@@ -273,17 +309,17 @@ def read_potential(directory: str | Path) -> Potential:
             raise PotentialError(f"{path}: contents differ from the hash in meta.json (edited "
                                  "or partly written); re-export the potential")
     spec = DescriptorSpec.from_dict(meta["descriptor_spec"], source=str(meta_path))
-    architecture = Architecture(tuple(meta["architecture"]["hidden"]),
-                                meta["architecture"]["activation"])
+    architecture = Architecture.from_dict(meta["architecture"])
     stored = torch.load(directory / "model.pt", weights_only=True)
     if stored["spec"] != meta["descriptor_spec"]:
         raise PotentialError(f"{directory}: model.pt and meta.json disagree on the descriptor")
     if (directory / "descriptor.mliap").read_text() != spec.mliap_descriptor_text():
         raise PotentialError(f"{directory}: descriptor.mliap does not match the spec in "
                              "meta.json")
-    potential = Potential(directory, spec, architecture, stored["theta"],
-                          Normalisation.from_dict(stored["normalisation"]),
-                          list(meta["trained_elements"]), meta,
+    model = SpeciesNetworks(spec, architecture, stored["theta"],
+                            Normalisation.from_dict(stored["normalisation"]),
+                            tuple(meta["trained_elements"]))
+    potential = Potential(directory, model, meta,
                           RepulsiveWall.from_dict(meta.get("repulsive_wall"), spec.elements))
     _check_model_header(potential)
     return potential

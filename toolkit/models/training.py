@@ -22,9 +22,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from toolkit.data import FrameError
-from toolkit.descriptors import Descriptors
-from toolkit.models.networks import Architecture, EnsembleNetworks, Normalisation, SpeciesBlock
+from toolkit.descriptor_spec import Descriptors, DescriptorSpec
+from toolkit.errors import FrameError
+from toolkit.models.networks import (
+    Architecture,
+    EnsembleNetworks,
+    Normalisation,
+    SpeciesBlock,
+    SpeciesNetworks,
+)
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,9 @@ class FrameSet:
 
 @dataclass
 class TrainedEnsemble:
+    """M members trained together; :meth:`member` gives one as a :class:`SpeciesNetworks`."""
+
+    spec: DescriptorSpec
     architecture: Architecture
     seeds: list[int]
     theta: torch.Tensor  # (M, P), the best-validation parameters
@@ -73,6 +82,33 @@ class TrainedEnsemble:
     def networks(self) -> EnsembleNetworks:
         return EnsembleNetworks(self.architecture, self.normalisation.mean.shape[0],
                                 self.normalisation.mean.shape[1])
+
+    @property
+    def trained_elements(self) -> tuple[str, ...]:
+        return tuple(self.spec.elements[s] for s in self.trained_species)
+
+    def member(self, index: int) -> SpeciesNetworks:
+        return SpeciesNetworks(self.spec, self.architecture, self.theta[index],
+                               self.normalisation, self.trained_elements)
+
+    def to_dict(self) -> dict:
+        """Everything but the history, JSON/torch-ready (``theta`` stays a tensor)."""
+        return {"spec": self.spec.to_dict(), "architecture": self.architecture.to_dict(),
+                "seeds": list(self.seeds), "theta": self.theta,
+                "normalisation": self.normalisation.to_dict(),
+                "trained_species": list(self.trained_species),
+                "iterations": list(self.iterations), "train_loss": list(self.train_loss),
+                "validation_loss": list(self.validation_loss), "seconds": self.seconds}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainedEnsemble:
+        return cls(DescriptorSpec.from_dict(data["spec"]),
+                   Architecture.from_dict(data["architecture"]), list(data["seeds"]),
+                   torch.as_tensor(data["theta"], dtype=torch.float64),
+                   Normalisation.from_dict(data["normalisation"]),
+                   list(data["trained_species"]), list(data["iterations"]),
+                   list(data["train_loss"]), list(data["validation_loss"]),
+                   float(data["seconds"]))
 
 
 # -- normalisation and data -------------------------------------------------------------------
@@ -288,7 +324,7 @@ def train_ensemble(
     trained = [s for s, b in enumerate(train_set.blocks) if b is not None]
     for s in range(networks.n_species):
         if s not in trained:
-            theta[:, s * networks.per_species:(s + 1) * networks.per_species] = 0.0
+            theta[:, networks.species_block(s)] = 0.0
 
     start = time.perf_counter()
     bar = tqdm(total=settings.max_iterations, desc=f"fit {architecture.label} x{len(seeds)}",
@@ -298,6 +334,7 @@ def train_ensemble(
             lambda t: loss(networks, t, train_set), theta, settings,
             lambda t: loss(networks, t, val_set), bar)
     return TrainedEnsemble(
+        spec=descriptors.spec,
         architecture=architecture,
         seeds=[int(s) for s in seeds],
         theta=best,

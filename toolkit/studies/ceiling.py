@@ -191,13 +191,14 @@ def fit_local_energies(
     theta = networks.initial_theta(list(seeds))
     for s in range(n_species):
         if s not in trained:
-            theta[:, s * networks.per_species:(s + 1) * networks.per_species] = 0.0
+            theta[:, networks.species_block(s)] = 0.0
     train_blocks, val_blocks = blocks(train_mask), blocks(val_mask)
     start = time.perf_counter()
     best, best_iter, train_loss, val_loss, history = batched_lbfgs(
         lambda t: _atom_loss(networks, t, train_blocks), theta, settings,
         lambda t: _atom_loss(networks, t, val_blocks))
-    return TrainedEnsemble(architecture, [int(s) for s in seeds], best, norm, trained,
+    return TrainedEnsemble(descriptors.spec, architecture, [int(s) for s in seeds], best, norm,
+                           trained,
                            best_iter.tolist(), train_loss.tolist(), val_loss.tolist(),
                            time.perf_counter() - start, history)
 

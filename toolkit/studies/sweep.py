@@ -31,7 +31,7 @@ from toolkit.data import atomic_write_text
 from toolkit.descriptors import DescriptorSpec
 from toolkit.errors import AetkError
 from toolkit.models.fitting import Dataset, ensemble_scores, load_dataset
-from toolkit.models.networks import ACTIVATIONS, Architecture
+from toolkit.models.networks import ACTIVATIONS, Architecture, SpeciesNetworks
 from toolkit.models.training import TrainedEnsemble, TrainingSettings, train_ensemble
 
 RESULT_COLUMNS = [
@@ -214,11 +214,7 @@ def save_cell(out: Path, cell: tuple, ensemble: TrainedEnsemble, rows: list[dict
     cells.mkdir(parents=True, exist_ok=True)
     name = cell_id(*cell)
     tmp = cells / f".{name}.{os.getpid()}.pt.tmp"
-    torch.save({"theta": ensemble.theta, "seeds": ensemble.seeds,
-                "normalisation": ensemble.normalisation.to_dict(),
-                "architecture": {"hidden": list(ensemble.architecture.hidden),
-                                 "activation": ensemble.architecture.activation},
-                "trained_species": ensemble.trained_species}, tmp)
+    torch.save(ensemble.to_dict(), tmp)
     os.replace(tmp, cells / f"{name}.pt")
     atomic_write_text(cells / f"{name}.csv", _rows_csv(rows))
 
@@ -306,17 +302,22 @@ def read_results(path: str | Path) -> list[dict]:
     return rows
 
 
+def load_ensemble(out: str | Path, system: str, activation: str, depth: int,
+                  width: int) -> TrainedEnsemble:
+    """All members of one finished sweep cell."""
+    path = Path(out) / "cells" / f"{cell_id(system, activation, depth, width)}.pt"
+    if not path.is_file():
+        raise SweepConfigError(f"{path}: no such finished sweep cell")
+    return TrainedEnsemble.from_dict(torch.load(path, weights_only=True))
+
+
 def load_member(out: str | Path, system: str, activation: str, depth: int, width: int,
-                seed: int) -> tuple[Architecture, torch.Tensor, dict, list[int]]:
-    """(architecture, theta (P,), normalisation dict, trained species) of one sweep member."""
-    stored = torch.load(Path(out) / "cells" / f"{cell_id(system, activation, depth, width)}.pt",
-                        weights_only=True)
-    if seed not in stored["seeds"]:
-        raise SweepConfigError(f"seed {seed} not in sweep cell (seeds {stored['seeds']})")
-    m = stored["seeds"].index(seed)
-    architecture = Architecture(tuple(stored["architecture"]["hidden"]),
-                                stored["architecture"]["activation"])
-    return architecture, stored["theta"][m], stored["normalisation"], stored["trained_species"]
+                seed: int) -> SpeciesNetworks:
+    """One sweep member as a model."""
+    ensemble = load_ensemble(out, system, activation, depth, width)
+    if seed not in ensemble.seeds:
+        raise SweepConfigError(f"seed {seed} not in sweep cell (seeds {ensemble.seeds})")
+    return ensemble.member(ensemble.seeds.index(seed))
 
 
 def export_member(out: str | Path, system: str, activation: str, depth: int, width: int,
@@ -326,12 +327,11 @@ def export_member(out: str | Path, system: str, activation: str, depth: int, wid
     ``wall``: with the repulsive wall below the system's data (toolkit/models/wall.py).
     """
     from toolkit.data import file_hash, read_frames, split_frames
-    from toolkit.models.networks import Normalisation
     from toolkit.models.potential import write_potential
 
     out = Path(out)
     config = _config_from_dict(json.loads((out / "config.json").read_text()))
-    architecture, theta, norm, trained = load_member(out, system, activation, depth, width, seed)
+    model = load_member(out, system, activation, depth, width, seed)
     key = (system, activation, depth, width, seed)
     rows = [r for r in read_results(out)
             if (r["system"], r["activation"], r["depth"], r["width"], r["seed"]) == key]
@@ -341,14 +341,12 @@ def export_member(out: str | Path, system: str, activation: str, depth: int, wid
     frames = read_frames(path)
     split = split_frames(len(frames), config.split_seed)
     meta = {"seed": seed,
-            "sweep": {"directory": str(out.resolve()), "system": system},
+            "sweep": {"directory": str(out), "system": system},
             "test_metrics_sweep": rows[0] if rows else None,
             "data": {"path": str(path), "sha256": file_hash(path), "n_frames":
                      len(split.train) + len(split.validation) + len(split.test),
                      "split_seed": config.split_seed, "split": split.as_dict()}}
-    return write_potential(target, config.spec, architecture, theta,
-                           Normalisation.from_dict(norm),
-                           [config.spec.elements[s] for s in trained], meta,
+    return write_potential(target, model, meta,
                            wall=wall_for(frames, config.spec.elements) if wall else None)
 
 

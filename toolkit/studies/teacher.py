@@ -165,6 +165,4 @@ def write_teacher(
                         "n_frames": len(frames), "split_seed": split_seed,
                         "settings": settings.to_dict(),
                         "best_iteration": ensemble.iterations[0]}}
-    trained = [spec.elements[s] for s in ensemble.trained_species]
-    return write_potential(out, spec, architecture, ensemble.theta[0], ensemble.normalisation,
-                           trained, meta)
+    return write_potential(out, ensemble.member(0), meta)

@@ -6,8 +6,9 @@ mixture-trained networks are evaluated on the pure liquids. Every evaluation run
 LAMMPS (``pair_style mliap``); under ``mpirun`` the potentials are shared out over ranks,
 each rank reusing one LAMMPS instance for all of its potentials and frames.
 
-Combining is exact: each source's energy scale is folded into its own output layer, so the
-assembled species network is the very function the source potential evaluates.
+Combining is exact (:func:`toolkit.models.networks.combine`): each source's energy scale is
+folded into its own output layer, so the assembled species network is the very function the
+source potential evaluates.
 """
 
 from __future__ import annotations
@@ -16,90 +17,21 @@ import csv
 import io
 import json
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
 from tqdm import tqdm
 
 from toolkit.data import atomic_write_text, read_frames, split_frames
-from toolkit.descriptors import DescriptorSpec
 from toolkit.evaluation import PotentialSession, Prediction, check_frames_for, score
-from toolkit.models.networks import Architecture, EnsembleNetworks, Normalisation
-from toolkit.models.potential import Potential, PotentialError, read_potential, write_potential
+from toolkit.models.networks import SpeciesNetworks, combine
+from toolkit.models.potential import Potential, read_potential, write_potential
 from toolkit.models.wall import RepulsiveWall
 from toolkit.models.wall import merge as merge_walls
 
 
-@dataclass
-class Networks:
-    """Per-species networks of one model: what a potential holds, without the files."""
-
-    spec: DescriptorSpec
-    architecture: Architecture
-    theta: torch.Tensor  # (P,)
-    normalisation: Normalisation
-    trained_elements: list[str]
-
-    @classmethod
-    def of(cls, potential: Potential) -> Networks:
-        return cls(potential.spec, potential.architecture, potential.theta.reshape(-1),
-                   potential.normalisation, list(potential.trained_elements))
-
-
-def combine(sources: dict[str, Networks], where: dict[str, str] | None = None) -> Networks:
-    """One model whose element-s network is the element-s network of ``sources[s]``.
-
-    Refuses sources with different descriptor specs or architectures (LAMMPS ``nn`` shares
-    one architecture across elements) and sources without a trained network for their
-    element. ``where`` names each source for error messages.
-    """
-    where = where or {s: f"the {s} source" for s in sources}
-    first_element = next(iter(sources))
-    first = sources[first_element]
-    for element, source in sources.items():
-        if source.spec != first.spec:
-            raise PotentialError(f"{where[element]} and {where[first_element]} use different "
-                                 "descriptor specs; transfer needs one shared spec")
-        if source.architecture != first.architecture:
-            raise PotentialError(
-                f"{where[element]} ({source.architecture.label}) and {where[first_element]} "
-                f"({first.architecture.label}) differ in architecture; LAMMPS mliap nn "
-                "shares one architecture across elements")
-        if element not in source.trained_elements:
-            raise PotentialError(f"{where[element]} has no trained {element} network "
-                                 f"(trained: {source.trained_elements})")
-    spec = first.spec
-    unknown = set(sources) - set(spec.elements)
-    if unknown:
-        raise PotentialError(f"elements {sorted(unknown)} are not in the descriptor spec "
-                             f"{list(spec.elements)}")
-    networks = EnsembleNetworks(first.architecture, len(spec.elements), spec.n_descriptors)
-    size = networks.per_species
-    theta = torch.zeros(networks.n_params, dtype=torch.float64)
-    mean = np.zeros((len(spec.elements), spec.n_descriptors))
-    std = np.ones_like(mean)
-    shift = np.zeros(len(spec.elements))
-    for s, element in enumerate(spec.elements):
-        if element not in sources:
-            continue
-        source = sources[element]
-        block = source.theta[s * size:(s + 1) * size].clone()
-        last_w = first.architecture.layer_sizes(spec.n_descriptors)[-1][0]
-        block[-(last_w + 1):] *= source.normalisation.scale  # output weights and bias
-        theta[s * size:(s + 1) * size] = block
-        mean[s] = source.normalisation.mean[s]
-        std[s] = source.normalisation.std[s]
-        shift[s] = source.normalisation.shift[s]
-    return Networks(spec, first.architecture, theta, Normalisation(mean, std, 1.0, shift),
-                    [e for e in spec.elements if e in sources])
-
-
-def write_networks(networks: Networks, out: str | Path, meta: dict,
+def write_networks(model: SpeciesNetworks, out: str | Path, meta: dict,
                    wall: RepulsiveWall | None = None) -> Path:
-    return write_potential(out, networks.spec, networks.architecture, networks.theta,
-                           networks.normalisation, networks.trained_elements, meta, wall=wall)
+    return write_potential(out, model, meta, wall=wall)
 
 
 def assemble(sources: dict[str, str | Path], out: str | Path, wall: bool = True) -> Potential:
@@ -112,9 +44,9 @@ def assemble(sources: dict[str, str | Path], out: str | Path, wall: bool = True)
     potentials = {element: read_potential(path) for element, path in sources.items()}
     merged = (merge_walls([p.wall for p in potentials.values()],
                           [p.directory for p in potentials.values()]) if wall else None)
-    combined = combine({e: Networks.of(p) for e, p in potentials.items()},
+    combined = combine({e: p.model for e, p in potentials.items()},
                        {e: str(p.directory) for e, p in potentials.items()})
-    meta = {"assembled_from": {e: {"directory": str(p.directory),
+    meta = {"assembled_from": {e: {"directory": str(sources[e]),
                                    "model_sha256": p.meta["files"]["model.mliap.nn"]}
                                for e, p in potentials.items()}}
     write_networks(combined, out, meta, wall=merged)
@@ -127,13 +59,10 @@ TRANSFER_COLUMNS = ["system", "direction", "activation", "depth", "width", "seed
                     "local_r2_aligned", "local_rmse_aligned"]
 
 
-def _member(sweep_dir: Path, spec: DescriptorSpec, system, activation, depth, width, seed):
+def _member(sweep_dir: Path, system, activation, depth, width, seed) -> SpeciesNetworks:
     from toolkit.studies.sweep import load_member
 
-    architecture, theta, norm, trained = load_member(sweep_dir, system, activation, depth,
-                                                     width, seed)
-    return Networks(spec, architecture, theta, Normalisation.from_dict(norm),
-                    [spec.elements[s] for s in trained])
+    return load_member(sweep_dir, system, activation, depth, width, seed)
 
 
 def transfer_tasks(config, sweep_dir: Path) -> list[tuple]:
@@ -156,11 +85,11 @@ def transfer_tasks(config, sweep_dir: Path) -> list[tuple]:
     return tasks
 
 
-def _task_networks(task, sweep_dir: Path, spec: DescriptorSpec) -> Networks:
+def _task_networks(task, sweep_dir: Path) -> SpeciesNetworks:
     target, direction, activation, depth, width, seed = task
     if direction == "mixture->pure":
-        return _member(sweep_dir, spec, "ArKr", activation, depth, width, seed)
-    pure = {e: _member(sweep_dir, spec, e, activation, depth, width, seed) for e in ("Ar", "Kr")}
+        return _member(sweep_dir, "ArKr", activation, depth, width, seed)
+    pure = {e: _member(sweep_dir, e, activation, depth, width, seed) for e in ("Ar", "Kr")}
     return combine(pure, {e: f"sweep cell {e} {activation} d{depth} w{width} seed {seed}"
                           for e in pure})
 
@@ -175,7 +104,6 @@ def run_transfer(sweep_dir: str | Path, out: str | Path | None = None, comm=None
     rank, size = comm.Get_rank(), comm.Get_size()
     sweep_dir = Path(sweep_dir)
     config = _config_from_dict(json.loads((sweep_dir / "config.json").read_text()))
-    spec = config.spec
     test_frames = {}
     for system in config.systems:
         frames = read_frames(data_path(config, system, sweep_dir))
@@ -188,7 +116,7 @@ def run_transfer(sweep_dir: str | Path, out: str | Path | None = None, comm=None
         session = None
         for index, task in enumerate(tqdm(mine, desc="transfer", unit="model",
                                           disable=not progress or rank != 0)):
-            networks = _task_networks(task, sweep_dir, spec)
+            networks = _task_networks(task, sweep_dir)
             potential_dir = write_networks(networks, Path(scratch) / f"p{rank}-{index}",
                                            {"transfer_task": list(task)})
             potential = read_potential(potential_dir)
