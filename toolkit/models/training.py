@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -111,6 +112,14 @@ class TrainedEnsemble:
                    float(data["seconds"]))
 
 
+class Monitor(Protocol):
+    """Something that looks at an ensemble during training (see :func:`train_ensemble`)."""
+
+    every: int  # iterations between calls
+
+    def __call__(self, iteration: int, ensemble: TrainedEnsemble) -> None: ...
+
+
 # -- normalisation and data -------------------------------------------------------------------
 def composition_counts(descriptors: Descriptors, n_species: int) -> np.ndarray:
     """(F, S): atoms of each species in each frame."""
@@ -178,8 +187,12 @@ def batched_lbfgs(
     settings: TrainingSettings,
     validation: Callable[[torch.Tensor], torch.Tensor],
     progress: tqdm | None = None,
+    on_iteration: Callable[[int, torch.Tensor], None] | None = None,
 ) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray, list[dict]]:
     """Minimise ``objective`` (M,) independently per member; early stopping on ``validation``.
+
+    ``on_iteration(iteration, theta)`` is called with the current parameters (M, P) before the
+    first iteration (0) and after every iteration (stopped members keep theirs).
 
     Returns best-validation parameters, best iteration, train and validation loss there, and a
     short history.
@@ -203,6 +216,8 @@ def batched_lbfgs(
     active = torch.ones(m, dtype=torch.bool)
     history = []
     iteration = 0
+    if on_iteration is not None:
+        on_iteration(0, theta)
     for iteration in range(1, settings.max_iterations + 1):
         # two-loop recursion, newest pair first; rho = 0 marks empty/rejected slots
         q = grad.clone()
@@ -280,6 +295,8 @@ def batched_lbfgs(
         if iteration % 10 == 0 or not active.any():
             history.append({"iteration": iteration, "train": value.tolist(),
                             "validation": val.tolist()})
+        if on_iteration is not None:
+            on_iteration(iteration, theta)
         if progress is not None:
             progress.update(1)
             progress.set_postfix(train=f"{float(value.min()):.3g}",
@@ -300,8 +317,13 @@ def train_ensemble(
     settings: TrainingSettings | None = None,
     progress: bool = True,
     normalisation: Normalisation | None = None,
+    monitor: Monitor | None = None,
 ) -> TrainedEnsemble:
     """Train one member per seed on the total energies of the ``train`` frames.
+
+    ``monitor``: called every ``monitor.every`` iterations (and at 0 and the last) with the
+    iteration and the ensemble as it stands then (current, not best, parameters), e.g. to
+    record local-energy scores along training.
 
     ``energies`` (eV) and ``train``/``validation`` index the frames of ``descriptors``.
     Species absent from the training frames get all-zero networks (they output the shift, 0).
@@ -329,10 +351,17 @@ def train_ensemble(
     start = time.perf_counter()
     bar = tqdm(total=settings.max_iterations, desc=f"fit {architecture.label} x{len(seeds)}",
                unit="it", disable=not progress, leave=False)
+    on_iteration = None
+    if monitor is not None:
+        def on_iteration(iteration: int, current: torch.Tensor) -> None:
+            if iteration % monitor.every == 0:
+                monitor(iteration, TrainedEnsemble(
+                    descriptors.spec, architecture, [int(s) for s in seeds], current.clone(),
+                    norm, trained, [iteration] * len(seeds), [], [], 0.0))
     with bar:
         best, best_iter, train_loss, val_loss, history = batched_lbfgs(
             lambda t: loss(networks, t, train_set), theta, settings,
-            lambda t: loss(networks, t, val_set), bar)
+            lambda t: loss(networks, t, val_set), bar, on_iteration)
     return TrainedEnsemble(
         spec=descriptors.spec,
         architecture=architecture,
