@@ -186,3 +186,78 @@ def test_rigidity_equals_brute_force_null_space_on_a_linear_model(mixture):
     assert few.stop - few.start < len(frames)
     firm = rigidity(features[ar, few], frame[ar], features[ar, few][:20], regulariser=1e-12)
     assert np.all(firm > 1e3 * got[has_null].max())
+
+
+# -- aetk gauge ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory, arkr_lj_frames):
+    from toolkit.data import write_frames
+    from toolkit.models.fitting import fit_potential
+    from toolkit.models.networks import Architecture
+    from toolkit.models.training import TrainingSettings
+
+    root = tmp_path_factory.mktemp("gauge")
+    data = root / "arkr.extxyz"
+    write_frames(data, arkr_lj_frames)
+    potential, _ = fit_potential(data, root / "pot", Architecture((4,), "tanh"), seed=0,
+                                 settings=TrainingSettings(max_iterations=30, patience=30),
+                                 progress=False, wall=False)
+    return root, data, potential
+
+
+def test_gauge_command_reports_lammps_scores_and_rigidity(fitted, tmp_path):
+    import json
+
+    from toolkit.cli import main
+    from toolkit.data import read_frames
+    from toolkit.evaluation import predict
+
+    root, data, potential = fitted
+    assert main(["gauge", "--potential", str(potential.directory), "--data", str(data),
+                 "--out", str(tmp_path / "g"), "--quiet"]) == 0
+    report = json.loads((tmp_path / "g" / "report.json").read_text())
+    frames = read_frames(data)
+    reference = np.concatenate([a.arrays["local_energy"] for a in frames])
+    predicted = predict(potential, frames, progress=False).local_energy
+    direct = gauge_decomposition(frames, reference, predicted, SPEC)
+    assert report["r2_gauge"] == pytest.approx(direct.r2_gauge, abs=1e-12)
+    assert report["share_constants"] + report["share_transfer"] + report["share_rest"] == \
+        pytest.approx(1.0, abs=1e-12)
+    assert set(report["rigidity"]["mean_lpr"]) == {"Ar", "Kr"}
+    assert all(v > 0 for v in report["rigidity"]["mean_lpr"].values())
+    lines = (tmp_path / "g" / "atoms.csv").read_text().splitlines()
+    assert len(lines) == 1 + len(reference)
+    psi = (tmp_path / "g" / "psi.csv").read_text().splitlines()
+    assert psi[0] == "pair,r_A,psi_meV,pairs" and len(psi) == 1 + 12
+    assert (tmp_path / "g" / "psi.png").stat().st_size > 1000
+
+
+def test_gauge_command_refuses_bad_input_in_one_line_and_writes_nothing(fitted, tmp_path,
+                                                                        capsys):
+    from toolkit.cli import main
+    from toolkit.data import read_frames, write_frames
+
+    root, data, potential = fitted
+    frames = read_frames(data)
+    unlabelled = [a.copy() for a in frames]
+    for atoms in unlabelled:
+        del atoms.arrays["local_energy"]
+    write_frames(tmp_path / "nolocal.extxyz", unlabelled)
+    pure = [a.copy() for a in frames]
+    for atoms in pure:
+        atoms.set_chemical_symbols(["Kr"] * len(atoms))
+    write_frames(tmp_path / "pure.extxyz", pure)
+    (tmp_path / "other.toml").write_text("[descriptor]\ntwojmax = 4\n")
+    cases = [
+        (["--data", str(tmp_path / "nolocal.extxyz")], "local_energy"),
+        (["--data", str(tmp_path / "pure.extxyz"), "--transfer", "yes"], "one species only"),
+        (["--data", str(data), "--spec", str(tmp_path / "other.toml")], "twojmax"),
+    ]
+    for k, (arguments, message) in enumerate(cases):
+        out = tmp_path / f"out{k}"
+        code = main(["gauge", "--potential", str(potential.directory), "--out", str(out),
+                     "--quiet", *arguments])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and message in err and len(err.splitlines()) == 1, err
+        assert not out.exists()
+        assert not list(tmp_path.glob(f".out{k}.tmp-*"))

@@ -73,6 +73,25 @@ def _cmd_emergence(args: argparse.Namespace) -> None:
     run_job(args.job, Path(args.out), Path(args.figures) if args.figures else None)
 
 
+def _cmd_gauge(args: argparse.Namespace) -> None:
+    import json
+
+    from toolkit.studies.identifiability import gauge_command
+
+    transfer = None if args.transfer == "auto" else args.transfer == "yes"
+    result = gauge_command(args.potential, args.data, out=args.out, frames=args.frames,
+                           transfer=transfer, n_knots=args.knots, spec_path=args.spec,
+                           train_data=args.train_data, regulariser=args.regulariser,
+                           progress=not args.quiet)
+    keys = ("r2", "r2_aligned", "r2_gauge", "r2_frame_centred", "share_constants",
+            "share_transfer", "share_rest", "share_symmetric_control")
+    short = {k: round(result[k], 4) for k in keys}
+    if result.get("rigidity"):
+        short["mean_lpr"] = {k: float(f"{v:.4g}") for k, v in
+                             result["rigidity"]["mean_lpr"].items()}
+    print(f"wrote {result['out']} (report.json, psi.csv, psi.png): " + json.dumps(short))
+
+
 def add_parsers(sub) -> None:
     p = sub.add_parser("sweep", help="train an architecture x seed grid on totals; one "
                        "results table (resumable; cells shared out under mpirun)")
@@ -113,3 +132,22 @@ def add_parsers(sub) -> None:
     p.add_argument("--out", default="runs/emergence")
     p.add_argument("--figures", help="report: folder for PNG figures")
     p.set_defaults(func=_cmd_emergence)
+
+    p = sub.add_parser("gauge", help="which part of a potential's local-energy error totals "
+                       "cannot see: species constants, cross-pair transfers (psi(r)), rest; "
+                       "gauge-projected R2 and local prediction rigidity")
+    p.add_argument("--potential", required=True)
+    p.add_argument("--data", required=True, help="frames with local_energy (.extxyz)")
+    p.add_argument("--frames", choices=["all", "test"], default="all",
+                   help="'test': the potential's held-out frames of its own training file")
+    p.add_argument("--transfer", choices=["auto", "yes", "no"], default="auto",
+                   help="decompose cross-pair transfers (auto: when the frames are a mixture)")
+    p.add_argument("--knots", type=int, default=12, help="radial hat functions per pair type")
+    p.add_argument("--spec", help="descriptor spec TOML; must equal the potential's")
+    p.add_argument("--train-data", help="training frames for the rigidity (default: the "
+                   "potential's own training frames when --data is its training file)")
+    p.add_argument("--regulariser", type=float,
+                   help="LPR regulariser relative to tr(H)/p (default 1e-6)")
+    p.add_argument("--out", help="output folder (default POTENTIAL/gauge-DATA)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_gauge)

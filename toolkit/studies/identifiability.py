@@ -46,8 +46,10 @@ transfers there is an error). With more than two species every cross pair type g
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -464,3 +466,229 @@ def psi_rows(report: GaugeReport) -> list[dict]:
         for r, psi, n in zip(table["r_A"], table["psi_eV"], table["pairs"], strict=True):
             rows.append({"pair": pair_type, "r_A": r, "psi_meV": 1e3 * psi, "pairs": n})
     return rows
+
+
+# -- scores of trained ensembles (sweeps, fits) ------------------------------------------------
+GAUGE_COLUMNS = ["local_r2_gauge", "local_r2_frame_centred", "gauge_share_constants",
+                 "gauge_share_transfer", "gauge_share_symmetric", "identifiable_share"]
+
+
+def lpr_columns(spec: DescriptorSpec) -> list[str]:
+    return [f"lpr_{element}" for element in spec.elements]
+
+
+class DatasetGauge:
+    """Gauge projector and rigidity inputs of one data set's split, built once per data set."""
+
+    def __init__(self, dataset, frames: Sequence[int] | None = None):
+        self.dataset = dataset
+        self.frames = list(dataset.split.test if frames is None else frames)
+        self.has_local = dataset.local_energies is not None
+        test_frames = [dataset.frames[f] for f in self.frames]
+        self.projector = GaugeProjector(test_frames, dataset.descriptors.spec) \
+            if self.has_local else None
+        self.reference = (np.concatenate([a.arrays["local_energy"] for a in test_frames])
+                          if self.has_local else None)
+        self.test = dataset.descriptors.select_frames(self.frames)
+        self.train = dataset.descriptors.select_frames(list(dataset.split.train))
+
+    def predictions(self, ensemble) -> np.ndarray:
+        """(M, n_test_atoms) per-atom energies (eV), PyTorch."""
+        from toolkit.models.networks import atomic_energies
+
+        return atomic_energies(ensemble.networks, ensemble.theta, ensemble.normalisation,
+                               self.test.values, self.test.species_index)
+
+    def member_rows(self, ensemble, regulariser: float | None = None) -> list[dict]:
+        """Gauge scores and mean LPR per species of every member, as result-table columns."""
+        from toolkit.studies.rigidity import REGULARISER, model_rigidity, species_means
+
+        spec = self.dataset.descriptors.spec
+        predicted = self.predictions(ensemble)
+        rows = []
+        for m in range(len(ensemble.seeds)):
+            row = dict.fromkeys(GAUGE_COLUMNS + lpr_columns(spec), float("nan"))
+            if self.projector is not None:
+                report = self.projector.decompose(self.reference, predicted[m])
+                row.update({"local_r2_gauge": report.r2_gauge,
+                            "local_r2_frame_centred": report.r2_frame_centred,
+                            "gauge_share_constants": report.share_constants,
+                            "gauge_share_transfer": report.share_transfer,
+                            "gauge_share_symmetric": report.share_symmetric_control,
+                            "identifiable_share": report.identifiable_share})
+            lpr = model_rigidity(ensemble.member(m), self.train.values,
+                                 self.train.species_index, self.train.frame_index,
+                                 self.test.values, self.test.species_index,
+                                 REGULARISER if regulariser is None else regulariser)
+            for element, value in species_means(lpr, self.test.species_index,
+                                                spec.elements).items():
+                row[f"lpr_{element}"] = value
+            rows.append(row)
+        return rows
+
+
+class TrainingRecorder:
+    """A training monitor: test local R2 (aligned, gauge-projected) and psi along training.
+
+    Pass as ``train_ensemble(..., monitor=TrainingRecorder(gauge, every=k))``; ``records``
+    then holds one dict per call: iteration and, per member, the scores and psi (eV).
+    """
+
+    def __init__(self, gauge: DatasetGauge, every: int = 10):
+        if not gauge.has_local:
+            raise GaugeError("recording local scores along training needs frames with "
+                             "local_energy")
+        self.gauge, self.every = gauge, int(every)
+        self.records: list[dict] = []
+
+    def __call__(self, iteration: int, ensemble) -> None:
+        predicted = self.gauge.predictions(ensemble)
+        members = []
+        for m in range(predicted.shape[0]):
+            report = self.gauge.projector.decompose(self.gauge.reference, predicted[m])
+            members.append({"local_r2_aligned": report.r2_aligned,
+                            "local_r2_gauge": report.r2_gauge,
+                            "gauge_share_transfer": report.share_transfer,
+                            "psi_eV": {k: v["psi_eV"] for k, v in report.psi.items()}})
+        self.records.append({"iteration": iteration, "members": members})
+
+
+# -- the `aetk gauge` job -----------------------------------------------------------------------
+def plot_psi(report: GaugeReport, path, title: str = "") -> list:
+    """psi(r) per cross pair type (meV) with the hat-weighted pair count behind it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for pair_type, table in report.psi.items():
+        r = np.array(table["r_A"])
+        ax.plot(r, 1e3 * np.array(table["psi_eV"]), "o-", label=f"psi {pair_type}")
+        twin = ax.twinx()
+        twin.bar(r, table["pairs"], width=0.8 * (r[1] - r[0]) if len(r) > 1 else 0.1,
+                 alpha=0.15, color="grey")
+        twin.set_ylabel("pairs (hat-weighted)")
+    ax.axhline(0.0, color="k", lw=0.5)
+    ax.set_xlabel("cross-pair distance r (A)")
+    ax.set_ylabel("psi (meV per pair, to the first element)")
+    ax.set_title(title or f"gauge-projected R2 {report.r2_gauge:.3f}, aligned "
+                 f"{report.r2_aligned:.3f}")
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    out = []
+    for suffix in (".png", ".pdf"):
+        target = path.with_suffix(suffix)
+        tmp = target.with_name(f".{target.name}.tmp{suffix}")
+        fig.savefig(tmp, dpi=150)
+        os.replace(tmp, target)
+        out.append(target)
+    plt.close(fig)
+    return out
+
+
+def gauge_command(potential_dir, data, out=None, frames: str = "all",
+                  transfer: bool | None = None, n_knots: int = N_KNOTS, spec_path=None,
+                  train_data=None, regulariser: float | None = None,
+                  progress: bool = True) -> dict:
+    """`aetk gauge`: decompose a potential's local-energy error on labelled frames.
+
+    Evaluates the potential through LAMMPS, decomposes the error (see module doc), and, when
+    its training frames are known (``data`` is the file it was trained on, or
+    ``train_data`` names one), computes the local prediction rigidity of every atom. Writes
+    ``out/`` (default ``POTENTIAL/gauge-<data name>``): ``report.json``, ``psi.csv``,
+    ``psi.png/.pdf`` and, with rigidity, ``atoms.csv``, all at once at the end (an error
+    writes nothing). Returns the report dict.
+    """
+    import csv
+    import io
+    import json
+    import shutil
+    import tempfile
+
+    from toolkit.data import atomic_write_text, file_hash, read_frames, validate_frames
+    from toolkit.descriptors import compute_descriptors, read_spec
+    from toolkit.evaluation import check_frames_for, predict
+    from toolkit.models.potential import read_potential
+    from toolkit.studies.rigidity import REGULARISER, model_rigidity, species_means
+
+    potential = read_potential(potential_dir)
+    if spec_path is not None:
+        potential.check_spec(read_spec(spec_path), f"the spec in {spec_path}")
+    all_frames = read_frames(data)
+    indices = (potential.test_split(data) if frames == "test"
+               else list(range(len(all_frames))))
+    chosen = [all_frames[i] for i in indices]
+    validate_frames(chosen, data, require=("energy", "local_energy"),
+                    cutoff=potential.spec.cutoff, species=potential.elements)
+    check_frames_for(potential, chosen, data)
+    projector = GaugeProjector(chosen, potential.spec, transfer, n_knots)
+    reference = np.concatenate([a.arrays["local_energy"] for a in chosen])
+    prediction = predict(potential, chosen, progress=progress, source=data)
+    report = projector.decompose(reference, prediction.local_energy)
+    result = {"potential": str(potential_dir), "data": str(data), "frames": frames,
+              "n_frames": len(chosen), **report.to_dict()}
+
+    rigidity_atoms = None
+    train_source = None
+    recorded = potential.meta.get("data", {})
+    if train_data is not None:
+        train_source = (Path(train_data), None)
+    elif recorded.get("sha256") == file_hash(data) and "split" in recorded:
+        train_source = (Path(data), list(recorded["split"]["train"]))
+    if train_source is not None:
+        path, subset = train_source
+        train_frames = read_frames(path)
+        if subset is not None:
+            train_frames = [train_frames[i] for i in subset]
+        validate_frames(train_frames, path, require=(), cutoff=potential.spec.cutoff,
+                        species=potential.elements)
+        train = compute_descriptors(train_frames, potential.spec, source=path,
+                                    progress=progress)
+        query = compute_descriptors(chosen, potential.spec, source=data, progress=progress)
+        lpr = model_rigidity(potential.model, train.values, train.species_index,
+                             train.frame_index, query.values, query.species_index,
+                             REGULARISER if regulariser is None else regulariser)
+        result["rigidity"] = {
+            "train_data": str(path), "train_frames": len(train_frames),
+            "regulariser": REGULARISER if regulariser is None else regulariser,
+            "mean_lpr": species_means(lpr, query.species_index, potential.elements),
+            "median_lpr": {potential.elements[s]: float(np.median(lpr[query.species_index == s]))
+                           for s in np.unique(query.species_index)}}
+        rigidity_atoms = (query, lpr)
+    else:
+        result["rigidity"] = None
+        result["rigidity_note"] = ("not computed: the training frames are unknown (pass "
+                                   "--train-data, or the file the potential was trained on)")
+
+    out = Path(out) if out else Path(potential_dir) / f"gauge-{Path(data).stem}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        atomic_write_text(tmp / "report.json", json.dumps(result, indent=1) + "\n")
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, ["pair", "r_A", "psi_meV", "pairs"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(psi_rows(report))
+        atomic_write_text(tmp / "psi.csv", buffer.getvalue())
+        if report.psi:
+            plot_psi(report, tmp / "psi")
+        if rigidity_atoms is not None:
+            query, lpr = rigidity_atoms
+            lines = ["frame,atom,species,reference_eV,predicted_eV,lpr"]
+            symbols = np.array(potential.elements)[query.species_index]
+            atom_in_frame = np.arange(len(lpr)) - np.searchsorted(query.frame_index,
+                                                                  query.frame_index)
+            for k in range(len(lpr)):
+                lines.append(f"{query.frame_index[k]},{atom_in_frame[k]},{symbols[k]},"
+                             f"{reference[k]!r},{prediction.local_energy[k]!r},{lpr[k]!r}")
+            atomic_write_text(tmp / "atoms.csv", "\n".join(lines) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    result["out"] = str(out)
+    return result

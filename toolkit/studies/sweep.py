@@ -42,6 +42,14 @@ RESULT_COLUMNS = [
 ]
 
 
+def result_columns(spec: DescriptorSpec) -> list[str]:
+    """Columns of results.csv: the fixed ones, gauge scores, then mean LPR per element
+    (toolkit/studies/identifiability.py, rigidity.py)."""
+    from toolkit.studies.identifiability import GAUGE_COLUMNS, lpr_columns
+
+    return RESULT_COLUMNS + GAUGE_COLUMNS + lpr_columns(spec)
+
+
 class SweepConfigError(AetkError, ValueError):
     pass
 
@@ -68,6 +76,7 @@ class SweepConfig:
     data: DataConfig = DataConfig()
     spec: DescriptorSpec = field(default_factory=DescriptorSpec)
     training: TrainingSettings = TrainingSettings()
+    monitor_every: int = 0  # >0: record test local scores every k iterations (cells/*.monitor)
 
     def cells(self) -> list[tuple[str, str, int, int]]:
         return [(s, a, d, w) for s in self.systems for a in self.activations
@@ -77,7 +86,8 @@ class SweepConfig:
         return {"name": self.name, "systems": list(self.systems),
                 "activations": list(self.activations), "depths": list(self.depths),
                 "widths": list(self.widths), "seeds": list(self.seeds),
-                "split_seed": self.split_seed, "data": asdict(self.data),
+                "split_seed": self.split_seed, "monitor_every": self.monitor_every,
+                "data": asdict(self.data),
                 "descriptor": self.spec.to_dict(), "training": self.training.to_dict()}
 
 
@@ -97,6 +107,7 @@ def read_config(path: str | Path) -> SweepConfig:
         raise SweepConfigError(f"{path}: unreadable sweep config ({exc})") from None
     _take(raw, {"sweep", "data", "descriptor", "training"}, str(path))
     sweep = _take(raw.get("sweep", {}), {"name", "systems", "activations", "depths", "widths",
+                                         "monitor_every",
                                          "seeds", "split_seed"}, f"{path} [sweep]")
     for key in ("systems", "activations", "depths", "widths", "seeds"):
         if not sweep.get(key):
@@ -120,6 +131,7 @@ def read_config(path: str | Path) -> SweepConfig:
         depths=tuple(int(d) for d in sweep["depths"]),
         widths=tuple(int(w) for w in sweep["widths"]),
         seeds=tuple(int(s) for s in sweep["seeds"]), split_seed=int(sweep.get("split_seed", 0)),
+        monitor_every=int(sweep.get("monitor_every", 0)),
         data=DataConfig(**data), spec=spec, training=TrainingSettings(**training),
     )
 
@@ -167,15 +179,27 @@ def assign_cells(config: SweepConfig, rank: int, size: int) -> list[tuple]:
     return ordered[rank::size]
 
 
-def train_cell(config: SweepConfig, dataset: Dataset, cell: tuple,
-               progress: bool = False) -> tuple[TrainedEnsemble, list[dict]]:
+def train_cell(config: SweepConfig, dataset: Dataset, cell: tuple, progress: bool = False,
+               gauge=None) -> tuple[TrainedEnsemble, list[dict], list[dict] | None]:
+    """Train one cell's seeds together; rows of results.csv and, with
+    ``config.monitor_every``, the scores along training (else None).
+
+    ``gauge``: the data set's :class:`toolkit.studies.identifiability.DatasetGauge`
+    (built once per data set by the caller; made here if None).
+    """
+    from toolkit.studies.identifiability import DatasetGauge, TrainingRecorder
+
     system, activation, depth, width = cell
     architecture = Architecture((width,) * depth, activation)
+    gauge = gauge or DatasetGauge(dataset)
+    recorder = (TrainingRecorder(gauge, config.monitor_every)
+                if config.monitor_every > 0 and gauge.has_local else None)
     ensemble = train_ensemble(architecture, dataset.descriptors, dataset.energies,
                               dataset.split.train, dataset.split.validation,
                               seeds=list(config.seeds), settings=config.training,
-                              progress=progress)
+                              progress=progress, monitor=recorder)
     scores = ensemble_scores(ensemble, dataset, dataset.split.test)
+    extra = gauge.member_rows(ensemble)
     rows = []
     for m, seed in enumerate(config.seeds):
         s = scores[m]
@@ -195,28 +219,35 @@ def train_cell(config: SweepConfig, dataset: Dataset, cell: tuple,
             "best_iteration": ensemble.iterations[m], "train_loss": ensemble.train_loss[m],
             "validation_loss": ensemble.validation_loss[m], "cell_seconds": ensemble.seconds,
             "n_train": len(dataset.split.train), "n_test": len(dataset.split.test),
+            **extra[m],
         })
-    return ensemble, rows
+    return ensemble, rows, (recorder.records if recorder is not None else None)
 
 
-def _rows_csv(rows: list[dict]) -> str:
+def _rows_csv(rows: list[dict], columns: list[str]) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
     return buffer.getvalue()
 
 
-def save_cell(out: Path, cell: tuple, ensemble: TrainedEnsemble, rows: list[dict]) -> None:
-    """Parameters first, rows last: a cell counts as finished only once its CSV exists."""
+def save_cell(out: Path, cell: tuple, ensemble: TrainedEnsemble, rows: list[dict],
+              columns: list[str], along_training: list[dict] | None = None) -> None:
+    """Parameters (and scores along training) first, rows last: a cell counts as finished
+    only once its CSV exists."""
     cells = out / "cells"
     cells.mkdir(parents=True, exist_ok=True)
     name = cell_id(*cell)
     tmp = cells / f".{name}.{os.getpid()}.pt.tmp"
     torch.save(ensemble.to_dict(), tmp)
     os.replace(tmp, cells / f"{name}.pt")
-    atomic_write_text(cells / f"{name}.csv", _rows_csv(rows))
+    if along_training is not None:
+        atomic_write_text(cells / f"{name}.monitor.json",
+                          json.dumps({"seeds": ensemble.seeds, "best_iteration":
+                                      ensemble.iterations, "records": along_training}) + "\n")
+    atomic_write_text(cells / f"{name}.csv", _rows_csv(rows, columns))
 
 
 def finished_cells(out: Path) -> set[str]:
@@ -232,7 +263,8 @@ def collect_results(config: SweepConfig, out: Path) -> Path:
             with open(path) as handle:
                 rows += list(csv.DictReader(handle))
     text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=RESULT_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(text, fieldnames=result_columns(config.spec), lineterminator="\n",
+                            restval="nan")
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(out / "results.csv", text.getvalue())
@@ -261,6 +293,8 @@ def run_sweep(config: SweepConfig, out: str | Path, progress: bool = True, comm=
     done = finished_cells(out)
     todo = [c for c in assign_cells(config, rank, size) if cell_id(*c) not in done]
     datasets: dict[str, Dataset] = {}
+    gauges: dict = {}
+    columns = result_columns(config.spec)
     bar = tqdm(total=len(todo), desc=f"sweep {config.name}", unit="cell",
                disable=not progress or rank != 0)
     trained = 0
@@ -270,11 +304,15 @@ def run_sweep(config: SweepConfig, out: str | Path, progress: bool = True, comm=
                 break
             system = cell[0]
             if system not in datasets:
+                from toolkit.studies.identifiability import DatasetGauge
+
                 datasets[system] = load_dataset(paths[system], config.spec, config.split_seed,
                                                 progress=False)
+                gauges[system] = DatasetGauge(datasets[system])
             start = time.perf_counter()
-            ensemble, rows = train_cell(config, datasets[system], cell)
-            save_cell(out, cell, ensemble, rows)
+            ensemble, rows, along = train_cell(config, datasets[system], cell,
+                                               gauge=gauges[system])
+            save_cell(out, cell, ensemble, rows, columns, along)
             trained += 1
             bar.set_postfix(cell=cell_id(*cell), s=f"{time.perf_counter() - start:.0f}")
             bar.update(1)
@@ -356,6 +394,7 @@ def _config_from_dict(data: dict) -> SweepConfig:
         activations=tuple(data["activations"]), depths=tuple(data["depths"]),
         widths=tuple(data["widths"]), seeds=tuple(data["seeds"]),
         split_seed=data["split_seed"], data=DataConfig(**data["data"]),
+        monitor_every=int(data.get("monitor_every", 0)),
         spec=DescriptorSpec.from_dict(data["descriptor"]),
         training=TrainingSettings(**data["training"]))
 
