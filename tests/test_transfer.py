@@ -153,10 +153,13 @@ ArKr = "{root / 'ArKr.extxyz'}"
     assert len(a) == 2 * 2 * 3  # widths x seeds x (pure->mix, mix->Ar, mix->Kr)
     for row_a, row_b in zip(a, b, strict=True):
         for key in row_a:
-            if key in ("system", "direction", "activation"):
-                assert row_a[key] == row_b[key]
+            if key in ("system", "direction", "activation") or row_a[key] == "nan":
+                assert row_a[key] == row_b[key], key  # nan: no such atoms (lpr_Kr in pure Ar)
             else:
                 assert abs(float(row_a[key]) - float(row_b[key])) < 1e-10, key
+    gauge = [float(r["local_r2_gauge"]) for r in a]
+    lpr = [float(r["lpr_Ar"]) for r in a if r["system"] != "Kr"]
+    assert all(np.isfinite(g) and g <= 1.0 for g in gauge) and all(v > 0 for v in lpr)
     report = subprocess.run([str(BIN / "aetk"), "report", "--results", str(sweep), "--out",
                              str(tmp_path / "fig")], capture_output=True, text=True)
     assert report.returncode == 0, report.stderr

@@ -34,7 +34,8 @@ def _curves(ax, rows, metric: str, activation: str, depth: int,
         ax.fill_between(widths, mean - std, mean + std, color=colour, alpha=0.2, lw=0)
         if ceilings and system in ceilings:
             ax.axhline(ceilings[system], color=colour, ls=":", lw=1)
-    ax.set_xscale("log")
+    _width_axis(ax, [r["width"] for r in rows if r["activation"] == activation
+                     and r["depth"] == depth])
     if "r2" in metric:
         low = ax.get_ylim()[0]
         # transferred totals can be off by a constant: R2 of -50 says "failed" as well as -1
@@ -44,6 +45,17 @@ def _curves(ax, rows, metric: str, activation: str, depth: int,
     ax.set_xlabel("layer width")
     ax.set_title(f"{activation}, {depth} hidden layer{'s' if depth > 1 else ''}", fontsize=9)
     ax.grid(alpha=0.3)
+
+
+def _width_axis(ax, widths) -> None:
+    """Log width axis labelled at the widths that ran (plain numbers, no 2x10^0)."""
+    from matplotlib.ticker import NullFormatter, NullLocator
+
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ticks = sorted({int(w) for w in widths})
+    ax.set_xticks(ticks, [str(t) for t in ticks])
 
 
 def _save(fig, out: Path, name: str) -> list[Path]:
@@ -109,3 +121,109 @@ def transfer_figures(rows, out: str | Path,
     paths += architectures_figure(rows, local_metric, "transferred " + label, out,
                                   "fig10_transfer_local_r2")
     return paths
+
+
+# -- identifiability (toolkit/studies/identifiability.py, rigidity.py) --------------------------
+def gauge_figure(rows, out: str | Path, activation: str = "tanh", depth: int = 1) -> list[Path]:
+    """Local R2 vs width: aligned (dashed) next to gauge-projected (solid), per system."""
+    if not any(_finite(r.get("local_r2_gauge")) for r in rows):
+        return []
+    fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    aligned = summarise(rows, "local_r2_aligned")
+    gauge = summarise(rows, "local_r2_gauge")
+    for system, (label, colour) in SYSTEM_STYLE.items():
+        key = (system, activation, depth)
+        if key not in gauge:
+            continue
+        widths, mean, std = gauge[key]
+        ax.plot(widths, mean, "o-", color=colour, ms=3, label=f"{label} gauge-projected")
+        ax.fill_between(widths, mean - std, mean + std, color=colour, alpha=0.2, lw=0)
+        widths, mean, _ = aligned[key]
+        ax.plot(widths, mean, "s--", color=colour, ms=3, lw=1, label=f"{label} aligned")
+    _width_axis(ax, [r["width"] for r in rows if r["activation"] == activation
+                     and r["depth"] == depth])
+    ax.set_xlabel("layer width")
+    ax.set_ylabel("local R2")
+    ax.set_title(f"{activation}, {depth} hidden layer{'s' if depth > 1 else ''}", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, Path(out), f"gauge_local_r2_{activation}")
+
+
+def _finite(value) -> bool:
+    try:
+        return value is not None and value == value and abs(float(value)) != float("inf")
+    except (TypeError, ValueError):
+        return False
+
+
+def rigidity_figure(rows, out: str | Path, metric: str = "local_r2_aligned") -> list[Path]:
+    """Mean LPR of each member (log scale) against its local R2, one colour per system, with
+    the Spearman rank correlation across the members of each system."""
+    from scipy.stats import spearmanr
+
+    fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    drawn = False
+    for system, (label, colour) in SYSTEM_STYLE.items():
+        points = [(_member_lpr(r), r[metric]) for r in rows if r["system"] == system]
+        points = [(x, y) for x, y in points if _finite(x) and _finite(y) and x > 0]
+        if len(points) < 3:
+            continue
+        x, y = (list(v) for v in zip(*points, strict=True))
+        rho = spearmanr(x, y).statistic
+        ax.scatter(x, y, s=10, color=colour, alpha=0.7, label=f"{label} (rho {rho:+.2f})")
+        drawn = True
+    if not drawn:
+        plt.close(fig)
+        return []
+    ax.set_xscale("log")
+    ax.set_xlabel("mean local prediction rigidity (test atoms)")
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, Path(out), f"lpr_vs_{metric}")
+
+
+def _member_lpr(row: dict) -> float:
+    """A member's mean LPR over its system's species (the lpr_<element> columns present)."""
+    values = [float(v) for k, v in row.items() if k.startswith("lpr_") and _finite(v)]
+    return sum(values) / len(values) if values else float("nan")
+
+
+def training_figure(sweep_dir: str | Path, out: str | Path, system: str = "ArKr",
+                    activation: str = "tanh", depth: int = 1) -> list[Path]:
+    """Test local R2 (aligned dashed, gauge-projected solid) against L-BFGS iteration for the
+    narrowest and widest recorded cells of ``system``; the marker is where early stopping
+    took the member (its best validation iteration)."""
+    import json
+
+    pattern = f"{system}_{activation}_d{depth}_w*.monitor.json"
+    cells = sorted(Path(sweep_dir, "cells").glob(pattern),
+                   key=lambda p: int(p.name.split("_w")[1].split(".")[0]))
+    if not cells:
+        return []
+    chosen = [cells[0]] if len(cells) == 1 else [cells[0], cells[-1]]
+    fig, ax = plt.subplots(figsize=(5.0, 3.4))
+    for path, colour in zip(chosen, ("tab:blue", "tab:red"), strict=False):
+        data = json.loads(path.read_text())
+        width = path.name.split("_w")[1].split(".")[0]
+        iterations = [r["iteration"] for r in data["records"]]
+        for m in range(len(data["seeds"])):
+            gauge = [r["members"][m]["local_r2_gauge"] for r in data["records"]]
+            aligned = [r["members"][m]["local_r2_aligned"] for r in data["records"]]
+            ax.plot(iterations, gauge, "-", color=colour, lw=1,
+                    label=f"width {width} gauge-projected" if m == 0 else None)
+            ax.plot(iterations, aligned, "--", color=colour, lw=0.8,
+                    label=f"width {width} aligned" if m == 0 else None)
+            best = data["best_iteration"][m]
+            at = min(range(len(iterations)), key=lambda k: abs(iterations[k] - best))
+            ax.plot(iterations[at], gauge[at], "o", color=colour, ms=4)
+    ax.set_xscale("symlog", linthresh=10)
+    ax.set_ylim(max(ax.get_ylim()[0], -0.2), 1.0)
+    ax.set_xlabel("L-BFGS iteration")
+    ax.set_ylabel("test local R2")
+    ax.set_title(f"{system}, {activation}, depth {depth} (dots: early-stopping choice)",
+                 fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, Path(out), f"local_r2_along_training_{system}")

@@ -17,11 +17,17 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
-    from toolkit.plots import sweep_figures
+    from toolkit.plots import gauge_figure, rigidity_figure, sweep_figures, training_figure
     from toolkit.studies.sweep import read_results
 
     rows = read_results(args.results)
     paths = sweep_figures(rows, args.out, local_metric=args.local_metric)
+    paths += gauge_figure(rows, args.out)
+    paths += rigidity_figure(rows, args.out, "local_r2_aligned")
+    paths += rigidity_figure(rows, args.out, "local_r2_gauge")
+    sweep_dir = Path(args.results) if Path(args.results).is_dir() else Path(args.results).parent
+    for system in sorted({r["system"] for r in rows}):
+        paths += training_figure(sweep_dir, args.out, system)
     transfer = Path(args.results)
     transfer = (transfer if transfer.is_dir() else transfer.parent) / "transfer.csv"
     if transfer.is_file():
@@ -104,7 +110,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--results", required=True, help="sweep directory or results.csv")
     p.add_argument("--out", required=True, help="figure directory")
     p.add_argument("--local-metric", default="local_r2_aligned",
-                   choices=["local_r2_aligned", "local_r2", "local_pearson"])
+                   choices=["local_r2_aligned", "local_r2_gauge", "local_r2", "local_pearson"])
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("transfer", help="pure->mixture and mixture->pure evaluations of every "

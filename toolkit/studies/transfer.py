@@ -19,9 +19,11 @@ import json
 import tempfile
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from toolkit.data import atomic_write_text, read_frames, split_frames
+from toolkit.descriptor_spec import DescriptorSpec
 from toolkit.evaluation import PotentialSession, Prediction, check_frames_for, score
 from toolkit.models.networks import SpeciesNetworks, combine
 from toolkit.models.potential import Potential, read_potential, write_potential
@@ -56,7 +58,43 @@ def assemble(sources: dict[str, str | Path], out: str | Path, wall: bool = True)
 # -- the transfer study over a sweep -------------------------------------------------------------
 TRANSFER_COLUMNS = ["system", "direction", "activation", "depth", "width", "seed",
                     "total_r2", "total_pearson", "total_rmse", "local_r2", "local_pearson",
-                    "local_r2_aligned", "local_rmse_aligned"]
+                    "local_r2_aligned", "local_rmse_aligned", "local_r2_gauge",
+                    "local_r2_frame_centred", "gauge_share_transfer"]
+
+
+def transfer_columns(spec: DescriptorSpec) -> list[str]:
+    """transfer.csv: the fixed columns, then mean LPR per element of the target's atoms."""
+    from toolkit.studies.identifiability import lpr_columns
+
+    return TRANSFER_COLUMNS + lpr_columns(spec)
+
+
+def _task_sources(task) -> dict[str, str]:
+    """element -> the sweep system whose member supplies that element's network."""
+    if task[1] == "mixture->pure":
+        return {e: "ArKr" for e in ("Ar", "Kr")}
+    return {"Ar": "Ar", "Kr": "Kr"}
+
+
+def _task_rigidity(task, sweep_dir: Path, trains: dict, query, spec: DescriptorSpec,
+                   ) -> dict[str, float]:
+    """Mean LPR per element of the target test atoms, each element's rigidity from the
+    training frames of the member that supplies its network (block-diagonal over sources)."""
+    from toolkit.studies.rigidity import model_rigidity
+
+    _, _, activation, depth, width, seed = task
+    out = {}
+    for element, system in _task_sources(task).items():
+        s = spec.elements.index(element)
+        mask = query.species_index == s
+        if not mask.any():
+            continue
+        model = _member(sweep_dir, system, activation, depth, width, seed)
+        train = trains[system]
+        lpr = model_rigidity(model, train.values, train.species_index, train.frame_index,
+                             query.values[mask], query.species_index[mask])
+        out[f"lpr_{element}"] = float(lpr.mean())
+    return out
 
 
 def _member(sweep_dir: Path, system, activation, depth, width, seed) -> SpeciesNetworks:
@@ -104,11 +142,21 @@ def run_transfer(sweep_dir: str | Path, out: str | Path | None = None, comm=None
     rank, size = comm.Get_rank(), comm.Get_size()
     sweep_dir = Path(sweep_dir)
     config = _config_from_dict(json.loads((sweep_dir / "config.json").read_text()))
-    test_frames = {}
+    from toolkit.descriptors import compute_descriptors
+    from toolkit.studies.identifiability import GaugeProjector
+
+    spec = config.spec
+    test_frames, projectors, queries, trains = {}, {}, {}, {}
     for system in config.systems:
-        frames = read_frames(data_path(config, system, sweep_dir))
+        path = data_path(config, system, sweep_dir)
+        frames = read_frames(path)
         split = split_frames(len(frames), config.split_seed)
         test_frames[system] = [frames[i] for i in split.test]
+        descriptors = compute_descriptors(frames, spec, source=path, progress=False)
+        queries[system] = descriptors.select_frames(list(split.test))
+        trains[system] = descriptors.select_frames(list(split.train))
+        if all("local_energy" in a.arrays for a in test_frames[system]):
+            projectors[system] = GaugeProjector(test_frames[system], spec)
     tasks = transfer_tasks(config, sweep_dir)
     mine = tasks[rank::size]
     rows = []
@@ -128,7 +176,15 @@ def run_transfer(sweep_dir: str | Path, out: str | Path | None = None, comm=None
                 session.switch(potential)
             prediction = Prediction.collect([session.evaluate(atoms) for atoms in frames])
             metrics = score(potential, frames, prediction)
-            rows.append(_row(task, metrics))
+            row = _row(task, metrics)
+            if task[0] in projectors:
+                reference = np.concatenate([a.arrays["local_energy"] for a in frames])
+                report = projectors[task[0]].decompose(reference, prediction.local_energy)
+                row.update(local_r2_gauge=report.r2_gauge,
+                           local_r2_frame_centred=report.r2_frame_centred,
+                           gauge_share_transfer=report.share_transfer)
+            row.update(_task_rigidity(task, sweep_dir, trains, queries[task[0]], spec))
+            rows.append(row)
         if session is not None:
             session.lmp.close()
     gathered = comm.gather(rows, root=0)
@@ -139,7 +195,8 @@ def run_transfer(sweep_dir: str | Path, out: str | Path | None = None, comm=None
                           key=lambda r: order[(r["system"], r["direction"], r["activation"],
                                                r["depth"], r["width"], r["seed"])])
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=TRANSFER_COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(buffer, fieldnames=transfer_columns(spec), lineterminator="\n",
+                                restval="nan")
         writer.writeheader()
         writer.writerows({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()}
                          for r in all_rows)
