@@ -261,3 +261,33 @@ def test_gauge_command_refuses_bad_input_in_one_line_and_writes_nothing(fitted, 
         assert code == 2 and message in err and len(err.splitlines()) == 1, err
         assert not out.exists()
         assert not list(tmp_path.glob(f".out{k}.tmp-*"))
+
+
+def test_two_teachers_differing_by_a_transfer_score_a_student_equally_up_to_gauge(mixture):
+    """Same totals and forces, partitions differing by psi: the gauge-projected score of any
+    student is the same against both, while the aligned score is not."""
+    frames, teacher_a, projector = mixture
+    coefficients = np.linspace(-0.003, 0.003, projector.basis.size)
+    teacher_b = move_along_transfer(
+        frames, teacher_a, SPEC, lambda r: projector.basis.psi(("Ar", "Kr"), coefficients, r))
+    student = teacher_a + np.random.default_rng(1).normal(scale=1.5e-3, size=len(teacher_a))
+    against_a = projector.decompose(teacher_a, student)
+    against_b = projector.decompose(teacher_b, student)
+    assert against_a.r2_gauge == pytest.approx(against_b.r2_gauge, abs=1e-10)
+    assert against_a.rmse_gauge == pytest.approx(against_b.rmse_gauge, abs=1e-12)
+    assert abs(against_a.r2_aligned - against_b.r2_aligned) > 0.05
+
+
+def test_pair_partition_fit_finds_the_equal_split_of_lj_and_a_moved_one(mixture):
+    from toolkit.studies.identifiability import pair_partition_fit
+
+    frames, reference, projector = mixture
+    fit = pair_partition_fit(frames, reference, SPEC)
+    assert fit["r2_within_species"] > 0.99  # LJ pe/atom is pairwise: half of each pair
+    psi = np.array(fit["psi_eV"]["Ar-Kr"]["value"])
+    assert np.abs(psi).max() < 2e-4  # equal split: psi = 0 (well below the 5-12 meV pairs)
+    coefficients = np.full(projector.basis.size, 2e-3)
+    moved = move_along_transfer(frames, reference, SPEC,
+                                lambda r: projector.basis.psi(("Ar", "Kr"), coefficients, r))
+    shifted = np.array(pair_partition_fit(frames, moved, SPEC)["psi_eV"]["Ar-Kr"]["value"])
+    np.testing.assert_allclose(shifted - psi, coefficients, atol=2e-4)

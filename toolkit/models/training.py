@@ -45,6 +45,9 @@ class TrainingSettings:
     gradient_tolerance: float = 1e-9  # stop a member when max |grad| falls below this
     armijo: float = 1e-4
     max_backtracks: int = 30
+    # L2 penalty weight_decay x mean(theta^2) added to the training loss (not to validation);
+    # a remedy to test against drift along gauge directions (docs/identifiability.md)
+    weight_decay: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -358,10 +361,16 @@ def train_ensemble(
                 monitor(iteration, TrainedEnsemble(
                     descriptors.spec, architecture, [int(s) for s in seeds], current.clone(),
                     norm, trained, [iteration] * len(seeds), [], [], 0.0))
+    def objective(t: torch.Tensor) -> torch.Tensor:
+        value = loss(networks, t, train_set)
+        if settings.weight_decay > 0.0:
+            value = value + settings.weight_decay * (t * t).mean(dim=1)
+        return value
+
     with bar:
         best, best_iter, train_loss, val_loss, history = batched_lbfgs(
-            lambda t: loss(networks, t, train_set), theta, settings,
-            lambda t: loss(networks, t, val_set), bar, on_iteration)
+            objective, theta, settings, lambda t: loss(networks, t, val_set), bar,
+            on_iteration)
     return TrainedEnsemble(
         spec=descriptors.spec,
         architecture=architecture,

@@ -692,3 +692,80 @@ def gauge_command(potential_dir, data, out=None, frames: str = "all",
         raise
     result["out"] = str(out)
     return result
+
+
+# -- how a reference partition splits cross pairs ---------------------------------------------
+def pair_partition_fit(frames: Sequence, local_energy: np.ndarray, spec: DescriptorSpec,
+                       n_knots: int = N_KNOTS, cutoff_scale: float = 1.0) -> dict:
+    """Fit a reference partition by a pairwise-additive one, to read off its cross-pair rule.
+
+    local_i ~ c_s(i) + sum_j [ u_{s(i)s(j)}(r_ij) / 2 + sigma_ij psi(r_ij) ],
+
+    u symmetric (half of each pair energy to each atom), psi the excess of each A-B pair's
+    energy given to its A atom (sigma = +1 for the A atom, -1 for the B atom), all on hat
+    bases up to ``cutoff_scale`` x the descriptor's pair cutoffs. psi = 0 is the equal split
+    (LAMMPS pe/atom of a pair potential); a partition such as Bader's may differ. Returns R2
+    of the fit (how pairwise the partition is), psi and u tables (eV), per-species constants.
+    Local energies are only compared within this fit: the totals never enter.
+    """
+    frames = list(frames)
+    local_energy = np.asarray(local_energy, dtype=float)
+    symbols = np.concatenate([a.get_chemical_symbols() for a in frames])
+    present = set(symbols.tolist())
+    elements = [e for e in spec.elements if e in present]
+    reach = cutoff_scale * spec.cutoff
+    pairs = pair_list(frames, reach)
+    types = list(itertools.combinations_with_replacement(elements, 2))
+    columns, blocks = [], []
+    for a in elements:
+        columns.append((symbols == a).astype(float)[:, None])
+        blocks.append(("constant", a, None))
+    for a, b in types:
+        cut = cutoff_scale * pair_cutoff(spec, a, b)
+        mask = _type_mask(symbols, pairs, a, b) & (pairs.r < cut)
+        if not mask.any():
+            continue
+        low = np.floor(pairs.r[mask].min() / 0.05) * 0.05
+        basis = TransferBasis({(a, b): np.linspace(low, cut, n_knots + 1)[:-1]}, {(a, b): cut})
+        phi = basis.hats((a, b), pairs.r[mask])
+        i, j = pairs.i[mask], pairs.j[mask]
+        symmetric = np.zeros((pairs.n_atoms, n_knots))
+        np.add.at(symmetric, i, 0.5 * phi)
+        np.add.at(symmetric, j, 0.5 * phi)
+        columns.append(symmetric)
+        blocks.append(("u", f"{a}-{b}", basis.knots[(a, b)]))
+        if a != b:
+            first_is_a = symbols[i] == a
+            antisymmetric = np.zeros((pairs.n_atoms, n_knots))
+            np.add.at(antisymmetric, np.where(first_is_a, i, j), phi)
+            np.add.at(antisymmetric, np.where(first_is_a, j, i), -phi)
+            columns.append(antisymmetric)
+            blocks.append(("psi", f"{a}-{b}", basis.knots[(a, b)]))
+    design = np.concatenate(columns, axis=1)
+    coefficients, *_ = np.linalg.lstsq(design, local_energy, rcond=None)
+    fitted = design @ coefficients
+    residual = local_energy - fitted
+    # standard errors from the residual scatter (atoms treated as independent: a lower bound)
+    dof = max(len(local_energy) - design.shape[1], 1)
+    covariance = np.linalg.pinv(design.T @ design) * float(residual @ residual) / dof
+    stderr = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
+    species = np.array([elements.index(s) for s in symbols])
+    within = local_energy - np.array([local_energy[species == k].mean()
+                                      for k in range(len(elements))])[species]
+    out = {"r2": 1.0 - ratio(float(residual @ residual), float(np.sum(
+        (local_energy - local_energy.mean()) ** 2))),
+        "r2_within_species": 1.0 - ratio(float(residual @ residual), float(within @ within)),
+        "rmse_eV": float(np.sqrt(np.mean(residual**2))), "constants_eV": {}, "u_eV": {},
+        "psi_eV": {}, "n_atoms": int(len(local_energy)), "cutoff_scale": cutoff_scale}
+    column = 0
+    for kind, name, knots in blocks:
+        width = 1 if kind == "constant" else len(knots)
+        values = coefficients[column:column + width]
+        errors = stderr[column:column + width]
+        if kind == "constant":
+            out["constants_eV"][name] = float(values[0])
+        else:
+            out[f"{kind}_eV"][name] = {"r_A": knots.tolist(), "value": values.tolist(),
+                                       "stderr": errors.tolist()}
+        column += width
+    return out
