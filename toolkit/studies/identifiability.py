@@ -265,6 +265,9 @@ class GaugeReport:
     share_transfer: float
     share_rest: float
     share_symmetric_control: float  # of the error: the symmetric radial control, alone
+    # of the error left after the constants (the aligned error): transfer, symmetric control
+    aligned_share_transfer: float
+    aligned_share_symmetric: float
     rmse: float  # eV
     rmse_gauge: float  # eV, of the error left after removing both gauge families
     offsets: dict[str, float]  # eV, per-species mean error
@@ -282,7 +285,9 @@ class GaugeReport:
                 "gauge_share_constants": self.share_constants,
                 "gauge_share_transfer": self.share_transfer,
                 "gauge_share_rest": self.share_rest,
-                "gauge_share_symmetric": self.share_symmetric_control}
+                "gauge_share_symmetric": self.share_symmetric_control,
+                "aligned_share_transfer": self.aligned_share_transfer,
+                "aligned_share_symmetric": self.aligned_share_symmetric}
 
 
 class GaugeProjector:
@@ -390,6 +395,10 @@ class GaugeProjector:
             share_transfer=ratio(float(transfer @ transfer), total_ss),
             share_rest=ratio(float(rest @ rest), total_ss),
             share_symmetric_control=ratio(float(symmetric @ symmetric), total_ss),
+            aligned_share_transfer=ratio(float(transfer @ transfer),
+                                         float(after_constants @ after_constants)),
+            aligned_share_symmetric=ratio(float(symmetric @ symmetric),
+                                          float(after_constants @ after_constants)),
             rmse=float(np.sqrt(np.mean(error**2))),
             rmse_gauge=float(np.sqrt(np.mean(rest**2))),
             offsets={e: float(constants[self.species == self.spec.elements.index(e)][0])
@@ -470,7 +479,8 @@ def psi_rows(report: GaugeReport) -> list[dict]:
 
 # -- scores of trained ensembles (sweeps, fits) ------------------------------------------------
 GAUGE_COLUMNS = ["local_r2_gauge", "local_r2_frame_centred", "gauge_share_constants",
-                 "gauge_share_transfer", "gauge_share_symmetric", "identifiable_share"]
+                 "gauge_share_transfer", "gauge_share_symmetric", "aligned_share_transfer",
+                 "aligned_share_symmetric", "identifiable_share"]
 
 
 def lpr_columns(spec: DescriptorSpec) -> list[str]:
@@ -515,6 +525,8 @@ class DatasetGauge:
                             "gauge_share_constants": report.share_constants,
                             "gauge_share_transfer": report.share_transfer,
                             "gauge_share_symmetric": report.share_symmetric_control,
+                            "aligned_share_transfer": report.aligned_share_transfer,
+                            "aligned_share_symmetric": report.aligned_share_symmetric,
                             "identifiable_share": report.identifiable_share})
             lpr = model_rigidity(ensemble.member(m), self.train.values,
                                  self.train.species_index, self.train.frame_index,
@@ -549,6 +561,7 @@ class TrainingRecorder:
             members.append({"local_r2_aligned": report.r2_aligned,
                             "local_r2_gauge": report.r2_gauge,
                             "gauge_share_transfer": report.share_transfer,
+                            "aligned_share_transfer": report.aligned_share_transfer,
                             "psi_eV": {k: v["psi_eV"] for k, v in report.psi.items()}})
         self.records.append({"iteration": iteration, "members": members})
 

@@ -59,7 +59,7 @@ def assemble(sources: dict[str, str | Path], out: str | Path, wall: bool = True)
 TRANSFER_COLUMNS = ["system", "direction", "activation", "depth", "width", "seed",
                     "total_r2", "total_pearson", "total_rmse", "local_r2", "local_pearson",
                     "local_r2_aligned", "local_rmse_aligned", "local_r2_gauge",
-                    "local_r2_frame_centred", "gauge_share_transfer"]
+                    "local_r2_frame_centred", "gauge_share_transfer", "aligned_share_transfer"]
 
 
 def transfer_columns(spec: DescriptorSpec) -> list[str]:
@@ -182,7 +182,8 @@ def run_transfer(sweep_dir: str | Path, out: str | Path | None = None, comm=None
                 report = projectors[task[0]].decompose(reference, prediction.local_energy)
                 row.update(local_r2_gauge=report.r2_gauge,
                            local_r2_frame_centred=report.r2_frame_centred,
-                           gauge_share_transfer=report.share_transfer)
+                           gauge_share_transfer=report.share_transfer,
+                           aligned_share_transfer=report.aligned_share_transfer)
             row.update(_task_rigidity(task, sweep_dir, trains, queries[task[0]], spec))
             rows.append(row)
         if session is not None:
