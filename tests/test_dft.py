@@ -289,3 +289,62 @@ def test_workers_sharing_a_directory_skip_claimed_frames(tmp_path):
     assert again.computed == [0] and not again.busy
     # a shorter input does not shrink the record of structures that frame 1 needs
     assert len(read_frames(tmp_path / "frames.extxyz")) == 2
+
+
+def _synthetic_records(composition: dict[str, int], n_frames: int, slopes, intercepts, seed):
+    """Records whose totals follow a known per-species map exactly (plus tiny noise)."""
+    from toolkit.reference.local_energy import DftFrameRecord
+
+    rng = np.random.default_rng(seed)
+    symbols = [s for s, n in composition.items() for _ in range(n)]
+    records = []
+    base = {"Ar": -762.0, "Kr": -635.0}
+    for k in range(n_frames):
+        basins = np.array([base[s] for s in symbols]) + rng.normal(scale=0.02, size=len(symbols))
+        total = sum((1 + slopes[s]) * basins[i] + intercepts[s] for i, s in enumerate(symbols))
+        atoms = Atoms(symbols, positions=rng.uniform(0, 10, (len(symbols), 3)),
+                      cell=[10, 10, 10], pbc=True)
+        records.append(DftFrameRecord(k, atoms, float(total), np.zeros((len(symbols), 3)),
+                                      float(basins.sum()), basins, np.full(len(symbols), 8.0),
+                                      np.full(len(symbols), 8.0), 0.0, {}))
+    return records
+
+
+def test_joint_map_recovers_per_species_slopes_and_intercepts():
+    from toolkit.reference.dft.cp2k import DftError
+    from toolkit.reference.local_energy import fit_joint
+
+    slopes, intercepts = {"Ar": -1.18, "Kr": -1.27}, {"Ar": -711.4, "Kr": -671.3}
+    systems = {"Ar4": {"Ar": 4}, "Kr4": {"Kr": 4}, "Ar2Kr2": {"Ar": 2, "Kr": 2},
+               "Ar3Kr1": {"Ar": 3, "Kr": 1}}
+    records = {name: _synthetic_records(c, 12, slopes, intercepts, seed=k)
+               for k, (name, c) in enumerate(systems.items())}
+    joint = fit_joint(records)
+    for e in ("Ar", "Kr"):
+        assert joint.slopes[e] == pytest.approx(slopes[e], abs=1e-8)
+        assert joint.intercepts[e] == pytest.approx(intercepts[e], abs=1e-5)
+    assert joint.rmse < 1e-9
+    record = records["Ar2Kr2"][0]
+    symbols = record.atoms.get_chemical_symbols()
+    local = joint.local_energies(record.basin_energies, symbols, record.energy + 0.004)
+    assert local.sum() == pytest.approx(record.energy + 0.004, abs=1e-9)
+    # one mixture alone cannot split its intercept between Ar and Kr
+    with pytest.raises(DftError, match="do not determine"):
+        fit_joint({"Ar2Kr2": records["Ar2Kr2"]})
+
+
+def test_total_against_e_es_has_the_same_residuals_and_an_honest_r2():
+    from toolkit.reference.local_energy import total_against_electrostatic
+
+    rng = np.random.default_rng(3)
+    natoms = 32
+    # the shipped Ar32 set's sizes: E_es/N spread ~10 meV, fit RMSE ~0.8 meV/atom
+    e_es = -762.0 * natoms + rng.normal(scale=0.010 * natoms, size=40)
+    total = e_es + (-1.18 * e_es / natoms - 711.0) * natoms + rng.normal(scale=0.0008 * natoms,
+                                                                        size=40)
+    paper = fit_correlation(total, e_es, natoms)
+    honest = total_against_electrostatic(total, e_es, natoms)
+    assert honest["rmse_eV_per_atom"] == pytest.approx(paper.rmse, rel=1e-9)
+    assert honest["slope"] == pytest.approx(1.0 + paper.slope, abs=1e-9)
+    # E_es on both axes inflates R2: the shared variable's spread lines the points up
+    assert paper.r2 > 0.99 and honest["r2"] < 0.9

@@ -19,8 +19,27 @@ def _cmd_dft(args: argparse.Namespace) -> None:
 
 
 def _cmd_partition(args: argparse.Namespace) -> None:
-    from toolkit.reference.local_energy import partition_command
+    from toolkit.reference.local_energy import partition_command, partition_joint_command
 
+    if args.joint:
+        if args.dft or args.species_offset:
+            raise AetkError("--joint takes SYSTEM=PATH items and an --out folder; it does not "
+                            "go with --dft or --species-offset")
+        sources = {}
+        for item in args.joint:
+            system, sep, path = item.partition("=")
+            if not sep or not path:
+                raise AetkError(f"--joint {item!r}: write SYSTEM=PATH, e.g. "
+                                "Ar32=datasets/dft/records/Ar32.extxyz")
+            sources[system] = path
+        joint = partition_joint_command(sources, args.out)
+        print(f"wrote {args.out}/ ({', '.join(sources)}, joint.fit.json): slopes "
+              + ", ".join(f"{e} {v:.4f}" for e, v in joint.slopes.items()) + "; intercepts "
+              + ", ".join(f"{e} {v:.4f}" for e, v in joint.intercepts.items())
+              + f" eV/atom; RMSE {1e3 * joint.rmse:.3f} meV/atom over {joint.n_frames} frames")
+        return
+    if not args.dft:
+        raise AetkError("give --dft DIR (one system) or --joint SYSTEM=PATH ... (several)")
     offsets = None
     if args.species_offset:
         offsets = {}
@@ -52,8 +71,12 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser("partition", help="Bader electrostatic partition + linear fit -> "
                        "local DFT energies as extxyz (and the paper's Fig. 1/5/6)")
-    p.add_argument("--dft", required=True, help="directory made by aetk dft")
-    p.add_argument("--out", required=True, help="frames with local_energy (.extxyz)")
+    p.add_argument("--dft", help="directory made by aetk dft, or a records .extxyz")
+    p.add_argument("--joint", action="append",
+                   help="SYSTEM=PATH (repeat): one per-species map over several systems; "
+                   "--out is then a folder")
+    p.add_argument("--out", required=True,
+                   help="frames with local_energy (.extxyz); with --joint a folder")
     p.add_argument("--system", help="label written into the frames (default: composition)")
     p.add_argument("--recompute-basins", action="store_true")
     p.add_argument("--species-offset", action="append",
