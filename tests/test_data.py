@@ -90,3 +90,55 @@ def test_split_is_fixed_by_seed_and_disjoint():
     together = np.concatenate([a.train, a.validation, a.test])
     assert sorted(together.tolist()) == list(range(50))
     assert len(a.test) == 10 and len(a.validation) == 5
+
+
+def test_trajectory_split_keeps_test_trajectories_out_of_training(tmp_path):
+    from toolkit.data import FrameError, make_split, split_by_trajectory
+
+    labels = [f"t{k % 4}" for k in range(40)]
+    for seed in range(5):
+        split = split_by_trajectory(labels, seed)
+        test = {labels[i] for i in split.test}
+        seen = {labels[i] for i in np.concatenate([split.train, split.validation])}
+        assert len(test) == 1 and not test & seen  # 10 of 40 frames: one trajectory
+        assert sorted(np.concatenate([split.train, split.validation, split.test])) == list(
+            range(40))
+    with pytest.raises(FrameError, match="needs more than one"):
+        split_by_trajectory(["a"] * 10, 0)
+    # one big trajectory and small ones: the big one is never the test set
+    lopsided = ["big"] * 50 + ["s1", "s2", "s3", "s4"] * 10
+    for seed in range(10):
+        split = split_by_trajectory(lopsided, seed)
+        assert "big" not in {lopsided[i] for i in split.test} and len(split.test) >= 10
+    from ase import Atoms
+
+    frames = [Atoms("Ar", positions=[[0, 0, 0]], cell=[5, 5, 5], pbc=True) for _ in range(4)]
+    with pytest.raises(FrameError, match="trajectory= label"):
+        make_split(frames, 0, "trajectory", "x.extxyz")
+
+
+def test_shipped_dft_frames_split_by_trajectory_into_a_meta_json(tmp_path):
+    """The campaign's frames carry trajectory labels; a fit records the held-out ones."""
+    import json
+    from pathlib import Path
+
+    from toolkit.data import read_frames, write_frames
+    from toolkit.models.fitting import fit_potential
+    from toolkit.models.networks import Architecture
+    from toolkit.models.training import TrainingSettings
+
+    shipped = Path(__file__).resolve().parents[1] / "datasets" / "dft" / "Ar32.extxyz"
+    frames = read_frames(shipped)
+    if len({a.info["trajectory"] for a in frames}) < 2:
+        pytest.skip("the shipped Ar32 set has one trajectory so far")
+    write_frames(tmp_path / "ar.extxyz", frames)
+    potential, _ = fit_potential(tmp_path / "ar.extxyz", tmp_path / "pot",
+                                 Architecture((2,), "tanh"), split_mode="trajectory",
+                                 settings=TrainingSettings(max_iterations=5, patience=5),
+                                 progress=False, wall=False)
+    meta = json.loads((potential.directory / "meta.json").read_text())["data"]
+    assert meta["split_mode"] == "trajectory"
+    held_out = set(meta["test_trajectories"])
+    trained = {frames[i].info["trajectory"] for i in meta["split"]["train"]
+               + meta["split"]["validation"]}
+    assert held_out and not held_out & trained

@@ -299,3 +299,63 @@ def split_frames(
         validation=np.sort(order[n_test : n_test + n_val]),
         test=np.sort(order[:n_test]),
     )
+
+
+SPLIT_MODES = ("random", "trajectory")
+
+
+def split_by_trajectory(trajectories: Sequence[str], seed: int, validation: float = 0.1,
+                        test: float = 0.2) -> Split:
+    """Test frames = whole trajectories, so no test frame shares a trajectory with a training
+    frame; validation = a random ``validation`` fraction of the other frames.
+
+    Trajectories (``atoms.info["trajectory"]``, one label per frame) are taken in an order
+    fixed by ``seed`` until the test set holds at least 3/4 of the ``test`` fraction, skipping
+    any that would leave less than half of the frames for training and validation.
+    """
+    labels = np.asarray([str(t) for t in trajectories])
+    names, counts = np.unique(labels, return_counts=True)
+    if len(names) < 2:
+        raise FrameError(f"{len(names)} trajectory ({names.tolist()}): a trajectory split needs "
+                         "more than one; use --split random or frames from more independent "
+                         "runs")
+    rng = np.random.default_rng(seed)
+    chosen, held = [], 0
+    for k in rng.permutation(len(names)):
+        if held >= 0.75 * test * len(labels):
+            break
+        if held + counts[k] <= 0.5 * len(labels):
+            chosen.append(names[k])
+            held += counts[k]
+    if not chosen:  # every trajectory is over half of the data: hold out the smallest
+        chosen = [names[int(np.argmin(counts))]]
+    in_test = np.isin(labels, chosen)
+    test_frames = np.flatnonzero(in_test)
+    rest = rng.permutation(np.flatnonzero(~in_test))
+    n_val = max(1, int(round(validation * len(labels))))
+    if n_val >= len(rest):
+        raise FrameError("too few frames outside the test trajectories to train")
+    return Split(train=np.sort(rest[n_val:]), validation=np.sort(rest[:n_val]),
+                 test=np.sort(test_frames))
+
+
+def frame_trajectories(frames: Sequence[Atoms], path: str | Path | None = None) -> list[str]:
+    """The ``trajectory`` label of every frame (refused in one line where one is missing)."""
+    labels = []
+    for index, atoms in enumerate(frames):
+        if "trajectory" not in atoms.info:
+            raise FrameError(f"{_where(path, index)}: no trajectory= label, which a trajectory "
+                             "split needs (frames of the DFT campaign carry it); use --split "
+                             "random")
+        labels.append(str(atoms.info["trajectory"]))
+    return labels
+
+
+def make_split(frames: Sequence[Atoms], seed: int, mode: str = "random",
+               path: str | Path | None = None) -> Split:
+    """The 70/10/20 random split, or the trajectory split (:func:`split_by_trajectory`)."""
+    if mode == "random":
+        return split_frames(len(frames), seed)
+    if mode == "trajectory":
+        return split_by_trajectory(frame_trajectories(frames, path), seed)
+    raise FrameError(f"split mode {mode!r}: choose from {SPLIT_MODES}")

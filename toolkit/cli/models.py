@@ -20,7 +20,7 @@ def _cmd_fit(args: argparse.Namespace) -> None:
     settings = TrainingSettings(max_iterations=args.max_iterations, patience=args.patience)
     architecture = Architecture(tuple(args.hidden or [16]), args.activation)
     potential, metrics = fit_potential(
-        args.data, args.out, architecture, seed=args.seed,
+        args.data, args.out, architecture, seed=args.seed, split_mode=args.split,
         spec=read_spec(args.spec), split_seed=args.split_seed, settings=settings,
         progress=not args.quiet, wall=not args.no_wall)
     summary = {"total_r2": metrics["total"]["r2"],
@@ -98,6 +98,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="initialisation seed")
     p.add_argument("--split-seed", type=int, default=0,
                    help="seed of the 70/10/20 train/validation/test split by frame")
+    p.add_argument("--split", choices=["random", "trajectory"], default="random",
+                   help="random 70/10/20 by frame, or whole trajectories held out for testing "
+                   "(frames need trajectory= labels, as the DFT campaign's have)")
     p.add_argument("--spec", help="descriptor spec TOML; default built in")
     p.add_argument("--max-iterations", type=int, default=1000)
     p.add_argument("--patience", type=int, default=50)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from toolkit.data import Split, file_hash, frames_hash, read_frames, split_frames, validate_frames
+from toolkit.data import Split, file_hash, frames_hash, make_split, read_frames, validate_frames
 from toolkit.descriptors import Descriptors, DescriptorSpec, compute_descriptors
 from toolkit.metrics import energy_metrics
 from toolkit.models.networks import Architecture, atomic_energies
@@ -26,6 +26,7 @@ class Dataset:
     descriptors: Descriptors
     split: Split
     split_seed: int
+    split_mode: str = "random"
 
     @property
     def energies(self) -> np.ndarray:
@@ -41,16 +42,25 @@ class Dataset:
         return {"path": str(self.path) if self.path else None,
                 "sha256": file_hash(self.path) if self.path else None,
                 "frames_hash": frames_hash(self.frames), "n_frames": len(self.frames),
-                "split_seed": self.split_seed, "split": self.split.as_dict()}
+                "split_seed": self.split_seed, "split_mode": self.split_mode,
+                "split": self.split.as_dict(), **self._test_trajectories()}
+
+    def _test_trajectories(self) -> dict:
+        if self.split_mode != "trajectory":
+            return {}
+        names = sorted({str(self.frames[i].info["trajectory"]) for i in self.split.test})
+        return {"test_trajectories": names}
 
 
 def load_dataset(path: str | Path, spec: DescriptorSpec, split_seed: int = 0,
-                 progress: bool = True, comm=None) -> Dataset:
+                 progress: bool = True, comm=None, split_mode: str = "random") -> Dataset:
+    """Frames, descriptors and the split (``split_mode``: random 70/10/20, or whole
+    trajectories held out for testing, see :func:`toolkit.data.make_split`)."""
     frames = read_frames(path)
     validate_frames(frames, path, require=("energy",), cutoff=spec.cutoff, species=spec.elements)
     descriptors = compute_descriptors(frames, spec, source=path, progress=progress, comm=comm)
-    return Dataset(Path(path), frames, descriptors, split_frames(len(frames), split_seed),
-                   split_seed)
+    return Dataset(Path(path), frames, descriptors,
+                   make_split(frames, split_seed, split_mode, path), split_seed, split_mode)
 
 
 def ensemble_scores(ensemble: TrainedEnsemble, dataset: Dataset, frames) -> list[dict]:
@@ -83,6 +93,7 @@ def fit_potential(
     settings: TrainingSettings | None = None,
     progress: bool = True,
     wall: bool = True,
+    split_mode: str = "random",
 ) -> tuple[Potential, dict]:
     """Train one potential on the totals of ``data``'s training frames and export it.
 
@@ -90,7 +101,8 @@ def fit_potential(
     (toolkit/models/wall.py); it is zero on all of them, so training and metrics are unchanged.
     """
     spec = spec or DescriptorSpec()
-    dataset = load_dataset(data, spec, split_seed=split_seed, progress=progress)
+    dataset = load_dataset(data, spec, split_seed=split_seed, progress=progress,
+                           split_mode=split_mode)
     # placed before training, so data the wall cannot go below fails at once, not after it
     repulsive_wall = wall_for(dataset.frames, spec.elements) if wall else None
     ensemble = train_ensemble(architecture, dataset.descriptors, dataset.energies,

@@ -77,6 +77,7 @@ class SweepConfig:
     spec: DescriptorSpec = field(default_factory=DescriptorSpec)
     training: TrainingSettings = TrainingSettings()
     monitor_every: int = 0  # >0: record test local scores every k iterations (cells/*.monitor)
+    split_mode: str = "random"  # or "trajectory": whole trajectories held out for testing
 
     def cells(self) -> list[tuple[str, str, int, int]]:
         return [(s, a, d, w) for s in self.systems for a in self.activations
@@ -86,7 +87,8 @@ class SweepConfig:
         return {"name": self.name, "systems": list(self.systems),
                 "activations": list(self.activations), "depths": list(self.depths),
                 "widths": list(self.widths), "seeds": list(self.seeds),
-                "split_seed": self.split_seed, "monitor_every": self.monitor_every,
+                "split_seed": self.split_seed, "split_mode": self.split_mode,
+                "monitor_every": self.monitor_every,
                 "data": asdict(self.data),
                 "descriptor": self.spec.to_dict(), "training": self.training.to_dict()}
 
@@ -107,7 +109,7 @@ def read_config(path: str | Path) -> SweepConfig:
         raise SweepConfigError(f"{path}: unreadable sweep config ({exc})") from None
     _take(raw, {"sweep", "data", "descriptor", "training"}, str(path))
     sweep = _take(raw.get("sweep", {}), {"name", "systems", "activations", "depths", "widths",
-                                         "monitor_every",
+                                         "monitor_every", "split",
                                          "seeds", "split_seed"}, f"{path} [sweep]")
     for key in ("systems", "activations", "depths", "widths", "seeds"):
         if not sweep.get(key):
@@ -132,6 +134,7 @@ def read_config(path: str | Path) -> SweepConfig:
         widths=tuple(int(w) for w in sweep["widths"]),
         seeds=tuple(int(s) for s in sweep["seeds"]), split_seed=int(sweep.get("split_seed", 0)),
         monitor_every=int(sweep.get("monitor_every", 0)),
+        split_mode=str(sweep.get("split", "random")),
         data=DataConfig(**data), spec=spec, training=TrainingSettings(**training),
     )
 
@@ -307,7 +310,7 @@ def run_sweep(config: SweepConfig, out: str | Path, progress: bool = True, comm=
                 from toolkit.studies.identifiability import DatasetGauge
 
                 datasets[system] = load_dataset(paths[system], config.spec, config.split_seed,
-                                                progress=False)
+                                                progress=False, split_mode=config.split_mode)
                 gauges[system] = DatasetGauge(datasets[system])
             start = time.perf_counter()
             ensemble, rows, along = train_cell(config, datasets[system], cell,
@@ -364,7 +367,7 @@ def export_member(out: str | Path, system: str, activation: str, depth: int, wid
 
     ``wall``: with the repulsive wall below the system's data (toolkit/models/wall.py).
     """
-    from toolkit.data import file_hash, read_frames, split_frames
+    from toolkit.data import file_hash, make_split, read_frames
     from toolkit.models.potential import write_potential
 
     out = Path(out)
@@ -377,13 +380,14 @@ def export_member(out: str | Path, system: str, activation: str, depth: int, wid
 
     path = data_path(config, system, out)
     frames = read_frames(path)
-    split = split_frames(len(frames), config.split_seed)
+    split = make_split(frames, config.split_seed, config.split_mode, path)
     meta = {"seed": seed,
             "sweep": {"directory": str(out), "system": system},
             "test_metrics_sweep": rows[0] if rows else None,
             "data": {"path": str(path), "sha256": file_hash(path), "n_frames":
                      len(split.train) + len(split.validation) + len(split.test),
-                     "split_seed": config.split_seed, "split": split.as_dict()}}
+                     "split_seed": config.split_seed, "split_mode": config.split_mode,
+                     "split": split.as_dict()}}
     return write_potential(target, model, meta,
                            wall=wall_for(frames, config.spec.elements) if wall else None)
 
@@ -395,6 +399,7 @@ def _config_from_dict(data: dict) -> SweepConfig:
         widths=tuple(data["widths"]), seeds=tuple(data["seeds"]),
         split_seed=data["split_seed"], data=DataConfig(**data["data"]),
         monitor_every=int(data.get("monitor_every", 0)),
+        split_mode=data.get("split_mode", "random"),
         spec=DescriptorSpec.from_dict(data["descriptor"]),
         training=TrainingSettings(**data["training"]))
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from toolkit.data import atomic_write_text, read_frames, split_frames
+from toolkit.data import atomic_write_text, make_split, read_frames
 from toolkit.descriptor_spec import DescriptorSpec
 from toolkit.evaluation import PotentialSession, Prediction, check_frames_for, score
 from toolkit.models.networks import SpeciesNetworks, combine
@@ -150,7 +150,7 @@ def run_transfer(sweep_dir: str | Path, out: str | Path | None = None, comm=None
     for system in config.systems:
         path = data_path(config, system, sweep_dir)
         frames = read_frames(path)
-        split = split_frames(len(frames), config.split_seed)
+        split = make_split(frames, config.split_seed, config.split_mode, path)
         test_frames[system] = [frames[i] for i in split.test]
         descriptors = compute_descriptors(frames, spec, source=path, progress=False)
         queries[system] = descriptors.select_frames(list(split.test))
