@@ -348,3 +348,105 @@ def test_total_against_e_es_has_the_same_residuals_and_an_honest_r2():
     assert honest["slope"] == pytest.approx(1.0 + paper.slope, abs=1e-9)
     # E_es on both axes inflates R2: the shared variable's spread lines the points up
     assert paper.r2 > 0.99 and honest["r2"] < 0.9
+
+
+# -- the campaign: records, resumption on any machine, a killed worker ------------------------
+def _campaign(root: Path, frames: int = 2):
+    from toolkit.reference.dft.campaign import Campaign
+
+    campaign = Campaign(root / "set", root / "work", systems=("Ar3",), target=frames,
+                        frames_per_trajectory=frames, settings=FAST)
+    (name,) = [t.name for t in campaign.trajectories("Ar3")]
+    return campaign, name
+
+
+@pytest.mark.slow
+@needs_cp2k
+def test_campaign_records_frames_and_a_fresh_machine_never_recomputes_them(tmp_path):
+    from toolkit.reference.dft.campaign import compute, status
+
+    campaign, name = _campaign(tmp_path)
+    inputs = {"Ar3": {name: [tiny_argon(0.0), tiny_argon(0.11)]}}
+    counts = compute(campaign, ONE_CORE, budget_min=10, log=lambda _: None, inputs=inputs)
+    assert counts == {"Ar3": 2} and status(campaign)["Ar3"]["trajectories"][name] == "2/2"
+    records = read_frames(campaign.records_path("Ar3"))
+    assert [(a.info["trajectory"], a.info["trajectory_frame"]) for a in records] == [
+        (name, 0), (name, 1)]
+    assert np.abs(records[0].arrays["basin_electrons"].sum() - 24.0) < 2e-3
+    # a fresh checkout: committed records, no work directories -> nothing is recomputed
+    shutil.rmtree(campaign.work)
+    again = compute(campaign, ONE_CORE, budget_min=10, log=lambda _: None, inputs=inputs)
+    assert again == {"Ar3": 2} and not campaign.work.exists()
+    assert read_frames(campaign.records_path("Ar3"))[1].info["energy"] == \
+        records[1].info["energy"]
+
+
+@pytest.mark.slow
+@needs_cp2k
+def test_worker_killed_mid_frame_loses_nothing_and_resumes(tmp_path):
+    """kill -9 a worker (and its CP2K) after one frame is recorded; the rerun finishes the
+    set, reuses the finished frame bit for bit, and takes the dead worker's claim over."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    from toolkit.reference.dft.campaign import compute
+
+    campaign, name = _campaign(tmp_path, frames=3)
+    shifts = (0.0, 0.09, -0.07)
+    script = textwrap.dedent(f"""
+        import numpy as np
+        from pathlib import Path
+        from ase import Atoms
+        from toolkit.reference.dft.campaign import Campaign, compute
+        from toolkit.reference.dft.cp2k import DftSettings, Launcher
+        def tiny(shift):
+            positions = np.array([(0.4, 0.5, 0.6), (3.9, 0.9, 0.3), (2.0, 3.6, 1.1)])
+            positions[0, 0] += shift
+            return Atoms("Ar3", positions=positions, cell=[6.5] * 3, pbc=True)
+        campaign = Campaign(Path({str(campaign.root)!r}), Path({str(campaign.work)!r}),
+                            systems=("Ar3",), target=3, frames_per_trajectory=3,
+                            settings=DftSettings(cutoff=200.0, rel_cutoff=40.0, vdw=None))
+        compute(campaign, Launcher(), 10, inputs={{"Ar3": {{{name!r}: [tiny(s) for s in
+                                                 {shifts!r}]}}}})
+    """)
+    worker = subprocess.Popen([sys.executable, "-c", script], start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    records = campaign.records_path("Ar3")
+    deadline = time.time() + 240
+    while time.time() < deadline and worker.poll() is None:
+        if records.is_file() and len(read_frames(records)) >= 1:
+            # the second frame's CP2K is (being) started: kill the worker in the middle
+            time.sleep(0.5)
+            break
+        time.sleep(0.2)
+    assert worker.poll() is None, "the worker finished before it could be killed"
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait()
+    before = read_frames(records)
+    assert 1 <= len(before) < 3
+    counts = compute(campaign, ONE_CORE, budget_min=10, log=lambda _: None,
+                     inputs={"Ar3": {name: [tiny_argon(s) for s in shifts]}})
+    assert counts == {"Ar3": 3}
+    after = read_frames(records)
+    assert after[0].info["energy"] == before[0].info["energy"]
+    np.testing.assert_array_equal(after[0].arrays["basin_energy"],
+                                  before[0].arrays["basin_energy"])
+    assert not list(campaign.work.glob("*/*/frame_*/CLAIM"))  # the dead claim was taken over
+
+
+@pytest.mark.slow
+@needs_cp2k
+def test_isolated_atoms_are_one_basin_of_eight_electrons(tmp_path):
+    from toolkit.reference.dft.campaign import Campaign, isolated_atoms
+
+    campaign = Campaign(tmp_path / "set", tmp_path / "work", natoms=4, settings=FAST)
+    records = isolated_atoms(campaign, ONE_CORE, box=6.5, log=lambda _: None)
+    assert [r.labels["element"] for r in records] == ["Ar", "Kr"]
+    for record in records:
+        assert record.basin_electrons[0] == pytest.approx(8.0, abs=2e-3)
+        assert record.basin_energies[0] == pytest.approx(record.electrostatic_energy, abs=1e-6)
+    assert len(read_frames(tmp_path / "set" / "records" / "isolated.extxyz")) == 2

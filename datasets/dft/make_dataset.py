@@ -49,12 +49,18 @@ def main() -> None:
                         help="run single points and basins, skip the partition")
     parser.add_argument("--partition-only", action="store_true")
     parser.add_argument("--status", action="store_true", help="print what exists and stop")
+    parser.add_argument("--isolated", action="store_true",
+                        help="compute the isolated Ar and Kr atoms (records/isolated.extxyz)")
     args = parser.parse_args()
     campaign = Campaign(Path(args.root), Path(args.work), systems=tuple(args.systems),
                         target=args.target)
     if args.status:
         print(json.dumps(json.loads(write_status(campaign).read_text()), indent=1))
         return
+    if args.isolated:
+        from toolkit.reference.dft.campaign import isolated_atoms
+
+        isolated_atoms(campaign, Launcher(np=args.np), log=lambda t: print(t, flush=True))
     if not args.partition_only:
         if args.workers > 1:
             for system in campaign.systems:  # make the structures once, not per worker
@@ -83,7 +89,11 @@ def partition(campaign) -> None:
     import numpy as np
 
     from toolkit.reference.figures import plot_correlation
-    from toolkit.reference.local_energy import partition_command, read_records
+    from toolkit.reference.local_energy import (
+        partition_command,
+        partition_joint_command,
+        read_records,
+    )
 
     os.chdir(ROOT)
     here = HERE.relative_to(ROOT)
@@ -126,6 +136,42 @@ def partition(campaign) -> None:
     partition_command(here / "records" / "Ar16Kr16.extxyz", here / "Ar16Kr16.pure_aligned.extxyz",
                       system="Ar16Kr16", species_offsets=offsets)
     (here / "cost.json").write_text(json.dumps(stats, indent=1) + "\n")
+    joint_sources = {s: here / "records" / f"{s}.extxyz" for s in campaign.systems
+                     if (here / "records" / f"{s}.extxyz").is_file()}
+    joint = partition_joint_command(joint_sources, here / "joint")
+    print("joint", joint, flush=True)
+    isolated = here / "records" / "isolated.extxyz"
+    if isolated.is_file():
+        compare_isolated(isolated, here, joint)
+
+
+def compare_isolated(isolated, here, joint) -> None:
+    """What each fitted map says about an isolated atom: E_total against the map's
+    (1 + slope) E_es + intercept (the paper relates the intercepts to isolated atoms)."""
+    from toolkit.reference.local_energy import read_records
+
+    rows = {}
+    for record in read_records(isolated):
+        element = str(record.labels["element"])
+        entry = {"box_A": float(record.labels["box_A"]), "E_total_eV": record.energy,
+                 "E_es_eV": record.electrostatic_energy,
+                 "basin_electrons": float(record.basin_electrons[0]),
+                 "E_total_minus_E_es_eV": record.energy - record.electrostatic_energy,
+                 "maps": {}}
+        for name in (f"{element}32", "Ar16Kr16"):
+            info = json.loads((here / f"{name}.fit.json").read_text())["fit"]
+            predicted = (1 + info["slope"]) * record.electrostatic_energy + info["intercept"]
+            entry["maps"][name] = {"slope": info["slope"], "intercept": info["intercept"],
+                                   "predicted_E_eV": predicted,
+                                   "predicted_minus_E_total_eV": predicted - record.energy}
+        predicted = ((1 + joint.slopes[element]) * record.electrostatic_energy
+                     + joint.intercepts[element])
+        entry["maps"]["joint"] = {"slope": joint.slopes[element],
+                                  "intercept": joint.intercepts[element],
+                                  "predicted_E_eV": predicted,
+                                  "predicted_minus_E_total_eV": predicted - record.energy}
+        rows[element] = entry
+    (here / "isolated.json").write_text(json.dumps(rows, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -119,7 +119,7 @@ class DftFrameRecord:
 
 
 RECORD_LABELS = ("trajectory", "trajectory_frame", "single_point_s", "partition_s",
-                 "scf_steps")
+                 "scf_steps", "element", "box_A")
 
 
 def record_frame(record: DftFrameRecord) -> Atoms:

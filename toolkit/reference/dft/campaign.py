@@ -302,3 +302,37 @@ def write_status(campaign: Campaign) -> Path:
     path = campaign.root / "records" / "status.json"
     atomic_write_text(path, json.dumps(status(campaign), indent=1) + "\n")
     return path
+
+
+# -- isolated atoms -----------------------------------------------------------------------------
+ISOLATED = ("Ar", "Kr")
+
+
+def isolated_atoms(campaign: Campaign, launcher: Launcher, box: float | None = None,
+                   log=print) -> list:
+    """One CP2K single point (+ its Bader basin, the whole cell) per element, alone in a
+    periodic box at the campaign's settings; records in ``records/isolated.extxyz``.
+
+    ``box`` (A): default the box of that element's pure 32-atom liquid, so the grids are
+    those of the liquid frames. Resumable like every frame (work/isolated/ELEMENT).
+    """
+    from toolkit.reference.classical import fcc_cells, fcc_lattice_constant
+    from toolkit.reference.local_energy import record_frame
+
+    records = []
+    for element in ISOLATED:
+        length = box or fcc_lattice_constant(element) * fcc_cells(campaign.natoms)
+        atoms = Atoms(element, positions=[[length / 2] * 3], cell=[length] * 3, pbc=True)
+        trajectory = Trajectory(element, f"isolated-{length:.4f}A", None, 1)
+        work = campaign.work / "isolated" / element
+        summary = run_dft([atoms], work, campaign.settings, launcher, progress=False)
+        if summary.failed:
+            raise DftError(str(summary))
+        log(f"isolated {element} in a {length:.3f} A box: {summary}")
+        record = _workdir_record(frame_dir(work, 0), trajectory, 0, atoms)
+        record.labels["element"] = element
+        record.labels["box_A"] = length
+        records.append(record)
+    frames = [record_frame(r) for r in records]
+    write_frames(campaign.root / "records" / "isolated.extxyz", frames)
+    return records
