@@ -276,6 +276,49 @@ def mpi_evaluation() -> dict:
     return out
 
 
+@benchmark
+def identifiability() -> dict:
+    """Gauge decomposition of 1,000 frames x 108 atoms (target: under 10 s here) and the local
+    prediction rigidity of a width-64 network on 2,000 frames (target: under 30 s)."""
+    import numpy as np
+    import torch
+
+    from toolkit.descriptors import DescriptorSpec, compute_descriptors
+    from toolkit.models.networks import (
+        Architecture,
+        EnsembleNetworks,
+        Normalisation,
+        SpeciesNetworks,
+    )
+    from toolkit.reference.classical import ClassicalRun, generate_frames
+    from toolkit.studies.identifiability import GaugeProjector
+    from toolkit.studies.rigidity import model_rigidity
+
+    frames = generate_frames(ClassicalRun("ArKr", n_frames=1000, seed=5), progress=False)
+    reference = np.concatenate([a.arrays["local_energy"] for a in frames])
+    predicted = reference + np.random.default_rng(0).normal(scale=2e-3, size=len(reference))
+    seconds, report = _timed(lambda: GaugeProjector(frames, DescriptorSpec()).decompose(
+        reference, predicted))
+    out = {"decomposition_1000x108_s": seconds, "r2_gauge": report.r2_gauge}
+    more = generate_frames(ClassicalRun("ArKr", n_frames=1000, seed=6), progress=False)
+    descriptors = compute_descriptors(frames + more, DescriptorSpec(), progress=False)
+    spec = DescriptorSpec()
+    arch = Architecture((64,), "tanh")
+    theta = EnsembleNetworks(arch, 2, spec.n_descriptors).initial_theta([0])[0]
+    values = descriptors.values
+    norm = Normalisation(np.stack([values.mean(0)] * 2), np.stack([values.std(0)] * 2), 1e-3,
+                         np.zeros(2))
+    model = SpeciesNetworks(spec, arch, torch.as_tensor(theta), norm, ("Ar", "Kr"))
+    train = descriptors.select_frames(list(range(1400)))
+    test = descriptors.select_frames(list(range(1600, 2000)))
+    seconds, lpr = _timed(lambda: model_rigidity(model, train.values, train.species_index,
+                                                 train.frame_index, test.values,
+                                                 test.species_index))
+    out.update({"lpr_width64_2000frames_s": seconds, "train_atoms": int(len(train.values)),
+                "query_atoms": int(len(test.values)), "lpr_median": float(np.median(lpr))})
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default="benchmarks/results.json")

@@ -120,6 +120,9 @@ def transfer_figures(rows, out: str | Path,
                                   "fig9_transfer_total_r2")
     paths += architectures_figure(rows, local_metric, "transferred " + label, out,
                                   "fig10_transfer_local_r2")
+    if any(_finite(r.get("local_r2_gauge")) for r in rows):
+        paths += width_figure(rows, "local_r2_gauge", "transferred local R2 (gauge-projected)",
+                              out, "fig4_transfer_local_r2_gauge_tanh")
     return paths
 
 

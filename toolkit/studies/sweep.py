@@ -118,10 +118,13 @@ def read_config(path: str | Path) -> SweepConfig:
     if bad:
         raise SweepConfigError(f"{path}: activations {sorted(bad)} are not evaluated by LAMMPS "
                                f"mliap nn; use {ACTIVATIONS}")
-    from toolkit.species import SYSTEMS
+    from toolkit.species import UnknownSpeciesError, system_composition
 
-    if set(sweep["systems"]) - set(SYSTEMS):
-        raise SweepConfigError(f"{path}: systems must be among {sorted(SYSTEMS)}")
+    for system in sweep["systems"]:
+        try:
+            system_composition(system)
+        except UnknownSpeciesError as exc:
+            raise SweepConfigError(f"{path} [sweep] systems: {exc}") from None
     data = _take(raw.get("data", {}), {"reference", "frames", "seed", "files"}, f"{path} [data]")
     training = _take(raw.get("training", {}), set(TrainingSettings.__dataclass_fields__),
                      f"{path} [training]")
