@@ -285,6 +285,38 @@ def test_converted_fitsnap_network_in_lammps_equals_its_pytorch_energies(
     assert np.max(np.abs(wrong_energies - expected)) > 1e-3
 
 
+def test_lammps_nn_silently_evaluates_softplus_as_linear(arkr_lj_frames, tmp_path):
+    """Why FitSNAP's Softplus networks are refused instead of written: LAMMPS `mliap model
+    nn` takes an activation name it does not know for linear, without a word."""
+    from toolkit.lammps import Lammps, self_comm
+    from toolkit.models.networks import EnsembleNetworks, Normalisation, SpeciesNetworks
+    from toolkit.models.potential import mliap_nn_text, pair_commands
+
+    spec = DescriptorSpec()
+    architecture = Architecture((4,), "tanh")
+    theta = EnsembleNetworks(architecture, 2, spec.n_descriptors).initial_theta([3])[0]
+    d = compute_descriptors(arkr_lj_frames[:1], spec, progress=False).values
+    model = SpeciesNetworks(spec, architecture, theta,
+                            Normalisation(np.stack([d.mean(0)] * 2), np.stack([d.std(0)] * 2),
+                                          1.0, np.zeros(2)), spec.elements)
+    energies = {}
+    for name in ("tanh", "linear", "softplus"):
+        directory = tmp_path / name
+        directory.mkdir()
+        text = mliap_nn_text(model)
+        assert " tanh 4 linear 1" in text
+        (directory / "model.mliap.nn").write_text(text.replace(" tanh 4 ", f" {name} 4 "))
+        (directory / "descriptor.mliap").write_text(spec.mliap_descriptor_text())
+        with Lammps(comm=self_comm()) as lmp:
+            lmp.setup_box(spec.elements)
+            lmp.commands(pair_commands(directory, spec))
+            lmp.load_atoms(arkr_lj_frames[0], spec.type_of)
+            lmp.command("run 0 post no")
+            energies[name] = lmp.thermo("pe")
+    assert energies["softplus"] == energies["linear"]
+    assert abs(energies["tanh"] - energies["linear"]) > 1e-3
+
+
 def test_fitsnap_softplus_networks_are_refused_with_the_reason(fitsnap_trained, tmp_path):
     with pytest.raises(FitsnapError) as info:
         convert_fitsnap_network(fitsnap_trained["checkpoint"], fitsnap_trained["input"],
