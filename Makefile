@@ -23,7 +23,7 @@ $(SYSSTAMP):
 $(STAMP): pyproject.toml $(SYSSTAMP)
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip "setuptools>=68,<81" wheel
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,fitsnap]"
 	@touch $@
 
 test: setup

@@ -18,10 +18,15 @@ def _cmd_fit(args: argparse.Namespace) -> None:
     from toolkit.models.training import TrainingSettings
 
     settings = TrainingSettings(max_iterations=args.max_iterations, patience=args.patience)
-    architecture = Architecture(tuple(args.hidden or [16]), args.activation)
+    spec, hidden = read_spec(args.spec), args.hidden or [16]
+    if args.fitsnap_input:
+        from toolkit.interop.fitsnap import fit_setup_from_fitsnap
+
+        spec, hidden = fit_setup_from_fitsnap(args.fitsnap_input, args.spec, args.hidden)
+    architecture = Architecture(tuple(hidden), args.activation)
     potential, metrics = fit_potential(
         args.data, args.out, architecture, seed=args.seed, split_mode=args.split,
-        spec=read_spec(args.spec), split_seed=args.split_seed, settings=settings,
+        spec=spec, split_seed=args.split_seed, settings=settings,
         progress=not args.quiet, wall=not args.no_wall)
     summary = {"total_r2": metrics["total"]["r2"],
                "total_rmse_per_atom_meV": 1e3 * metrics["total_per_atom_rmse"]}
@@ -102,6 +107,8 @@ def add_parsers(sub) -> None:
                    help="random 70/10/20 by frame, or whole trajectories held out for testing "
                    "(frames need trajectory= labels, as the DFT campaign's have)")
     p.add_argument("--spec", help="descriptor spec TOML; default built in")
+    p.add_argument("--fitsnap-input", help="take the descriptor spec ([BISPECTRUM]) and hidden "
+                   "widths ([PYTORCH] layer_sizes) from a FitSNAP input file")
     p.add_argument("--max-iterations", type=int, default=1000)
     p.add_argument("--patience", type=int, default=50)
     p.add_argument("--out", required=True, help="potential directory to write")
