@@ -82,8 +82,7 @@ def md() -> dict:
     from toolkit.data import atomic_write_text, write_frames
     from toolkit.descriptors import compute_descriptors
     from toolkit.md import PairModel, run_md
-    from toolkit.models.fitting import fit_potential
-    from toolkit.models.networks import Architecture
+    from toolkit.models.fitting import FitConfig, fit_potential
     from toolkit.models.training import TrainingSettings
     from toolkit.reference.classical import ClassicalRun, generate_frames
 
@@ -91,9 +90,9 @@ def md() -> dict:
     frames = generate_frames(ClassicalRun("ArKr", n_frames=20, seed=4, every=50),
                              progress=False)
     write_frames(tmp / "arkr.extxyz", frames)
-    nn, _ = fit_potential(tmp / "arkr.extxyz", tmp / "nn", Architecture((16,), "tanh"),
-                          settings=TrainingSettings(max_iterations=60, patience=60),
-                          progress=False)
+    nn, _ = fit_potential(FitConfig(tmp / "arkr.extxyz", (16,), "tanh",
+                                    training=TrainingSettings(max_iterations=60, patience=60)),
+                          tmp / "nn", progress=False)
     spec = nn.spec
     d = compute_descriptors(frames, spec, cache=False, progress=False)
     n_species, n_desc = len(spec.elements), spec.n_descriptors
@@ -243,8 +242,7 @@ def mpi_evaluation() -> dict:
     from pathlib import Path
 
     from toolkit.data import write_frames
-    from toolkit.models.fitting import fit_potential
-    from toolkit.models.networks import Architecture
+    from toolkit.models.fitting import FitConfig, fit_potential
     from toolkit.models.training import TrainingSettings
 
     frames, _, _ = _ar_dataset(200, "ArKr")
@@ -253,8 +251,8 @@ def mpi_evaluation() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "arkr.extxyz"
         write_frames(data, frames)
-        fit_potential(data, Path(tmp) / "pot", Architecture((16,), "tanh"),
-                      settings=TrainingSettings(max_iterations=5), progress=False)
+        fit_potential(FitConfig(data, (16,), "tanh", training=TrainingSettings(max_iterations=5)),
+                      Path(tmp) / "pot", progress=False)
 
         def run(ranks, extra):
             command = [str(bin_dir / "aetk"), "evaluate", "--potential", str(Path(tmp) / "pot"),

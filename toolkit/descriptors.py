@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms
-from tqdm import tqdm
 
 from toolkit.data import atomic_write_text, frames_hash, validate_frames
 from toolkit.descriptor_spec import (  # noqa: F401  (re-exported: the public place)
@@ -38,6 +37,8 @@ from toolkit.descriptor_spec import (  # noqa: F401  (re-exported: the public pl
     read_spec,
 )
 from toolkit.lammps import Lammps, self_comm
+from toolkit.parallel import allgather_dict, is_rank0, share_indices
+from toolkit.progress import progress as progress_bar
 
 DESCRIPTOR_VERSION = 1  # bump when the way descriptors are computed changes (cache key)
 
@@ -97,17 +98,13 @@ def compute_descriptors(
         stored = np.load(path)
         return Descriptors(stored["values"], stored["frame_index"], stored["species_index"], spec)
 
-    rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
-    mine = list(range(rank, len(frames), size))
+    rank0 = is_rank0(comm)
     results = {}
     with DescriptorSession(spec) as session:
-        for index in tqdm(mine, desc="descriptors", unit="frame", disable=not progress or rank):
+        for index in progress_bar(share_indices(len(frames), comm), desc="descriptors",
+                                  unit="frame", enabled=progress and rank0):
             results[index] = session.compute(frames[index])
-    if comm is not None and size > 1:
-        merged = {}
-        for part in comm.allgather(results):
-            merged.update(part)
-        results = merged
+    results = allgather_dict(results, comm)
 
     values = np.concatenate([results[i] for i in range(len(frames))])
     frame_index = np.concatenate(
@@ -117,7 +114,7 @@ def compute_descriptors(
         [[spec.type_of(s) - 1 for s in atoms.get_chemical_symbols()] for atoms in frames]
     ).astype(np.int64)
     result = Descriptors(values, frame_index, species_index, spec)
-    if cache and rank == 0:
+    if cache and rank0:
         _save_npz_atomically(path, values=values, frame_index=frame_index,
                              species_index=species_index)
     return result

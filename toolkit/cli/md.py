@@ -11,13 +11,13 @@ def _cmd_md(args: argparse.Namespace) -> None:
     import json
 
     from toolkit.lammps import world_comm
-    from toolkit.md import compare_with_reference, run_md
+    from toolkit.md import MDRun, compare_with_reference, run_md
 
-    result = run_md(args.potential, args.system, args.atoms, args.temperature, args.ensemble,
-                    args.steps, args.seed, args.out, per_atom_energies=args.per_atom,
-                    progress=not args.quiet, timestep=args.timestep / 1000.0,
-                    melt_steps=args.melt_steps, equilibration_steps=args.equilibration_steps,
-                    dump_every=args.dump_every)
+    run = MDRun(args.potential, args.system, args.atoms, args.temperature, args.ensemble,
+                args.steps, args.seed, timestep=args.timestep / 1000.0,
+                melt_steps=args.melt_steps, equilibration_steps=args.equilibration_steps,
+                dump_every=args.dump_every, per_atom_energies=args.per_atom)
+    result = run_md(run, args.out, progress=not args.quiet)
     rank0 = world_comm().Get_rank() == 0
     summary = result.summary
     if rank0:

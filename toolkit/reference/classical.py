@@ -30,10 +30,10 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 from ase.units import bar
-from tqdm import tqdm
 
 from toolkit.errors import AetkError
 from toolkit.lammps import Lammps, render_template, self_comm
+from toolkit.progress import progress as progress_bar
 from toolkit.species import (
     atm_triple_c9,
     element,
@@ -158,7 +158,7 @@ def input_text(run: ClassicalRun, dump_file: str = "frames.dump") -> str:
         f"mass            {t + 1} {element(s).mass}  # {s}" for t, s in enumerate(species)
     )
     return render_template(
-        "classical_md.lmp",
+        "lammps_inputs/classical_md.lmp",
         system=run.system,
         natoms=run.natoms,
         temperature=run.temperature,
@@ -192,8 +192,8 @@ def generate_frames(run: ClassicalRun, progress: bool = True) -> list[Atoms]:
         lo, hi = lmp.raw.extract_box()[:2]
         lengths = np.array(hi) - np.array(lo)
         volume = float(np.prod(lengths))
-        bar_ = tqdm(range(run.n_frames), desc=f"{run.system} {run.reference}", unit="frame",
-                    disable=not progress)
+        bar_ = progress_bar(range(run.n_frames), desc=f"{run.system} {run.reference}",
+                            unit="frame", enabled=progress)
         for index in bar_:
             # the first run after reset_timestep needs a full setup; later ones skip it
             lmp.command(f"run {run.every} pre {'yes' if index == 0 else 'no'} post no")
