@@ -102,7 +102,7 @@ def check_forces_are_finite_differences(potential: Potential, atoms: Atoms,
         numeric = calculate_numerical_forces(atoms, eps=FD_STEP, iatoms=list(indices))
     finally:
         atoms.calc.close()
-    worst = float(np.max(np.abs(numeric[list(indices)] - forces)))
+    worst = float(np.max(np.abs(numeric - forces)))  # rows of `indices`, in order
     assert np.max(np.abs(forces)) > 1e-3, "forces too small for the check to mean anything"
     assert worst < FORCE_TOL, f"max |F_fd - F| = {worst:.2e} eV/A"
     return worst
@@ -132,13 +132,12 @@ def check_wall_is_zero_on_data(made: Made, out: Path, compressed: Atoms) -> None
 
 
 def padded(atoms: Atoms, factor: int = 3) -> Atoms:
-    """``atoms`` in a box ``factor`` times longer in x, empty beyond the first length: under
-    ``factor`` ranks LAMMPS cuts x into ``factor`` slabs and all but the first hold no atom."""
+    """``atoms`` in a box ``factor`` times longer along every axis, empty beyond the first
+    length of each: whichever axis LAMMPS cuts into ``factor`` slabs for ``factor`` ranks
+    (it chooses when the session's box is made), all slabs but the first hold no atom."""
     out = atoms.copy()
     out.wrap()
-    cell = out.cell.array.copy()
-    cell[0, 0] *= factor
-    out.set_cell(cell, scale_atoms=False)
+    out.set_cell(out.cell.array * factor, scale_atoms=False)
     return out
 
 

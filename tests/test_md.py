@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ase.io import read
+from mpi_helpers import run_mpi
 
-from tests.mpi_helpers import run_mpi
 from toolkit.data import write_frames
 from toolkit.md import MDInstabilityError, MDRun, compare_with_reference, run_md
 from toolkit.md.analysis import (
