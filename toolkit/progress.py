@@ -21,7 +21,7 @@ from typing import IO, Any
 from tqdm import tqdm
 
 DEFAULT_SECONDS = 30.0  # between plain lines when the output is not a terminal
-PLAIN_FORMAT = ("{desc}: {percentage:3.0f}% {n_fmt}/{total_fmt} "
+PLAIN_FORMAT = ("{desc}{percentage:3.0f}% {n_fmt}/{total_fmt} "  # tqdm's desc ends in ": "
                 "[{elapsed}<{remaining}, {rate_fmt}{postfix}]")
 
 
@@ -64,6 +64,8 @@ class PlainLines(tqdm):
         known = kwargs.get("total") is not None or hasattr(iterable, "__len__")
         if known:  # a line in a log needs no drawn bar
             kwargs.setdefault("bar_format", PLAIN_FORMAT)
+            if kwargs.get("desc") and not kwargs["desc"].endswith(": "):
+                kwargs["desc"] += ": "  # as set_description() writes it
         super().__init__(*args, **kwargs)
 
     def display(self, msg: str | None = None, pos: int | None = None) -> bool:

@@ -270,7 +270,8 @@ def run_md(run: MDRun, out_dir: str | Path, *, model: PairModel | None = None,
     status, error = "completed", None
     began = time.perf_counter()
     with (Lammps(comm=comm, log=out / "log.lammps") as lmp, _StopRequest() as stop,
-          progress_bar(total=total, unit="step", enabled=progress and rank0) as bar):
+          progress_bar(total=total, desc="melt", unit="step",
+                       enabled=progress and rank0) as bar):
         runner = _Runner(lmp, run, model, bar, stop)
         try:
             for phase, commands in sections(text):
