@@ -76,10 +76,20 @@ def test_md_log_off_a_terminal_has_no_carriage_returns(tmp_path):
 
 # -- MPI helpers -------------------------------------------------------------------------------
 @pytest.mark.mpi
-def test_share_gather_and_rank0_errors_on_three_ranks(tmp_path):
+def test_share_gather_and_rank0_errors_on_three_ranks(tmp_path, arkr_atm_frames):
     """Two items on three ranks (one rank owns none): every item once, in order; an error
-    raised on rank 0 reaches every rank as the same AetkError instead of a hang."""
+    raised on rank 0 reaches every rank as the same AetkError instead of a hang; the
+    descriptors of two frames on three ranks equal the serial ones."""
+    import numpy as np
+
+    from toolkit.data import write_frames
+    from toolkit.descriptors import DescriptorSpec, compute_descriptors
+
+    write_frames(tmp_path / "two.extxyz", arkr_atm_frames[:2])
     out = run_mpi("""
+        import numpy as np
+        from toolkit.data import read_frames
+        from toolkit.descriptors import DescriptorSpec, compute_descriptors
         from toolkit.parallel import (allgather_dict, gather_lists, is_rank0, on_rank0, share,
                                       share_indices, world)
         from toolkit.studies.sweep import SweepConfigError
@@ -96,7 +106,14 @@ def test_share_gather_and_rank0_errors_on_three_ranks(tmp_path):
             on_rank0(refuse, comm)
         except SweepConfigError as exc:
             print(f"rank {rank} got SweepConfigError: {exc}")
+        d = compute_descriptors(read_frames("two.extxyz"), DescriptorSpec(), cache=False,
+                                progress=False, comm=comm)
+        np.save(f"descriptors-{rank}.npy", d.values)
     """, tmp_path, np=3)
+    serial = compute_descriptors(arkr_atm_frames[:2], DescriptorSpec(), cache=False,
+                                 progress=False).values
+    for rank in range(3):  # every rank has all of them, rank 2 computed none itself
+        np.testing.assert_array_equal(np.load(tmp_path / f"descriptors-{rank}.npy"), serial)
     assert "rank 0 owns ['a'] merged [(0, 0), (1, 1), (2, 4), (3, 9), (4, 16)] gathered " \
         "['a', 'b']" in out
     assert "rank 1 owns ['b']" in out and "rank 2 owns [] " in out

@@ -71,6 +71,7 @@ def test_nve_conserves_energy(nve_run):
     """
     nve = nve_run.summary["nve"]
     assert nve_run.status == "completed" and nve["duration_ps"] > 0.35
+    assert MDRun.read(nve_run.out_dir / "run.json") == nve_run.run  # the config, with outputs
     ratio = nve["etotal_rms_about_fit_ev_per_atom"] / nve["kinetic_std_ev_per_atom"]
     assert nve["drift_over_run_relative_to_kinetic_std"] < 1e-2, nve
     assert ratio < 1e-2, nve

@@ -114,6 +114,9 @@ def test_plain_pytest_and_python_m_pytest_collect_every_test(installed):
         assert match and "error" not in result.stdout.splitlines()[-1], result.stdout[-500:]
         counts.append(int(match.group(1)))
     assert counts[0] == counts[1] > 150
+    # a test count quoted in the README is this count (it drifts with every new test)
+    for quoted in re.findall(r"(\d[\d,]*) tests\b", (REPO / "README.md").read_text()):
+        assert int(quoted.replace(",", "")) == counts[0], f"README quotes {quoted} tests"
 
 
 def test_no_tracked_file_names_a_path_of_this_machine():

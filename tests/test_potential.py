@@ -13,7 +13,7 @@ import torch
 
 from toolkit.data import read_frames, write_frames
 from toolkit.descriptors import DescriptorSpec, compute_descriptors
-from toolkit.evaluation import PotentialSession, predict, score
+from toolkit.evaluation import predict, score
 from toolkit.models.fitting import FitConfig, fit_potential
 from toolkit.models.networks import (
     Architecture,
@@ -56,22 +56,13 @@ def test_lammps_per_atom_energies_equal_pytorch(hidden, activation, data_file, a
 
 
 def test_lammps_forces_are_minus_gradient_of_its_energy(data_file, arkr_lj_frames, tmp_path):
-    potential, _ = fit_potential(FitConfig(data_file, (6,), "tanh", seed=1, training=QUICK),
+    """Two hidden layers (the contract's kinds have one or two); the check is the
+    contract's (ASE central differences of the LAMMPS energy)."""
+    from contract import check_forces_are_finite_differences
+
+    potential, _ = fit_potential(FitConfig(data_file, (6, 3), "tanh", seed=1, training=QUICK),
                                  tmp_path / "pot", progress=False)
-    atoms = arkr_lj_frames[0]
-    h = 1e-5
-    with PotentialSession(potential) as session:
-        _, _, forces = session.evaluate(atoms)
-        worst = 0.0
-        for i in (0, 53, 101):
-            for axis in range(3):
-                plus, minus = atoms.copy(), atoms.copy()
-                plus.positions[i, axis] += h
-                minus.positions[i, axis] -= h
-                numeric = -(session.evaluate(plus)[0] - session.evaluate(minus)[0]) / (2 * h)
-                worst = max(worst, abs(numeric - forces[i, axis]))
-    assert np.abs(forces).max() > 1e-4  # not a trivially flat model
-    assert worst < 1e-7, f"max |F_fd - F| = {worst:.2e} eV/A"
+    check_forces_are_finite_differences(potential, arkr_lj_frames[0], indices=(0, 53, 101))
 
 
 def test_pair_lmp_is_relocatable_and_runs_in_plain_lammps(data_file, arkr_lj_frames, tmp_path):
@@ -215,6 +206,9 @@ def test_meta_records_what_is_needed(data_file, tmp_path):
     assert len(meta["data"]["sha256"]) == 64 and meta["data"]["split"]["test"]
     assert meta["descriptor_spec"]["twojmax"] == 6
     assert {"lammps", "torch", "aetk"} <= set(meta["versions"])
+    # the job's config is stored with it and rebuilds the same job
+    assert FitConfig.from_dict(meta["fit_config"]) == FitConfig(str(data_file), (3, 2), "tanh",
+                                                               seed=5, training=QUICK)
 
 
 @pytest.mark.slow

@@ -20,10 +20,10 @@ from ase import Atoms
 from toolkit.config import JobConfig
 from toolkit.data import atomic_write_text, file_hash, validate_frames
 from toolkit.errors import AetkError
-from toolkit.lammps import Lammps, self_comm, world_comm
+from toolkit.lammps import Lammps
 from toolkit.metrics import energy_metrics
 from toolkit.models.potential import Potential
-from toolkit.parallel import allgather_dict, is_rank0, share_indices
+from toolkit.parallel import allgather_dict, is_rank0, serial, share_indices, world
 from toolkit.progress import progress as progress_bar
 from toolkit.tables import read_columns, write_table
 
@@ -60,7 +60,7 @@ class PotentialSession:
 
     def __init__(self, potential: Potential, comm=None):
         self.potential = potential
-        self.lmp = Lammps(comm=comm if comm is not None else self_comm())
+        self.lmp = Lammps(comm=comm if comm is not None else serial())
         self.lmp.setup_box(potential.elements)
         self.lmp.commands(potential.pair_commands())
         self.lmp.commands(["neighbor 1.0 bin", "compute peatom all pe/atom",
@@ -114,11 +114,11 @@ def predict(
     check_frames_for(potential, frames, source)
     if mode not in MODES:
         raise EvaluationError(f"mode must be one of {MODES}, not {mode!r}")
-    comm = comm if comm is not None else self_comm()
+    comm = comm if comm is not None else serial()
     if mode == "domain" or comm.Get_size() == 1:
         mine, lammps_comm = list(range(len(frames))), comm
     else:  # frames shared out, one serial LAMMPS instance per rank
-        mine, lammps_comm = share_indices(len(frames), comm), self_comm()
+        mine, lammps_comm = share_indices(len(frames), comm), serial()
     results = {}
     with PotentialSession(potential, comm=lammps_comm) as session:
         for index in progress_bar(mine, desc="LAMMPS evaluate", unit="frame",
@@ -198,7 +198,7 @@ def evaluate_to_files(config: EvaluateConfig, out: str | Path, progress: bool = 
     from toolkit.data import read_frames
     from toolkit.models.potential import read_potential
 
-    comm = world_comm()
+    comm = world()
     potential = read_potential(config.potential)
     frames = read_frames(config.data)
     if config.frames == "test":
@@ -208,7 +208,7 @@ def evaluate_to_files(config: EvaluateConfig, out: str | Path, progress: bool = 
     prediction = predict(potential, frames, comm=comm, mode=config.mode, progress=progress,
                          source=config.data)
     metrics = score(potential, frames, prediction)
-    if comm.Get_rank() == 0:
+    if is_rank0(comm):
         out = Path(out)
         report = {"potential": str(potential.directory), "data": config.data,
                   "data_sha256": file_hash(config.data), "frames": len(frames),

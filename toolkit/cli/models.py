@@ -40,13 +40,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     import json
 
     from toolkit.evaluation import EvaluateConfig, evaluate_to_files
-    from toolkit.lammps import world_comm
+    from toolkit.parallel import is_rank0, world
 
     config = EvaluateConfig(potential=args.potential, data=args.data, frames=args.frames,
                             mode=args.mode, replicate=args.replicate)
     out = args.out or str(Path(args.potential) / "evaluation.json")
     metrics = evaluate_to_files(config, out, progress=not args.quiet)
-    if world_comm().Get_rank() == 0:
+    if is_rank0(world()):
         short = {"total_r2": metrics["total"]["r2"]}
         if "local" in metrics:
             short.update(local_r2=metrics["local"]["r2"],

@@ -7,12 +7,12 @@ from pathlib import Path
 
 
 def _cmd_sweep(args: argparse.Namespace) -> None:
-    from toolkit.lammps import world_comm
+    from toolkit.parallel import is_rank0, world
     from toolkit.studies.sweep import read_config, run_sweep
 
     config = read_config(args.config)
     results = run_sweep(config, args.out, progress=not args.quiet, force_new=args.force_new)
-    if world_comm().Get_rank() == 0:
+    if is_rank0(world()):
         print(f"wrote {results} ({len(config.cells())} cells x {len(config.seeds)} seeds)")
 
 
@@ -33,7 +33,7 @@ def _cmd_report(args: argparse.Namespace) -> None:
 
 
 def _cmd_transfer(args: argparse.Namespace) -> None:
-    from toolkit.lammps import world_comm
+    from toolkit.parallel import is_rank0, world
     from toolkit.studies.sweep import read_config, refuse_changed_config
     from toolkit.studies.transfer import run_transfer
 
@@ -41,7 +41,7 @@ def _cmd_transfer(args: argparse.Namespace) -> None:
         refuse_changed_config(read_config(args.config), args.results,
                               what=f", not to {args.config}")
     out = run_transfer(args.results, args.out, progress=not args.quiet)
-    if world_comm().Get_rank() == 0:
+    if is_rank0(world()):
         print(f"wrote {out}")
 
 

@@ -33,7 +33,7 @@ from tqdm import tqdm  # the type of a progress bar
 
 from toolkit.data import atomic_write_text
 from toolkit.errors import AetkError
-from toolkit.lammps import Lammps, LammpsError, world_comm
+from toolkit.lammps import Lammps, LammpsError
 from toolkit.md.inputs import (
     REFERENCE_PREFIX,
     SPECIES_FILE,
@@ -44,7 +44,7 @@ from toolkit.md.inputs import (
     sections,
     species_file_text,
 )
-from toolkit.parallel import is_rank0, on_rank0
+from toolkit.parallel import is_rank0, on_rank0, world
 from toolkit.progress import progress as progress_bar
 from toolkit.species import element
 from toolkit.tables import write_table
@@ -246,7 +246,7 @@ def run_md(run: MDRun, out_dir: str | Path, *, model: PairModel | None = None,
     """
     model = model if model is not None else load_pair_model(run.potential, run.system,
                                                             run.cutoff_sigma)
-    comm = comm if comm is not None else world_comm()
+    comm = comm if comm is not None else world()
     rank0 = is_rank0(comm)
     out = Path(out_dir).resolve()
 
@@ -343,7 +343,7 @@ def compare_with_reference(result: MDResult, reference: str = "lj", progress: bo
     """
     from toolkit.md.analysis import compare_runs
 
-    comm = comm if comm is not None else world_comm()
+    comm = comm if comm is not None else world()
     reference_dir = result.out_dir / f"reference_{reference.replace('+', '_')}"
     run_md(result.run.replace(potential=f"{REFERENCE_PREFIX}{reference}"), reference_dir,
            progress=progress, comm=comm)

@@ -32,7 +32,8 @@ from ase import Atoms
 from ase.units import bar
 
 from toolkit.errors import AetkError
-from toolkit.lammps import Lammps, render_template, self_comm
+from toolkit.lammps import Lammps, render_template
+from toolkit.parallel import serial
 from toolkit.progress import progress as progress_bar
 from toolkit.species import (
     atm_triple_c9,
@@ -187,7 +188,7 @@ def generate_frames(run: ClassicalRun, progress: bool = True) -> list[Atoms]:
     setup = text.split(PRODUCTION_MARKER)[0]
     species = run.species
     frames = []
-    with Lammps(comm=self_comm()) as lmp:
+    with Lammps(comm=serial()) as lmp:
         lmp.commands(setup)
         lo, hi = lmp.raw.extract_box()[:2]
         lengths = np.array(hi) - np.array(lo)
@@ -258,7 +259,7 @@ def evaluate_reference(
         raise ReferenceDataError(f"unknown reference {reference!r}; choose from {REFERENCES}")
     index = {s: t + 1 for t, s in enumerate(elements)}
     labelled = []
-    with Lammps(comm=comm if comm is not None else self_comm()) as lmp:
+    with Lammps(comm=comm if comm is not None else serial()) as lmp:
         lmp.setup_box(elements)
         lmp.commands(pair_setup(list(elements), reference, cutoff_sigma))
         lmp.commands(["neighbor 2.0 bin", "compute peatom all pe/atom",

@@ -31,7 +31,7 @@ from toolkit.errors import AetkError
 from toolkit.models.fitting import Dataset, ensemble_scores, load_dataset
 from toolkit.models.networks import ACTIVATIONS, Architecture, SpeciesNetworks
 from toolkit.models.training import TrainedEnsemble, TrainingSettings, train_ensemble
-from toolkit.parallel import barrier, on_rank0, share
+from toolkit.parallel import barrier, on_rank0, share, world
 from toolkit.progress import progress as progress_bar
 from toolkit.tables import read_table, write_table
 
@@ -342,9 +342,7 @@ def run_sweep(config: SweepConfig, out: str | Path, progress: bool = True, comm=
     ``force_new`` discards its cells and starts over.
     ``stop_after``: train at most this many cells, then return (for tests of resuming).
     """
-    from toolkit.lammps import world_comm
-
-    comm = comm or world_comm()
+    comm = comm or world()
     rank = comm.Get_rank()
     out = Path(out)
     paths = on_rank0(lambda: prepare_directory(config, out, force_new, progress), comm)
