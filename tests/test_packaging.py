@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -105,13 +106,16 @@ def test_plain_pytest_and_python_m_pytest_collect_every_test(installed):
     `pytest` does not, so a test importing `tests.mpi_helpers` broke only the latter; tests
     import their helpers as top-level modules of tests/."""
     counts = []
-    for command in ([str(installed / "pytest")], [str(installed / "python"), "-m", "pytest"]):
-        result = subprocess.run([*command, "--collect-only", "-q", "-p", "no:cacheprovider",
-                                 "tests"], cwd=REPO, env=_clean_env(),
-                                capture_output=True, text=True, timeout=300)
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-        match = re.search(r"(\d+) tests? collected", result.stdout)
-        assert match and "error" not in result.stdout.splitlines()[-1], result.stdout[-500:]
+    runs = [subprocess.Popen([*command, "--collect-only", "-q", "-p", "no:cacheprovider",
+                              "tests"], cwd=REPO, env=_clean_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)  # side by side: 2 cores
+            for command in ([str(installed / "pytest")],
+                            [str(installed / "python"), "-m", "pytest"])]
+    for run in runs:
+        stdout, stderr = run.communicate(timeout=300)
+        assert run.returncode == 0, stdout[-3000:] + stderr[-2000:]
+        match = re.search(r"(\d+) tests? collected", stdout)
+        assert match and "error" not in stdout.splitlines()[-1], stdout[-500:]
         counts.append(int(match.group(1)))
     assert counts[0] == counts[1] > 150
     # a test count quoted in the README is this count (it drifts with every new test)
@@ -124,7 +128,7 @@ def test_no_tracked_file_names_a_path_of_this_machine():
     directories: shipped files (potentials, docs, data, inputs) must not name them."""
     if not (REPO / ".git").exists() or shutil.which("git") is None:
         pytest.skip("not a git checkout")
-    patterns = {str(REPO), "/tmp/pytest-of-"}
+    patterns = {str(REPO), tempfile.gettempdir() + "/pytest-of-"}
     home = str(Path.home())
     if home not in ("/", ""):
         patterns.add(home + "/")

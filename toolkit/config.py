@@ -85,6 +85,26 @@ def build(cls: type[C], data: dict, source: str = "config") -> C:
         raise ConfigError(f"{source}: {exc}") from None
 
 
+def differences(stored: dict, current: dict, ignore: tuple[str, ...] = (),
+                prefix: str = "") -> list[str]:
+    """Every key path where two nested config dicts differ, with both values, e.g.
+    ``training.max_iterations: 15 -> 20``; top-level keys in ``ignore`` are skipped. Generic,
+    so a key added to a config later is compared without being named anywhere."""
+    found = []
+    for key in sorted(set(stored) | set(current)):
+        if key in ignore:
+            continue
+        path = f"{prefix}{key}"
+        if key not in stored or key not in current:
+            found.append(f"{path}: {stored.get(key, '(not set)')!r} -> "
+                         f"{current.get(key, '(not set)')!r}")
+        elif isinstance(stored[key], dict) and isinstance(current[key], dict):
+            found += differences(stored[key], current[key], prefix=f"{path}.")
+        elif stored[key] != current[key]:
+            found.append(f"{path}: {stored[key]!r} -> {current[key]!r}")
+    return found
+
+
 class JobConfig:
     """Mixin for a job's frozen dataclass config: ``to_dict``, ``from_dict``, ``write``."""
 

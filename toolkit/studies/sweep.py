@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from toolkit.config import differences as config_differences
 from toolkit.data import atomic_write_text, file_hash
 from toolkit.descriptors import DescriptorSpec
 from toolkit.errors import AetkError
@@ -228,32 +229,11 @@ def collect_results(config: SweepConfig, out: Path) -> Path:
     for cell in config.cells():
         path = out / "cells" / f"{cell_id(*cell)}.csv"
         if path.is_file():
-            rows += read_table(path, INT_COLUMNS, TEXT_COLUMNS)
+            rows += read_table(path, texts=RESULT_COLUMNS)  # copied as written, unparsed
     return write_table(out / "results.csv", rows, RESULT_COLUMNS)
 
 
 # -- one config per sweep directory -----------------------------------------------------------
-def config_differences(stored: dict, current: dict, prefix: str = "") -> list[str]:
-    """Every key path where two configs (``SweepConfig.to_dict()``) differ, with both values.
-
-    Generic over nested dicts, so a config key added later is compared without naming it
-    here. ``name`` (a label, the TOML file's stem by default) is not compared.
-    """
-    differences = []
-    for key in sorted(set(stored) | set(current)):
-        if not prefix and key == "name":
-            continue
-        path = f"{prefix}{key}"
-        if key not in stored or key not in current:
-            differences.append(f"{path}: {stored.get(key, '(not set)')!r} -> "
-                               f"{current.get(key, '(not set)')!r}")
-        elif isinstance(stored[key], dict) and isinstance(current[key], dict):
-            differences += config_differences(stored[key], current[key], f"{path}.")
-        elif stored[key] != current[key]:
-            differences.append(f"{path}: {stored[key]!r} -> {current[key]!r}")
-    return differences
-
-
 def stored_config(out: str | Path) -> SweepConfig:
     """The config a sweep directory was run with (its ``config.json``)."""
     path = Path(out) / CONFIG_FILE
@@ -277,7 +257,9 @@ def refuse_changed_config(config: SweepConfig, out: str | Path, what: str = "") 
         if not path.is_file():
             raise
         stored = json.loads(path.read_text())
-    differences = config_differences(stored, config.to_dict())
+    # generic over the dicts, so keys added to the config later are compared too; the name
+    # is only a label (the TOML file's stem by default)
+    differences = config_differences(stored, config.to_dict(), ignore=("name",))
     if differences:
         shown = "; ".join(differences[:8]) + (f"; and {len(differences) - 8} more"
                                               if len(differences) > 8 else "")
