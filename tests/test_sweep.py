@@ -91,8 +91,8 @@ def test_real_kill_mid_sweep_then_resume_equals_an_uninterrupted_run(frames_root
     """`kill -9` mid-sweep, resume: the final table equals an uninterrupted run of the same
     config cell for cell (every column but the timing), and the killed run trained part of
     it before the kill. The uninterrupted run goes alongside, on the other core."""
-    # cells of ~1 s, so the kill lands mid-way; patience < iterations so members stop early
-    slow = _write_config(frames_root, "slow", 400, patience=40)
+    # patience < iterations so members stop early (at different iterations)
+    slow = _write_config(frames_root, "slow", 200, patience=20, activations=("tanh",))
     killed, whole = tmp_path / "killed", tmp_path / "whole"
 
     def command(out):
@@ -103,17 +103,17 @@ def test_real_kill_mid_sweep_then_resume_equals_an_uninterrupted_run(frames_root
     process = subprocess.Popen(command(killed), stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE)
     deadline = time.time() + 120
-    while time.time() < deadline and len(list((killed / "cells").glob("*.csv"))) < 2:
+    while time.time() < deadline and len(list((killed / "cells").glob("*.csv"))) < 1:
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
     before = {p.name: p.read_bytes() for p in (killed / "cells").glob("*.csv")}
-    assert 2 <= len(before) < 8, "the kill should land mid-sweep"
+    assert 1 <= len(before) < 4, "the kill should land mid-sweep"
     subprocess.run(command(killed), check=True, capture_output=True, timeout=300)
     assert reference.wait(timeout=300) == 0, reference.stderr.read()
     rows, expected = _rows(killed / "results.csv"), _rows(whole / "results.csv")
     keys = [_key(r) for r in rows]
-    assert len(keys) == len(set(keys)) == 16
+    assert len(keys) == len(set(keys)) == 4 * 2
     assert [_key(r) for r in expected] == keys
     for got, want in zip(rows, expected, strict=True):
         assert {k: v for k, v in got.items() if k not in TIMING} == \
@@ -121,12 +121,14 @@ def test_real_kill_mid_sweep_then_resume_equals_an_uninterrupted_run(frames_root
     for name, text in before.items():  # cells finished before the kill were kept as they were
         assert (killed / "cells" / name).read_bytes() == text
     # early stopping fired (a member stopped before max_iterations), so "equal" covers it
-    assert min(int(r["best_iteration"]) for r in rows) < 400 - 40
+    assert min(int(r["best_iteration"]) for r in rows) < 200 - 20
 
 
-def test_resume_under_a_changed_config_is_refused_naming_the_difference(frames_root, tmp_path):
+def test_resume_under_a_changed_config_is_refused_naming_the_difference(frames_root, tmp_path,
+                                                                        capsys):
     """Other seeds and other max_iterations: refused, both named, nothing trained or
     overwritten; --force-new starts over and `export` then uses the new config."""
+    from toolkit.cli import main
     from toolkit.studies.sweep import SweepConfigError
 
     out = tmp_path / "run"
@@ -144,18 +146,18 @@ def test_resume_under_a_changed_config_is_refused_naming_the_difference(frames_r
     assert "--force-new" in message and "name:" not in message
     assert {p.name: p.read_bytes() for p in (out / "cells").iterdir()} == cells
     assert (out / "config.json").read_text() == config_text
-    # the same through the CLI: one line, exit status 2
-    result = subprocess.run([str(BIN / "aetk"), "sweep", "--config", str(changed), "--out",
-                             str(out), "--quiet"], capture_output=True, text=True)
-    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
-    assert "seeds: [0, 1] -> [0, 2]" in result.stderr
+    # the same through the CLI (in this process): one line, exit status 2
+    status = main(["sweep", "--config", str(changed), "--out", str(out), "--quiet"])
+    stderr = capsys.readouterr().err
+    assert status == 2 and len(stderr.strip().splitlines()) == 1
+    assert "seeds: [0, 1] -> [0, 2]" in stderr
     # the unchanged config resumes (its name may differ: it is only a label)
     renamed = _write_config(frames_root, "renamed", 15, activations=("tanh",), depths=(1,))
     run_sweep(read_config(renamed), out, progress=False)
     assert len(_rows(out / "results.csv")) == 2 * 2
     # --force-new: the old cells are gone, the table has the new seeds only
-    subprocess.run([str(BIN / "aetk"), "sweep", "--config", str(changed), "--out", str(out),
-                    "--quiet", "--force-new"], check=True, capture_output=True)
+    assert main(["sweep", "--config", str(changed), "--out", str(out), "--quiet",
+                 "--force-new"]) == 0
     rows = read_results(out)
     assert sorted({r["seed"] for r in rows}) == [0, 2] and len(rows) == 4
     target = export_member(out, "ArKr", "tanh", 1, 3, 2, tmp_path / "pot")
