@@ -32,8 +32,11 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -q -x -m "not slow"
 
+# all benchmarks -> benchmarks/results.json (commit it), then the README's table from it;
+# one alone: $(PY) benchmarks/run.py --only md; do they run at all: ... --quick
 bench: setup
 	$(PY) benchmarks/run.py --out benchmarks/results.json
+	$(PY) benchmarks/run.py --readme
 
 # The main job on the embedded classical reference: data -> descriptors -> sweep of
 # per-species networks trained on totals -> transfer through LAMMPS -> the paper's figures.

@@ -69,6 +69,75 @@ def test_bad_frames_are_named(how, message, arkr_lj_frames):
     assert "x.extxyz" in str(info.value)
 
 
+@pytest.mark.parametrize("field, where", [
+    ("forces", "per-atom 'forces' of atom 4"),
+    ("local_energy", "per-atom 'local_energy' of atom 4"),
+    ("charges", "per-atom 'charges' of atom 4"),  # any per-atom column ASE knows ...
+    ("weight", "per-atom 'weight' of atom 4"),  # ... or does not
+    ("stress", "stress="),
+    ("energy", "energy="),
+    ("temperature", "temperature="),  # any info number
+])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_every_number_a_frame_carries_is_checked_for_nan_and_inf(field, where, bad, tmp_path,
+                                                                 arkr_lj_frames):
+    """Written to a file and read back, as a user's data would be; named by file, frame and
+    field, whether or not the field is required."""
+    frames = [a.copy() for a in arkr_lj_frames[:3]]  # copies of info and arrays too
+    for atoms in frames:
+        atoms.arrays["charges"] = np.zeros(len(atoms))
+        atoms.arrays["weight"] = np.ones(len(atoms))
+        atoms.info["temperature"] = 120.0
+    target = frames[2]
+    if field in target.arrays:
+        target.arrays[field][4] = bad
+    elif field == "stress":
+        target.info["stress"] = target.info["stress"].copy()
+        target.info["stress"][1] = bad
+    else:
+        target.info[field] = bad
+    path = tmp_path / "bad.extxyz"
+    write_frames(path, frames)
+    validate_frames(read_frames(path)[:2], path)  # the good frames pass
+    with pytest.raises(FrameError, match=f"bad.extxyz, frame 2: {where}.*recompute this frame"):
+        validate_frames(read_frames(path), path, require=())
+
+
+def test_fit_refuses_nan_labels_in_one_line(tmp_path, arkr_lj_frames, capsys):
+    """`aetk fit` (the CLI, in this process) on frames whose local energies hold a NaN: one
+    line naming file, frame and field, exit status 2, no potential."""
+    from toolkit.cli import main
+
+    frames = [a.copy() for a in arkr_lj_frames]
+    frames[3].arrays["local_energy"][0] = np.nan
+    write_frames(tmp_path / "nan.extxyz", frames)
+    status = main(["fit", "--data", str(tmp_path / "nan.extxyz"), "--hidden", "2",
+                   "--max-iterations", "3", "--out", str(tmp_path / "pot"), "--quiet"])
+    stderr = capsys.readouterr().err
+    assert status == 2, stderr
+    assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
+    assert "nan.extxyz, frame 3: per-atom 'local_energy' of atom 0" in stderr
+    assert not (tmp_path / "pot").exists()
+
+
+def test_fit_names_undefined_scores_instead_of_printing_nan_silently(tmp_path,
+                                                                    arkr_lj_frames, capsys):
+    """Six frames leave one test frame: its total R2 is undefined (no spread); the CLI says
+    so on stderr rather than printing NaN among the scores without a word."""
+    from toolkit.cli import main
+
+    write_frames(tmp_path / "six.extxyz", arkr_lj_frames)
+    status = main(["fit", "--data", str(tmp_path / "six.extxyz"), "--hidden", "2",
+                   "--max-iterations", "3", "--out", str(tmp_path / "pot"), "--quiet",
+                   "--no-wall"])
+    out = capsys.readouterr()
+    assert status == 0, out.err
+    assert "NaN" in out.out  # the score itself
+    assert "warning: total.r2 is undefined: the reference values of the test frames do " \
+        "not vary" in out.err
+    assert "local_r2" not in out.err  # the defined scores are not flagged
+
+
 def test_unreadable_file_is_one_line_error_in_cli(tmp_path):
     bad = tmp_path / "bad.extxyz"
     bad.write_text("108\nnot an extxyz header\nAr 1 2\n")
@@ -123,8 +192,7 @@ def test_shipped_dft_frames_split_by_trajectory_into_a_meta_json(tmp_path):
     from pathlib import Path
 
     from toolkit.data import read_frames, write_frames
-    from toolkit.models.fitting import fit_potential
-    from toolkit.models.networks import Architecture
+    from toolkit.models.fitting import FitConfig, fit_potential
     from toolkit.models.training import TrainingSettings
 
     shipped = Path(__file__).resolve().parents[1] / "datasets" / "dft" / "Ar32.extxyz"
@@ -132,10 +200,9 @@ def test_shipped_dft_frames_split_by_trajectory_into_a_meta_json(tmp_path):
     if len({a.info["trajectory"] for a in frames}) < 2:
         pytest.skip("the shipped Ar32 set has one trajectory so far")
     write_frames(tmp_path / "ar.extxyz", frames)
-    potential, _ = fit_potential(tmp_path / "ar.extxyz", tmp_path / "pot",
-                                 Architecture((2,), "tanh"), split_mode="trajectory",
-                                 settings=TrainingSettings(max_iterations=5, patience=5),
-                                 progress=False, wall=False)
+    config = FitConfig(tmp_path / "ar.extxyz", (2,), "tanh", split_mode="trajectory",
+                       training=TrainingSettings(max_iterations=5, patience=5), wall=False)
+    potential, _ = fit_potential(config, tmp_path / "pot", progress=False)
     meta = json.loads((potential.directory / "meta.json").read_text())["data"]
     assert meta["split_mode"] == "trajectory"
     held_out = set(meta["test_trajectories"])

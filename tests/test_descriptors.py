@@ -81,11 +81,27 @@ def test_rotation_invariance(spec):
 
 
 def test_cache_hit_is_identical_and_keyed_on_spec(arkr_lj_frames, spec):
-    first = compute_descriptors(arkr_lj_frames[:2], spec, progress=False)
-    second = compute_descriptors(arkr_lj_frames[:2], spec, progress=False)
-    np.testing.assert_array_equal(first.values, second.values)
-    other = compute_descriptors(arkr_lj_frames[:2], DescriptorSpec(rfac0=0.9), progress=False)
-    assert np.max(np.abs(other.values - first.values)) > 1e-3
+    """A second call reads the cache file: observed by planting a marker in that file, which
+    the second call must return (LAMMPS would recompute the true values). Another spec or
+    other frames miss the cache."""
+    from toolkit.descriptors import cache_dir, descriptor_cache_key
+
+    frames = arkr_lj_frames[:2]
+    first = compute_descriptors(frames, spec, progress=False)
+    path = cache_dir() / f"{descriptor_cache_key(frames, spec)}.npz"
+    stored = dict(np.load(path))
+    np.testing.assert_array_equal(stored["values"], first.values)
+    stored["values"] = stored["values"] + 1000.0  # the marker
+    np.savez(path, **stored)
+    hit = compute_descriptors(frames, spec, progress=False)
+    np.testing.assert_array_equal(hit.values, first.values + 1000.0)
+    fresh = compute_descriptors(frames, spec, cache=False, progress=False)
+    np.testing.assert_array_equal(fresh.values, first.values)  # cache=False: recomputed
+    other = compute_descriptors(frames, DescriptorSpec(rfac0=0.9), progress=False)
+    assert np.max(np.abs(other.values - first.values)) > 1e-3  # another key: a miss
+    assert np.max(np.abs(other.values - hit.values)) > 100.0
+    moved = compute_descriptors(arkr_lj_frames[2:4], spec, progress=False)
+    assert np.max(np.abs(moved.values - first.values)) < 100.0  # other frames: a miss
 
 
 def test_mliap_descriptor_file_equals_compute_sna(tmp_path, arkr_lj_frames, spec):

@@ -23,6 +23,7 @@ from toolkit.reference.dft import (
     DONE,
     FAILED,
     HARTREE,
+    DftJob,
     DftSettings,
     Launcher,
     _write_structures,
@@ -46,6 +47,7 @@ needs_cp2k = pytest.mark.skipif(
 )
 FAST = DftSettings(cutoff=200.0, rel_cutoff=40.0, vdw=None)
 ONE_CORE = Launcher(np=1, omp_threads=1)
+JOB = DftJob(FAST, ONE_CORE)
 
 
 def tiny_argon(shift: float = 0.0) -> Atoms:
@@ -119,7 +121,7 @@ def test_species_offsets_move_energy_between_species_not_the_total():
 def test_resume_refuses_other_settings(tmp_path):
     (tmp_path / "settings.json").write_text(json.dumps({**FAST.__dict__, "cutoff": 300.0}))
     with pytest.raises(ValueError, match="cutoff"):
-        run_dft([], tmp_path, FAST, progress=False)
+        run_dft([], tmp_path, DftJob(FAST), progress=False)
 
 
 # -- real CP2K -----------------------------------------------------------------------------
@@ -157,7 +159,7 @@ def dft_run(tmp_path_factory):
         pytest.skip("cp2k.psmp not on PATH (apt-get install cp2k, or make setup)")
     out = tmp_path_factory.mktemp("dft") / "Ar3"
     frames = [tiny_argon(s) for s in (0.0, 0.08, -0.06, 0.15)]
-    summary = run_dft(frames, out, FAST, ONE_CORE, progress=False)
+    summary = run_dft(frames, out, JOB, progress=False)
     return out, frames, summary
 
 
@@ -172,19 +174,19 @@ def test_run_dft_writes_frames_and_resumes(dft_run):
         assert sum(basins["basin_electrons"]) == pytest.approx(24.0, abs=2e-3)
         assert not list(workdir.glob("*.cube"))  # reduced to basins.json, then removed
     stamp = (frame_dir(out, 2) / "cp2k.out").stat().st_mtime_ns
-    again = run_dft(frames, out, FAST, ONE_CORE, progress=False)
+    again = run_dft(frames, out, JOB, progress=False)
     assert again.skipped == [0, 1, 2, 3] and again.computed == []
     assert (frame_dir(out, 2) / "cp2k.out").stat().st_mtime_ns == stamp
     moved = [frames[0], frames[2], frames[1], frames[3]]
     with pytest.raises(ValueError, match="different structure"):
-        run_dft(moved, out, FAST, ONE_CORE, progress=False)
+        run_dft(moved, out, JOB, progress=False)
 
 
 @pytest.mark.slow
 @needs_cp2k
 def test_failing_frame_is_retried_once_and_reported(tmp_path):
     broken = DftSettings(cutoff=200.0, rel_cutoff=40.0, vdw=None, basis_set="NO-SUCH-BASIS")
-    summary = run_dft([tiny_argon()], tmp_path, broken, ONE_CORE, progress=False)
+    summary = run_dft([tiny_argon()], tmp_path, DftJob(broken, ONE_CORE), progress=False)
     assert list(summary.failed) == [0] and summary.computed == []
     assert "2 attempts" in summary.failed[0]
     assert (frame_dir(tmp_path, 0) / FAILED).is_file()
@@ -227,11 +229,11 @@ def test_cli_entry_points(tmp_path):
 
     data = tmp_path / "frames.extxyz"
     write_frames(data, [tiny_argon()])
-    summary = dft_command(data, tmp_path / "dft", cutoff=200.0, vdw=None, progress=False)
+    job = DftJob(DftSettings(cutoff=200.0, vdw=None))
+    summary = dft_command(data, tmp_path / "dft", job, progress=False)
     assert summary.computed == [0]
     assert "CUTOFF 200" in (frame_dir(tmp_path / "dft", 0) / "cp2k.inp").read_text()
-    assert dft_command(data, tmp_path / "dft", cutoff=200.0, vdw=None,
-                       progress=False).skipped == [0]
+    assert dft_command(data, tmp_path / "dft", job, progress=False).skipped == [0]
     with pytest.raises(ValueError, match="at least 3 frames"):
         partition_command(tmp_path / "dft", tmp_path / "out.extxyz")
 
@@ -281,12 +283,12 @@ def test_workers_sharing_a_directory_skip_claimed_frames(tmp_path):
     claim = frame_dir(tmp_path, 0) / CLAIM
     claim.parent.mkdir(parents=True)
     claim.write_text("some-other-host 1\n")  # another worker is computing frame 0
-    summary = run_dft(frames, tmp_path, FAST, ONE_CORE, progress=False)
+    summary = run_dft(frames, tmp_path, JOB, progress=False)
     assert summary.busy == [0] and summary.computed == [1]
     assert "1 being computed by other workers" in str(summary)
     assert not (frame_dir(tmp_path, 1) / CLAIM).exists()  # released when done
     claim.unlink()  # that worker finished or was cleaned up
-    again = run_dft(frames[:1], tmp_path, FAST, ONE_CORE, progress=False)
+    again = run_dft(frames[:1], tmp_path, JOB, progress=False)
     assert again.computed == [0] and not again.busy
     # a shorter input does not shrink the record of structures that frame 1 needs
     assert len(read_frames(tmp_path / "frames.extxyz")) == 2

@@ -79,21 +79,34 @@ def test_linear_student_recovers_linear_teacher_from_totals(teacher_frames, ar_f
     assert _linear_student_local_r2(ar_frames) < 0.99
 
 
-def test_share_one_and_zero_are_the_pure_references(ar_frames, linear_teacher):
+def test_share_one_and_zero_are_the_pure_references(ar_frames, linear_teacher,
+                                                    arkr_atm_frames):
+    """Each end checked against an independent computation of its reference, not against
+    the functions that made the labels: share 1 against the teacher's PyTorch energies
+    (descriptors from LAMMPS, network in PyTorch), share 0 against the labels the sampling
+    MD itself wrote (LJ + ATM ``pe/atom`` during the run, not a relabelling; on mixture
+    frames, see the next test for pure Ar)."""
     frames = ar_frames[:5]
+    at_one = label_with_teacher(frames, linear_teacher, share=1.0)
+    half = label_with_teacher(frames, linear_teacher, share=0.5)
+    d = compute_descriptors(frames, linear_teacher.spec, progress=False)
+    pytorch = linear_teacher.model.atomic_energies(d.values, d.species_index)
+    assert np.max(np.abs(frames_local_energy(at_one) - pytorch)) < 1e-10
+    totals = np.bincount(d.frame_index, weights=pytorch)
+    assert np.max(np.abs(np.array([a.info["energy"] for a in at_one]) - totals)) < 1e-10
+    assert np.std(pytorch) > 1e-4  # a nontrivial teacher, so the check can fail
+    at_zero = label_with_teacher(arkr_atm_frames, linear_teacher, share=0.0, other="lj+atm")
+    for mixed, sampled in zip(at_zero, arkr_atm_frames, strict=True):
+        assert sampled.info["reference"] == "lj+atm"
+        assert abs(mixed.info["energy"] - sampled.info["energy"]) < 1e-10
+        assert np.max(np.abs(mixed.arrays["local_energy"] - sampled.arrays["local_energy"])) \
+            < 1e-10
+        assert np.max(np.abs(mixed.arrays["forces"] - sampled.arrays["forces"])) < 1e-10
+    # negative control: the two ends really differ, so the share matters
+    other = frames_local_energy(label_with_teacher(frames, linear_teacher, share=0.0))
+    assert np.max(np.abs(frames_local_energy(at_one) - other)) > 1e-3
     pure_teacher = predict(linear_teacher, frames, progress=False)
     pure_other = evaluate_reference(frames, "lj+atm")
-    at_one = label_with_teacher(frames, linear_teacher, share=1.0)
-    at_zero = label_with_teacher(frames, linear_teacher, share=0.0, other="lj+atm")
-    half = label_with_teacher(frames, linear_teacher, share=0.5)
-    assert np.array_equal(frames_local_energy(at_one), pure_teacher.local_energy)
-    assert np.array_equal([a.info["energy"] for a in at_one], pure_teacher.energy)
-    assert np.array_equal(np.concatenate([a.arrays["forces"] for a in at_one]),
-                          pure_teacher.forces)
-    for mixed, pure in zip(at_zero, pure_other, strict=True):
-        assert mixed.info["energy"] == pure.info["energy"]
-        assert np.array_equal(mixed.arrays["local_energy"], pure.arrays["local_energy"])
-        assert np.array_equal(mixed.arrays["forces"], pure.arrays["forces"])
     # halfway: the average of both, and still a partition of its own total
     expected = 0.5 * (pure_teacher.local_energy + frames_local_energy(pure_other))
     assert np.max(np.abs(frames_local_energy(half) - expected)) < 1e-12
@@ -101,6 +114,17 @@ def test_share_one_and_zero_are_the_pure_references(ar_frames, linear_teacher):
     for atoms in half:
         assert abs(atoms.arrays["local_energy"].sum() - atoms.info["energy"]) < 1e-9
         assert "stress" not in atoms.info  # the sampling run's stress belongs to neither
+
+
+@pytest.mark.xfail(strict=True, reason="known defect, left to the lead: the ATM cutoff is the "
+                   "longest pair cutoff of the atom TYPES LAMMPS is given (5.80 A, Kr-Kr, when "
+                   "relabelling with Ar and Kr types) rather than of the species present "
+                   "(5.43 A for pure Ar, as `aetk generate --system Ar` samples): relabelled "
+                   "pure-Ar LJ+ATM energies differ from the sampled ones by ~0.2 meV/atom")
+def test_pure_ar_relabelled_with_lj_atm_equals_its_sampling_labels(ar_frames):
+    relabelled = evaluate_reference(ar_frames[:2], "lj+atm")
+    for again, sampled in zip(relabelled, ar_frames[:2], strict=True):
+        assert abs(again.info["energy"] - sampled.info["energy"]) < 1e-10
 
 
 def test_random_partition_has_no_ceiling(ar_frames):

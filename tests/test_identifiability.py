@@ -192,16 +192,15 @@ def test_rigidity_equals_brute_force_null_space_on_a_linear_model(mixture):
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory, arkr_lj_frames):
     from toolkit.data import write_frames
-    from toolkit.models.fitting import fit_potential
-    from toolkit.models.networks import Architecture
+    from toolkit.models.fitting import FitConfig, fit_potential
     from toolkit.models.training import TrainingSettings
 
     root = tmp_path_factory.mktemp("gauge")
     data = root / "arkr.extxyz"
     write_frames(data, arkr_lj_frames)
-    potential, _ = fit_potential(data, root / "pot", Architecture((4,), "tanh"), seed=0,
-                                 settings=TrainingSettings(max_iterations=30, patience=30),
-                                 progress=False, wall=False)
+    config = FitConfig(data, (4,), "tanh", seed=0, wall=False,
+                       training=TrainingSettings(max_iterations=30, patience=30))
+    potential, _ = fit_potential(config, root / "pot", progress=False)
     return root, data, potential
 
 

@@ -12,8 +12,7 @@ import pytest
 
 from toolkit.data import write_frames
 from toolkit.evaluation import read_per_atom_table
-from toolkit.models.fitting import fit_potential
-from toolkit.models.networks import Architecture
+from toolkit.models.fitting import FitConfig, fit_potential
 from toolkit.models.training import TrainingSettings
 
 pytestmark = pytest.mark.mpi
@@ -22,8 +21,9 @@ pytestmark = pytest.mark.mpi
 def test_two_ranks_equal_serial(tmp_path, arkr_lj_frames):
     data = tmp_path / "arkr.extxyz"
     write_frames(data, arkr_lj_frames)
-    potential, _ = fit_potential(data, tmp_path / "pot", Architecture((6, 4), "tanh"), seed=2,
-                                 settings=TrainingSettings(max_iterations=20), progress=False)
+    potential, _ = fit_potential(FitConfig(data, (6, 4), "tanh", seed=2,
+                                           training=TrainingSettings(max_iterations=20)),
+                                 tmp_path / "pot", progress=False)
     bin_dir = Path(sys.executable).parent
 
     def evaluate(out, np_, mode):

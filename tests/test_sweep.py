@@ -24,19 +24,21 @@ TIMING = {"cell_seconds"}
 
 def _write_config(root: Path, name: str, iterations: int,
                   systems: tuple[str, ...] = ("ArKr",),
-                  activations: tuple[str, ...] = ("tanh", "linear")) -> Path:
+                  activations: tuple[str, ...] = ("tanh", "linear"),
+                  depths: tuple[int, ...] = (1, 2), widths: tuple[int, ...] = (1, 3),
+                  seeds: tuple[int, ...] = (0, 1), patience: int | None = None) -> Path:
     path = root / f"{name}.toml"
     files = "\n".join(f'{s} = "{root / (s.lower() + ".extxyz")}"' for s in systems)
     path.write_text(f"""
 [sweep]
 systems = {list(systems)!r}
 activations = {list(activations)!r}
-depths = [1, 2]
-widths = [1, 3]
-seeds = [0, 1]
+depths = {list(depths)!r}
+widths = {list(widths)!r}
+seeds = {list(seeds)!r}
 [training]
 max_iterations = {iterations}
-patience = {iterations}
+patience = {iterations if patience is None else patience}
 [data.files]
 {files}
 """.replace("'", '"'))
@@ -85,36 +87,119 @@ def test_resume_after_kill_loses_and_duplicates_nothing(config_file, tmp_path):
         assert (out / "cells" / name).stat().st_mtime_ns == mtime
 
 
-def test_real_kill_mid_sweep_then_resume(frames_root, tmp_path):
-    out = tmp_path / "killed"
-    slow = _write_config(frames_root, "slow", 400)  # cells of ~1 s, so the kill lands mid-way
-    command = [str(BIN / "aetk"), "sweep", "--config", str(slow), "--out", str(out),
-               "--quiet"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def test_real_kill_mid_sweep_then_resume_equals_an_uninterrupted_run(frames_root, tmp_path):
+    """`kill -9` mid-sweep, resume: the final table equals an uninterrupted run of the same
+    config cell for cell (every column but the timing), and the killed run trained part of
+    it before the kill. The uninterrupted run goes alongside, on the other core."""
+    # patience < iterations so members stop early (at different iterations)
+    slow = _write_config(frames_root, "slow", 200, patience=20, activations=("tanh",))
+    killed, whole = tmp_path / "killed", tmp_path / "whole"
+
+    def command(out):
+        return [str(BIN / "aetk"), "sweep", "--config", str(slow), "--out", str(out), "--quiet"]
+
+    reference = subprocess.Popen(command(whole), stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE)
+    process = subprocess.Popen(command(killed), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
     deadline = time.time() + 120
-    while time.time() < deadline and len(list((out / "cells").glob("*.csv"))) < 2:
+    while time.time() < deadline and len(list((killed / "cells").glob("*.csv"))) < 1:
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    done = len(list((out / "cells").glob("*.csv")))
-    assert 2 <= done < 8, "the kill should land mid-sweep"
-    subprocess.run(command, check=True, capture_output=True, timeout=300)
-    keys = [_key(r) for r in _rows(out / "results.csv")]
-    assert len(keys) == len(set(keys)) == 16
+    before = {p.name: p.read_bytes() for p in (killed / "cells").glob("*.csv")}
+    assert 1 <= len(before) < 4, "the kill should land mid-sweep"
+    subprocess.run(command(killed), check=True, capture_output=True, timeout=300)
+    assert reference.wait(timeout=300) == 0, reference.stderr.read()
+    rows, expected = _rows(killed / "results.csv"), _rows(whole / "results.csv")
+    keys = [_key(r) for r in rows]
+    assert len(keys) == len(set(keys)) == 4 * 2
+    assert [_key(r) for r in expected] == keys
+    for got, want in zip(rows, expected, strict=True):
+        assert {k: v for k, v in got.items() if k not in TIMING} == \
+            {k: v for k, v in want.items() if k not in TIMING}, _key(got)
+    for name, text in before.items():  # cells finished before the kill were kept as they were
+        assert (killed / "cells" / name).read_bytes() == text
+    # early stopping fired (a member stopped before max_iterations), so "equal" covers it
+    assert min(int(r["best_iteration"]) for r in rows) < 200 - 20
+
+
+def test_resume_under_a_changed_config_is_refused_naming_the_difference(frames_root, tmp_path,
+                                                                        capsys):
+    """Other seeds and other max_iterations: refused, both named, nothing trained or
+    overwritten; --force-new starts over and `export` then uses the new config."""
+    from toolkit.cli import main
+    from toolkit.studies.sweep import SweepConfigError
+
+    out = tmp_path / "run"
+    first = _write_config(frames_root, "first", 15, activations=("tanh",), depths=(1,))
+    run_sweep(read_config(first), out, progress=False, stop_after=1)
+    cells = {p.name: p.read_bytes() for p in (out / "cells").iterdir()}
+    config_text = (out / "config.json").read_text()
+    changed = _write_config(frames_root, "changed", 20, activations=("tanh",), depths=(1,),
+                            seeds=(0, 2))
+    with pytest.raises(SweepConfigError) as info:
+        run_sweep(read_config(changed), out, progress=False)
+    message = str(info.value)
+    assert "seeds: [0, 1] -> [0, 2]" in message
+    assert "training.max_iterations: 15 -> 20" in message and "training.patience" in message
+    assert "--force-new" in message and "name:" not in message
+    assert {p.name: p.read_bytes() for p in (out / "cells").iterdir()} == cells
+    assert (out / "config.json").read_text() == config_text
+    # the same through the CLI (in this process): one line, exit status 2
+    status = main(["sweep", "--config", str(changed), "--out", str(out), "--quiet"])
+    stderr = capsys.readouterr().err
+    assert status == 2 and len(stderr.strip().splitlines()) == 1
+    assert "seeds: [0, 1] -> [0, 2]" in stderr
+    # the unchanged config resumes (its name may differ: it is only a label)
+    renamed = _write_config(frames_root, "renamed", 15, activations=("tanh",), depths=(1,))
+    run_sweep(read_config(renamed), out, progress=False)
+    assert len(_rows(out / "results.csv")) == 2 * 2
+    # --force-new: the old cells are gone, the table has the new seeds only
+    assert main(["sweep", "--config", str(changed), "--out", str(out), "--quiet",
+                 "--force-new"]) == 0
+    rows = read_results(out)
+    assert sorted({r["seed"] for r in rows}) == [0, 2] and len(rows) == 4
+    target = export_member(out, "ArKr", "tanh", 1, 3, 2, tmp_path / "pot")
+    assert read_potential(target).meta["sweep"]["system"] == "ArKr"
+    with pytest.raises(SweepConfigError, match="seed 1 not in sweep cell"):
+        export_member(out, "ArKr", "tanh", 1, 3, 1, tmp_path / "pot1")
+
+
+def test_changed_frames_are_refused_on_resume_and_export(frames_root, tmp_path):
+    """Same config, but the data file was rewritten with other frames: the finished cells'
+    splits, scores and walls belong to the old frames, so resume and export refuse."""
+    from toolkit.studies.sweep import SweepConfigError
+
+    data = tmp_path / "arkr.extxyz"
+    data.write_bytes((frames_root / "arkr.extxyz").read_bytes())
+    config = tmp_path / "own.toml"
+    config.write_text(_write_config(frames_root, "own", 5, activations=("tanh",), depths=(1,),
+                                    widths=(1,)).read_text().replace(
+        str(frames_root / "arkr.extxyz"), str(data)))
+    out = tmp_path / "run"
+    run_sweep(read_config(config), out, progress=False)
+    frames = read_frames(data)
+    write_frames(data, frames[::-1])  # the same frames in another order: another split
+    with pytest.raises(SweepConfigError, match="frames of ArKr .* changed"):
+        run_sweep(read_config(config), out, progress=False)
+    with pytest.raises(SweepConfigError, match="frames of ArKr .* changed"):
+        export_member(out, "ArKr", "tanh", 1, 1, 0, tmp_path / "pot")
 
 
 @pytest.mark.mpi
-def test_two_ranks_give_the_serial_table(frames_root, tmp_path):
-    """Two systems, dealt so that rank 0 starts with Ar and rank 1 with ArKr cells."""
+def test_three_ranks_with_one_idle_give_the_serial_table(frames_root, tmp_path):
+    """Two cells on three ranks: rank 0 trains the Ar cell, rank 1 the ArKr cell (each
+    loading its own system's frames), rank 2 owns no cell and must still take part."""
     config_file = _write_config(frames_root, "two", 15, systems=("Ar", "ArKr"),
-                                activations=("tanh",))
+                                activations=("tanh",), depths=(1,), widths=(3,))
     serial, parallel = tmp_path / "serial", tmp_path / "mpi"
     run_sweep(read_config(config_file), serial, progress=False)
-    subprocess.run([str(BIN / "mpirun"), "-np", "2", str(BIN / "aetk"), "sweep", "--config",
+    subprocess.run([str(BIN / "mpirun"), "-np", "3", str(BIN / "aetk"), "sweep", "--config",
                     str(config_file), "--out", str(parallel), "--quiet"], check=True,
                    capture_output=True, timeout=300)
     a, b = _rows(serial / "results.csv"), _rows(parallel / "results.csv")
-    assert len(a) == len(b) == 16
+    assert len(a) == len(b) == 2 * 2
     for row_a, row_b in zip(a, b, strict=True):
         assert {k: v for k, v in row_a.items() if k not in TIMING} == \
             {k: v for k, v in row_b.items() if k not in TIMING}

@@ -14,8 +14,7 @@ from ase import Atoms
 from toolkit.data import write_frames
 from toolkit.descriptors import DescriptorSpec
 from toolkit.evaluation import predict, read_per_atom_table
-from toolkit.models.fitting import fit_potential
-from toolkit.models.networks import Architecture
+from toolkit.models.fitting import FitConfig, fit_potential
 from toolkit.models.potential import PotentialError
 from toolkit.models.training import TrainingSettings
 from toolkit.reference.classical import ClassicalRun, generate_frames
@@ -40,10 +39,9 @@ def pure(tmp_path_factory):
         frames = _frames(system)
         write_frames(root / f"{system}.extxyz", frames)
         out[system] = frames
-        out[f"{system}_pot"], _ = fit_potential(root / f"{system}.extxyz",
-                                                root / f"{system}-pot",
-                                                Architecture((5,), "tanh"), seed=1,
-                                                settings=QUICK, progress=False)
+        out[f"{system}_pot"], _ = fit_potential(FitConfig(root / f"{system}.extxyz", (5,), "tanh",
+                                                          seed=1, training=QUICK),
+                                                root / f"{system}-pot", progress=False)
     return out
 
 
@@ -77,14 +75,13 @@ def test_mismatched_inputs_are_refused(pure, tmp_path):
     with pytest.raises(PotentialError, match="no trained Kr network"):
         assemble({"Ar": pure["Ar_pot"].directory, "Kr": pure["Ar_pot"].directory},
                  tmp_path / "bad1")
-    other, _ = fit_potential(pure["root"] / "Kr.extxyz", tmp_path / "kr-wide",
-                             Architecture((7,), "tanh"), settings=QUICK, progress=False)
+    other, _ = fit_potential(FitConfig(pure["root"] / "Kr.extxyz", (7,), "tanh", training=QUICK),
+                             tmp_path / "kr-wide", progress=False)
     with pytest.raises(PotentialError, match="differ in architecture"):
         assemble({"Ar": pure["Ar_pot"].directory, "Kr": other.directory}, tmp_path / "bad2")
     spec8 = DescriptorSpec(twojmax=4)
-    other_spec, _ = fit_potential(pure["root"] / "Kr.extxyz", tmp_path / "kr-spec",
-                                  Architecture((5,), "tanh"), spec=spec8, settings=QUICK,
-                                  progress=False)
+    other_spec, _ = fit_potential(FitConfig(pure["root"] / "Kr.extxyz", (5,), "tanh", spec=spec8,
+                                            training=QUICK), tmp_path / "kr-spec", progress=False)
     with pytest.raises(PotentialError, match="different descriptor specs"):
         assemble({"Ar": pure["Ar_pot"].directory, "Kr": other_spec.directory},
                  tmp_path / "bad3")
@@ -98,7 +95,9 @@ def test_mismatched_inputs_are_refused(pure, tmp_path):
 
 @pytest.mark.mpi
 def test_large_box_domain_decomposition_equals_serial(pure, tmp_path):
-    data = pure["root"] / "Ar.extxyz"
+    """Three frames repeated 3 x 3 x 3 (2,916 atoms each), serial vs 2 ranks."""
+    data = tmp_path / "three.extxyz"
+    write_frames(data, pure["Ar"][:3])
     potential = pure["Ar_pot"].directory
 
     def evaluate(out, ranks):
@@ -112,7 +111,7 @@ def test_large_box_domain_decomposition_equals_serial(pure, tmp_path):
 
     serial = evaluate(tmp_path / "serial.json", 1)
     parallel = evaluate(tmp_path / "mpi.json", 2)
-    assert len(serial["frame"]) == 12 * 108 * 27
+    assert len(serial["frame"]) == 3 * 108 * 27
     diff = np.abs(serial["predicted_local_energy"].astype(float)
                   - parallel["predicted_local_energy"].astype(float))
     assert diff.max() < 1e-10

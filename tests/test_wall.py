@@ -12,7 +12,7 @@ from ase import Atoms
 from toolkit.data import write_frames
 from toolkit.descriptors import DescriptorSpec
 from toolkit.evaluation import PotentialSession
-from toolkit.models.fitting import fit_potential
+from toolkit.models.fitting import FitConfig, fit_potential
 from toolkit.models.networks import (
     Architecture,
     EnsembleNetworks,
@@ -67,8 +67,14 @@ def test_closest_pairs_match_brute_force_minimum_image(arkr_lj_frames):
         inner, outer = wall.cutoffs[key]
         assert outer == pytest.approx(d - 0.2, abs=1e-4)
         assert inner == pytest.approx(outer - 0.5, abs=1e-4)
-    pure = wall_for([a for a in frames], ["Ar", "Kr"])
-    assert set(pure.cutoffs) == {"Ar-Ar", "Ar-Kr", "Kr-Kr"}
+    # the same frames without their Ar atoms: only Kr-Kr is seen, at the same distance,
+    # and the other pairs borrow its wall
+    krypton = [a[[s == "Kr" for s in a.get_chemical_symbols()]] for a in frames]
+    pure = wall_for(krypton, ["Ar", "Kr"], margin=0.2, width=0.5)
+    assert set(pure.closest) == {"Kr-Kr"}
+    assert pure.closest["Kr-Kr"] == pytest.approx(expected["Kr-Kr"], abs=1e-12)
+    assert pure.cutoffs["Ar-Ar"] == pure.cutoffs["Ar-Kr"] == pure.cutoffs["Kr-Kr"] \
+        == wall.cutoffs["Kr-Kr"] != wall.cutoffs["Ar-Ar"]
 
 
 def test_pairs_missing_from_the_data_get_the_lowest_wall(arkr_lj_frames):
@@ -93,6 +99,17 @@ def test_overlapping_data_leaves_no_room_for_a_wall():
         RepulsiveWall({"Ar-Ar": (3.0, 2.5)}, {})
 
 
+def test_overlap_of_one_pair_names_that_pair_when_others_borrow_its_wall():
+    """Pure Kr data with two Kr atoms 0.9 A apart: Ar-Ar and Ar-Kr are absent, take the
+    lowest (Kr-Kr) wall, and the error names Kr-Kr (it used to be KeyError 'Ar-Ar')."""
+    atoms = Atoms("Kr2", positions=[[0, 0, 0], [0.9, 0, 0]], cell=[8, 8, 8], pbc=True)
+    with pytest.raises(WallError, match="closest Kr-Kr pair 0.900 A \\(the Ar-Ar wall is "
+                       "taken from it: no Ar-Ar pair in the data\\)"):
+        wall_for([atoms], ["Ar", "Kr"])
+    roomy = Atoms("Kr2", positions=[[0, 0, 0], [3.5, 0, 0]], cell=[8, 8, 8], pbc=True)
+    assert wall_for([roomy], ["Ar", "Kr"]).cutoffs["Ar-Ar"] == (2.8, 3.3)  # borrowed, fine
+
+
 def test_fit_refuses_data_without_room_for_a_wall_before_training(tmp_path, monkeypatch):
     import toolkit.models.fitting
 
@@ -110,8 +127,8 @@ def test_fit_refuses_data_without_room_for_a_wall_before_training(tmp_path, monk
 
     monkeypatch.setattr(toolkit.models.fitting, "train_ensemble", no_training)
     with pytest.raises(WallError, match="no two atoms closer"):
-        fit_potential(tmp_path / "gas.extxyz", tmp_path / "pot", Architecture((2,), "tanh"),
-                      settings=QUICK, progress=False)
+        fit_potential(FitConfig(tmp_path / "gas.extxyz", (2,), "tanh", training=QUICK),
+                      tmp_path / "pot", progress=False)
     assert not (tmp_path / "pot").exists()
 
 
@@ -133,10 +150,10 @@ def walled(tmp_path_factory, arkr_lj_frames):
     root = tmp_path_factory.mktemp("wall")
     data = root / "arkr.extxyz"
     write_frames(data, arkr_lj_frames)
-    with_wall, _ = fit_potential(data, root / "wall", Architecture((4,), "tanh"), seed=2,
-                                 settings=QUICK, progress=False)
-    bare, _ = fit_potential(data, root / "bare", Architecture((4,), "tanh"), seed=2,
-                            settings=QUICK, progress=False, wall=False)
+    with_wall, _ = fit_potential(FitConfig(data, (4,), "tanh", seed=2, training=QUICK),
+                                 root / "wall", progress=False)
+    bare, _ = fit_potential(FitConfig(data, (4,), "tanh", seed=2, training=QUICK, wall=False),
+                            root / "bare", progress=False)
     return with_wall, bare
 
 

@@ -6,8 +6,9 @@ Convention (all in LAMMPS ``metal`` units):
 - ``atoms.arrays['local_energy']``: reference per-atom energies, eV, summing to the total;
 - ``atoms.info['stress']`` (optional): 6 Voigt components xx yy zz yz xz xy, eV/A^3, ASE sign
   (positive under tension).
-ASE's reader moves ``energy``/``forces``/``stress`` into a SinglePointCalculator; the reader
-here moves them back so the rest of the toolkit sees one layout.
+ASE's reader moves ``energy``/``forces``/``stress`` (and e.g. ``charges``) into a
+SinglePointCalculator; the reader here moves them back so the rest of the toolkit sees one
+layout and nothing a file carries is dropped.
 """
 
 from __future__ import annotations
@@ -78,6 +79,16 @@ def _move_calculator_results_to_info(atoms: Atoms) -> None:
 
             stress = full_3x3_to_voigt_6_stress(stress.reshape(3, 3))
         atoms.info["stress"] = stress.reshape(-1)
+    # everything else ASE routed to its calculator (e.g. a "charge" column becomes the result
+    # "charges") is kept under ASE's name: per-atom values as a column, the rest in info
+    for key, value in results.items():
+        if key in ("energy", "forces", "stress"):
+            continue
+        array = np.asarray(value)
+        if array.ndim >= 1 and len(array) == len(atoms):
+            atoms.arrays[key] = array.copy()
+        else:
+            atoms.info[key] = value
     atoms.calc = None
 
 
@@ -165,6 +176,9 @@ def validate_frames(
 ) -> None:
     """Raise :class:`FrameError` for the first unusable frame.
 
+    Every number a frame carries is checked for NaN/inf, required or not: positions, every
+    per-atom numeric column (``forces``, ``local_energy``, any other), and every numeric
+    ``info`` value (``energy``, ``stress``, ...).
     ``require`` names fields that must be present: ``energy``, ``forces``, ``local_energy``.
     ``cutoff`` (A): every periodic box length must be at least twice this.
     ``species``: allowed elements (default: all elements the toolkit knows).
@@ -175,6 +189,7 @@ def validate_frames(
         _check_species(atoms, allowed, where)
         _check_cell(atoms, where, cutoff)
         _check_positions(atoms, where)
+        _check_finite(atoms, where)
         _check_labels(atoms, where, require)
 
 
@@ -223,6 +238,33 @@ def _check_positions(atoms: Atoms, where: str) -> None:
                 f"{MIN_DISTANCE} A); positions are probably not in Angstrom or were "
                 "wrapped wrongly"
             )
+
+
+def _numeric(value: object) -> np.ndarray | None:
+    """``value`` as a float array if it is a number or an array of numbers, else None."""
+    if isinstance(value, bool | str | bytes) or value is None:
+        return None
+    array = np.asarray(value)
+    return array.astype(np.float64) if array.dtype.kind in "fiuc" else None
+
+
+def _check_finite(atoms: Atoms, where: str) -> None:
+    """Every per-atom column and ``info`` number must be finite; names the first bad one."""
+    fix = ("the file is damaged or was written by a failed calculation; recompute this frame "
+           "or drop it")
+    for name, values in atoms.arrays.items():
+        if name in ("numbers", "positions"):
+            continue  # integers; positions have their own check
+        array = _numeric(values)
+        if array is not None and not np.all(np.isfinite(array)):
+            atom = int(np.argwhere(~np.isfinite(array.reshape(len(array), -1)))[0, 0])
+            raise FrameError(f"{where}: per-atom '{name}' of atom {atom} is "
+                             f"{array.reshape(len(array), -1)[atom].tolist()}, not finite; {fix}")
+    for name, value in atoms.info.items():
+        array = _numeric(value)
+        if array is not None and not np.all(np.isfinite(array)):
+            shown = array.tolist() if array.ndim else float(array)
+            raise FrameError(f"{where}: {name}={shown} is not finite; {fix}")
 
 
 def _check_labels(atoms: Atoms, where: str, require: Sequence[str]) -> None:

@@ -1,22 +1,9 @@
-"""SNAP bispectrum descriptors: one spec, computed through LAMMPS, cached by content hash.
+"""SNAP bispectrum descriptors of frames, computed through LAMMPS (``compute sna/atom``)
+and cached by content hash.
 
-The :class:`DescriptorSpec` is the single source of truth: it fills LAMMPS's
-``compute sna/atom`` (for training data) and writes the ML-IAP ``descriptor sna`` file
-(for the exported potential), so a model always sees the descriptors it was trained on.
-
-Defaults, for liquid Ar/Kr at 120 K (justified in the README):
-- ``twojmax = 6``: 30 bispectrum components (the paper's "4D bispectrum" family);
-- radii sigma_i / 2 and ``rcutfac 1.45``: pair cutoffs 1.45 sigma_ij (4.92 A Ar-Ar,
-  5.09 A Ar-Kr, 5.26 A Kr-Kr). The classical reference is cut at 1.6 sigma_ij; a
-  descriptor cutoff equal to it (1.6) was the first choice, but the representability
-  search (docs/emergence.md: 84 specs, 6 references) found 1.45 best for every system:
-  mean linear ceiling 0.991 against 0.970 at 1.6 (mixture 0.982 against 0.946), at the same
-  cost. The shell it leaves out holds pair energies below 4 % of epsilon (force-shifted LJ
-  at 1.45 sigma), while the tighter cutoff spends the bispectrum's radial resolution on
-  the first shell, where the energy varies;
-- weights Ar 1.0, Kr sqrt(C6_Kr / C6_Ar) (see :func:`toolkit.species.snap_weight`), so Ar
-  and Kr neighbours differ in every environment;
-- ``rfac0 0.99363``, ``rmin0 0``, ``switchflag 1``, ``bzeroflag 1`` (LAMMPS/FitSNAP defaults).
+The spec itself, its defaults and why they were chosen live in
+:mod:`toolkit.descriptor_spec` (re-exported here): the one source of truth for both the
+training descriptors computed here and the ML-IAP descriptor file of exported potentials.
 """
 
 from __future__ import annotations
@@ -28,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms
-from tqdm import tqdm
 
 from toolkit.data import atomic_write_text, frames_hash, validate_frames
 from toolkit.descriptor_spec import (  # noqa: F401  (re-exported: the public place)
@@ -37,7 +23,9 @@ from toolkit.descriptor_spec import (  # noqa: F401  (re-exported: the public pl
     SpecError,
     read_spec,
 )
-from toolkit.lammps import Lammps, self_comm
+from toolkit.lammps import Lammps
+from toolkit.parallel import allgather_dict, is_rank0, serial, share_indices
+from toolkit.progress import progress as progress_bar
 
 DESCRIPTOR_VERSION = 1  # bump when the way descriptors are computed changes (cache key)
 
@@ -52,7 +40,7 @@ class DescriptorSession:
 
     def __init__(self, spec: DescriptorSpec, comm=None):
         self.spec = spec
-        self.lmp = Lammps(comm=comm if comm is not None else self_comm())
+        self.lmp = Lammps(comm=comm if comm is not None else serial())
         self.lmp.setup_box(spec.elements)
         self.lmp.commands(
             [
@@ -97,17 +85,13 @@ def compute_descriptors(
         stored = np.load(path)
         return Descriptors(stored["values"], stored["frame_index"], stored["species_index"], spec)
 
-    rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
-    mine = list(range(rank, len(frames), size))
+    rank0 = is_rank0(comm)
     results = {}
     with DescriptorSession(spec) as session:
-        for index in tqdm(mine, desc="descriptors", unit="frame", disable=not progress or rank):
+        for index in progress_bar(share_indices(len(frames), comm), desc="descriptors",
+                                  unit="frame", enabled=progress and rank0):
             results[index] = session.compute(frames[index])
-    if comm is not None and size > 1:
-        merged = {}
-        for part in comm.allgather(results):
-            merged.update(part)
-        results = merged
+    results = allgather_dict(results, comm)
 
     values = np.concatenate([results[i] for i in range(len(frames))])
     frame_index = np.concatenate(
@@ -117,7 +101,7 @@ def compute_descriptors(
         [[spec.type_of(s) - 1 for s in atoms.get_chemical_symbols()] for atoms in frames]
     ).astype(np.int64)
     result = Descriptors(values, frame_index, species_index, spec)
-    if cache and rank == 0:
+    if cache and rank0:
         _save_npz_atomically(path, values=values, frame_index=frame_index,
                              species_index=species_index)
     return result

@@ -9,7 +9,6 @@ choice for many small boxes) or every frame is domain-decomposed over all ranks
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,12 +16,22 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms
-from tqdm import tqdm
 
+from toolkit.config import JobConfig
 from toolkit.data import atomic_write_text, file_hash, validate_frames
-from toolkit.lammps import Lammps, self_comm, world_comm
+from toolkit.errors import AetkError
+from toolkit.lammps import Lammps
 from toolkit.metrics import energy_metrics
 from toolkit.models.potential import Potential
+from toolkit.parallel import allgather_dict, is_rank0, serial, share_indices, world
+from toolkit.progress import progress as progress_bar
+from toolkit.tables import read_columns, write_table
+
+MODES = ("frames", "domain")  # under mpirun: frames shared out, or each frame decomposed
+
+
+class EvaluationError(AetkError, ValueError):
+    """An evaluation was asked for something impossible (unknown mode, mixed elements)."""
 
 
 @dataclass
@@ -51,7 +60,7 @@ class PotentialSession:
 
     def __init__(self, potential: Potential, comm=None):
         self.potential = potential
-        self.lmp = Lammps(comm=comm if comm is not None else self_comm())
+        self.lmp = Lammps(comm=comm if comm is not None else serial())
         self.lmp.setup_box(potential.elements)
         self.lmp.commands(potential.pair_commands())
         self.lmp.commands(["neighbor 1.0 bin", "compute peatom all pe/atom",
@@ -60,7 +69,9 @@ class PotentialSession:
     def switch(self, potential: Potential) -> None:
         """Load another potential into the same LAMMPS instance (same element order)."""
         if potential.elements != self.potential.elements:
-            raise ValueError("a session can only switch between potentials of one element set")
+            raise EvaluationError(f"{potential.directory} has elements {potential.elements}, "
+                                  f"this session {self.potential.elements}; a session only "
+                                  "switches between potentials of one element set")
         self.potential = potential
         self.lmp.commands(potential.pair_commands())
 
@@ -101,24 +112,20 @@ def predict(
 ) -> Prediction:
     """Energies, per-atom energies and forces of ``frames`` from LAMMPS; all ranks get all."""
     check_frames_for(potential, frames, source)
-    comm = comm if comm is not None else self_comm()
-    rank, size = comm.Get_rank(), comm.Get_size()
-    if mode == "domain" or size == 1:
+    if mode not in MODES:
+        raise EvaluationError(f"mode must be one of {MODES}, not {mode!r}")
+    comm = comm if comm is not None else serial()
+    if mode == "domain" or comm.Get_size() == 1:
         mine, lammps_comm = list(range(len(frames))), comm
-    elif mode == "frames":
-        mine, lammps_comm = list(range(rank, len(frames), size)), self_comm()
-    else:
-        raise ValueError(f"mode must be 'frames' or 'domain', not {mode!r}")
+    else:  # frames shared out, one serial LAMMPS instance per rank
+        mine, lammps_comm = share_indices(len(frames), comm), serial()
     results = {}
     with PotentialSession(potential, comm=lammps_comm) as session:
-        for index in tqdm(mine, desc="LAMMPS evaluate", unit="frame",
-                          disable=not progress or rank != 0):
+        for index in progress_bar(mine, desc="LAMMPS evaluate", unit="frame",
+                                  enabled=progress and is_rank0(comm)):
             results[index] = session.evaluate(frames[index])
-    if mode == "frames" and size > 1:
-        merged = {}
-        for part in comm.allgather(results):
-            merged.update(part)
-        results = merged
+    if mode == "frames":
+        results = allgather_dict(results, comm)
     return Prediction.collect([results[i] for i in range(len(frames))])
 
 
@@ -138,34 +145,75 @@ def score(potential: Potential, frames: Sequence[Atoms], prediction: Prediction)
     )
 
 
+PER_ATOM_COLUMNS = ["frame", "atom_id", "species", "reference_local_energy",
+                    "predicted_local_energy"]
+
+
 def write_per_atom_table(path: str | Path, frames: Sequence[Atoms],
                          prediction: Prediction) -> None:
-    """CSV: frame, atom id (1-based, frame order), species, reference and predicted energy."""
-    rows = ["frame,atom_id,species,reference_local_energy,predicted_local_energy"]
+    """CSV: frame, atom id (1-based, frame order), species, reference and predicted energy
+    (eV; the reference cell is empty for frames without ``local_energy``)."""
+    rows = []
     k = 0
     for f, atoms in enumerate(frames):
         reference = atoms.arrays.get("local_energy")
         for i, symbol in enumerate(atoms.get_chemical_symbols()):
-            ref = repr(float(reference[i])) if reference is not None else ""
-            rows.append(f"{f},{i + 1},{symbol},{ref},{float(prediction.local_energy[k])!r}")
+            rows.append({"frame": f, "atom_id": i + 1, "species": symbol,
+                         "reference_local_energy": None if reference is None
+                         else float(reference[i]),
+                         "predicted_local_energy": float(prediction.local_energy[k])})
             k += 1
-    atomic_write_text(path, "\n".join(rows) + "\n")
+    write_table(path, rows, PER_ATOM_COLUMNS)
 
 
-def evaluate_to_files(
-    potential: Potential, frames: Sequence[Atoms], data_path: str | Path, out: str | Path,
-    *, mode: str = "frames", progress: bool = True,
-) -> dict:
-    """The `aetk evaluate` job: predict through LAMMPS (MPI-aware), write JSON + per-atom CSV."""
-    comm = world_comm()
-    prediction = predict(potential, frames, comm=comm, mode=mode, progress=progress,
-                         source=data_path)
+@dataclass(frozen=True)
+class EvaluateConfig(JobConfig):
+    """What `aetk evaluate` computes: a potential on frames, and how under MPI.
+
+    Written into the metrics JSON (``config``), so a report says what made it.
+    """
+
+    potential: str  # potential directory
+    data: str  # frames, extxyz
+    frames: str = "all"  # "all", or "test": the potential's held-out test frames of its data
+    mode: str = "frames"  # under mpirun: frames shared out over ranks, or each decomposed
+    replicate: int = 1  # evaluate each frame repeated n x n x n (large-box path)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "potential", str(self.potential))
+        object.__setattr__(self, "data", str(self.data))
+        if self.frames not in ("all", "test"):
+            raise EvaluationError(f"frames {self.frames!r}: choose 'all' or 'test'")
+        if self.mode not in MODES:
+            raise EvaluationError(f"mode {self.mode!r}: choose one of {MODES}")
+        if isinstance(self.replicate, bool) or not isinstance(self.replicate, int) \
+                or self.replicate < 1:
+            raise EvaluationError(f"replicate {self.replicate!r}: a whole number >= 1")
+
+
+def evaluate_to_files(config: EvaluateConfig, out: str | Path, progress: bool = True
+                      ) -> dict:
+    """The `aetk evaluate` job: predict through LAMMPS (MPI-aware), write the metrics JSON
+    ``out`` (with the config) and the per-atom CSV next to it; returns the metrics."""
+    from toolkit.data import read_frames
+    from toolkit.models.potential import read_potential
+
+    comm = world()
+    potential = read_potential(config.potential)
+    frames = read_frames(config.data)
+    if config.frames == "test":
+        frames = [frames[i] for i in potential.test_split(config.data)]
+    if config.replicate > 1:
+        frames = [replicate(atoms, config.replicate) for atoms in frames]
+    prediction = predict(potential, frames, comm=comm, mode=config.mode, progress=progress,
+                         source=config.data)
     metrics = score(potential, frames, prediction)
-    if comm.Get_rank() == 0:
+    if is_rank0(comm):
         out = Path(out)
-        report = {"potential": str(potential.directory), "data": str(data_path),
-                  "data_sha256": file_hash(data_path), "frames": len(frames),
-                  "ranks": comm.Get_size(), "mode": mode, "metrics": metrics}
+        report = {"potential": str(potential.directory), "data": config.data,
+                  "data_sha256": file_hash(config.data), "frames": len(frames),
+                  "ranks": comm.Get_size(), "mode": config.mode, "config": config.to_dict(),
+                  "metrics": metrics}
         atomic_write_text(out, json.dumps(report, indent=1) + "\n")
         write_per_atom_table(out.with_suffix(".atoms.csv"), frames, prediction)
     return metrics
@@ -180,6 +228,6 @@ def replicate(atoms: Atoms, n: int) -> Atoms:
 
 
 def read_per_atom_table(path: str | Path) -> dict[str, np.ndarray]:
-    with open(path) as handle:
-        rows = list(csv.DictReader(handle))
-    return {key: np.array([row[key] for row in rows]) for key in rows[0]}
+    """The per-atom CSV as one array per column (energies float, eV)."""
+    return read_columns(path, ints={"frame", "atom_id"}, texts={"species"},
+                        require=PER_ATOM_COLUMNS)

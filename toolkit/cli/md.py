@@ -10,15 +10,15 @@ from toolkit.cli.common import liquid_arguments
 def _cmd_md(args: argparse.Namespace) -> None:
     import json
 
-    from toolkit.lammps import world_comm
-    from toolkit.md import compare_with_reference, run_md
+    from toolkit.md import MDRun, compare_with_reference, run_md
+    from toolkit.parallel import is_rank0, world
 
-    result = run_md(args.potential, args.system, args.atoms, args.temperature, args.ensemble,
-                    args.steps, args.seed, args.out, per_atom_energies=args.per_atom,
-                    progress=not args.quiet, timestep=args.timestep / 1000.0,
-                    melt_steps=args.melt_steps, equilibration_steps=args.equilibration_steps,
-                    dump_every=args.dump_every)
-    rank0 = world_comm().Get_rank() == 0
+    run = MDRun(args.potential, args.system, args.atoms, args.temperature, args.ensemble,
+                args.steps, args.seed, timestep=args.timestep / 1000.0,
+                melt_steps=args.melt_steps, equilibration_steps=args.equilibration_steps,
+                dump_every=args.dump_every, per_atom_energies=args.per_atom)
+    result = run_md(run, args.out, progress=not args.quiet)
+    rank0 = is_rank0(world())
     summary = result.summary
     if rank0:
         short = {k: summary[k] for k in ("mean_pe_per_atom", "mean_temperature", "ns_per_day")

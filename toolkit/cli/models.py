@@ -11,23 +11,23 @@ from toolkit.errors import AetkError
 
 def _cmd_fit(args: argparse.Namespace) -> None:
     import json
+    import sys
 
     from toolkit.descriptors import read_spec
-    from toolkit.models.fitting import fit_potential
-    from toolkit.models.networks import Architecture
+    from toolkit.models.fitting import FitConfig, fit_potential, undefined_scores
     from toolkit.models.training import TrainingSettings
 
-    settings = TrainingSettings(max_iterations=args.max_iterations, patience=args.patience)
     spec, hidden = read_spec(args.spec), args.hidden or [16]
     if args.fitsnap_input:
         from toolkit.interop.fitsnap import fit_setup_from_fitsnap
 
         spec, hidden = fit_setup_from_fitsnap(args.fitsnap_input, args.spec, args.hidden)
-    architecture = Architecture(tuple(hidden), args.activation)
-    potential, metrics = fit_potential(
-        args.data, args.out, architecture, seed=args.seed, split_mode=args.split,
-        spec=spec, split_seed=args.split_seed, settings=settings,
-        progress=not args.quiet, wall=not args.no_wall)
+    config = FitConfig(
+        data=args.data, hidden=tuple(hidden), activation=args.activation,
+        seed=args.seed, split_seed=args.split_seed, split_mode=args.split, spec=spec,
+        training=TrainingSettings(max_iterations=args.max_iterations, patience=args.patience),
+        wall=not args.no_wall)
+    potential, metrics = fit_potential(config, args.out, progress=not args.quiet)
     summary = {"total_r2": metrics["total"]["r2"],
                "total_rmse_per_atom_meV": 1e3 * metrics["total_per_atom_rmse"]}
     if "local" in metrics:
@@ -37,28 +37,21 @@ def _cmd_fit(args: argparse.Namespace) -> None:
     print(f"wrote potential {potential.directory}")
     print("held-out test frames (PyTorch): " + json.dumps(
         {k: round(v, 4) for k, v in summary.items()}))
+    for note in undefined_scores(metrics):
+        print(f"aetk fit: warning: {note}", file=sys.stderr)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     import json
 
-    from toolkit.data import read_frames
-    from toolkit.evaluation import evaluate_to_files
-    from toolkit.lammps import world_comm
-    from toolkit.models.potential import read_potential
+    from toolkit.evaluation import EvaluateConfig, evaluate_to_files
+    from toolkit.parallel import is_rank0, world
 
-    potential = read_potential(args.potential)
-    frames = read_frames(args.data)
-    if args.frames == "test":
-        frames = [frames[i] for i in potential.test_split(args.data)]
-    if args.replicate > 1:
-        from toolkit.evaluation import replicate
-
-        frames = [replicate(atoms, args.replicate) for atoms in frames]
+    config = EvaluateConfig(potential=args.potential, data=args.data, frames=args.frames,
+                            mode=args.mode, replicate=args.replicate)
     out = args.out or str(Path(args.potential) / "evaluation.json")
-    metrics = evaluate_to_files(potential, frames, args.data, out, mode=args.mode,
-                                progress=not args.quiet)
-    if world_comm().Get_rank() == 0:
+    metrics = evaluate_to_files(config, out, progress=not args.quiet)
+    if is_rank0(world()):
         short = {"total_r2": metrics["total"]["r2"]}
         if "local" in metrics:
             short.update(local_r2=metrics["local"]["r2"],

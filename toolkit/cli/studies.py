@@ -7,12 +7,12 @@ from pathlib import Path
 
 
 def _cmd_sweep(args: argparse.Namespace) -> None:
-    from toolkit.lammps import world_comm
+    from toolkit.parallel import is_rank0, world
     from toolkit.studies.sweep import read_config, run_sweep
 
     config = read_config(args.config)
-    results = run_sweep(config, args.out, progress=not args.quiet)
-    if world_comm().Get_rank() == 0:
+    results = run_sweep(config, args.out, progress=not args.quiet, force_new=args.force_new)
+    if is_rank0(world()):
         print(f"wrote {results} ({len(config.cells())} cells x {len(config.seeds)} seeds)")
 
 
@@ -39,19 +39,15 @@ def _cmd_report(args: argparse.Namespace) -> None:
 
 
 def _cmd_transfer(args: argparse.Namespace) -> None:
-    from toolkit.lammps import world_comm
-    from toolkit.studies.sweep import SweepConfigError, read_config
+    from toolkit.parallel import is_rank0, world
+    from toolkit.studies.sweep import read_config, refuse_changed_config
     from toolkit.studies.transfer import run_transfer
 
     if args.config:
-        import json
-
-        stored = json.loads((Path(args.results) / "config.json").read_text())
-        if read_config(args.config).to_dict() != stored:
-            raise SweepConfigError(f"{args.config} is not the config the sweep in "
-                                   f"{args.results} ran with (see its config.json)")
+        refuse_changed_config(read_config(args.config), args.results,
+                              what=f", not to {args.config}")
     out = run_transfer(args.results, args.out, progress=not args.quiet)
-    if world_comm().Get_rank() == 0:
+    if is_rank0(world()):
         print(f"wrote {out}")
 
 
@@ -103,6 +99,9 @@ def add_parsers(sub) -> None:
                        "results table (resumable; cells shared out under mpirun)")
     p.add_argument("--config", required=True, help="sweep TOML, e.g. sweeps/quick.toml")
     p.add_argument("--out", required=True, help="sweep directory (results.csv, cells/, data/)")
+    p.add_argument("--force-new", action="store_true",
+                   help="discard the finished cells in --out and start over (a resume under "
+                   "another config is refused otherwise)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_sweep)
 

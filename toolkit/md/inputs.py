@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit.config import JobConfig
 from toolkit.errors import AetkError
 from toolkit.lammps import render_template
 from toolkit.models.wall import RepulsiveWall
@@ -39,8 +40,9 @@ MIN_PAIR_DISTANCE_SIGMA = 0.6
 
 
 @dataclass(frozen=True)
-class MDRun(LiquidBox):
-    """Everything that determines an MD run; written to ``summary.json``."""
+class MDRun(LiquidBox, JobConfig):
+    """Everything that determines an MD run (the `aetk md` job's config); written to
+    ``run.json`` next to the outputs and into ``summary.json``."""
 
     potential: str  # potential directory, or "reference:lj" / "reference:lj+atm"
     system: str = "Ar"
@@ -147,7 +149,7 @@ def input_text(run: MDRun, model: PairModel, dump_file: str = "trajectory.dump",
     else:
         per_atom = "# per-atom energies not requested (aetk md --per-atom)"
     return render_template(
-        "md.lmp",
+        "lammps_inputs/md.lmp",
         system=run.system, natoms=run.natoms, temperature=run.temperature,
         potential_label=model.label, thermo_every=run.thermo_every,
         density=f"{density:.6f}", elements=" ".join(model.elements),

@@ -29,11 +29,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
+from tqdm import tqdm  # the type of a progress bar
 
 from toolkit.data import atomic_write_text
 from toolkit.errors import AetkError
-from toolkit.lammps import Lammps, LammpsError, world_comm
+from toolkit.lammps import Lammps, LammpsError
 from toolkit.md.inputs import (
     REFERENCE_PREFIX,
     SPECIES_FILE,
@@ -44,8 +44,12 @@ from toolkit.md.inputs import (
     sections,
     species_file_text,
 )
+from toolkit.parallel import is_rank0, on_rank0, world
+from toolkit.progress import progress as progress_bar
 from toolkit.species import element
+from toolkit.tables import write_table
 
+RUN_FILE = "run.json"  # the run's MDRun, written before it starts
 THERMO_COLUMNS = ("step", "time", "temp", "pe", "ke", "etotal", "press", "closest")
 THERMO_NAMES = ("Step", "Time", "Temp", "PotEng", "KinEng", "TotEng", "Press", "c_closest")
 # Blow-up thresholds, checked after every chunk. A liquid at 120 K has kT = 0.01 eV and a
@@ -231,54 +235,43 @@ class _Runner:
             f"{last}. Likely cause: {cause}.", step, phase)
 
 
-def run_md(
-    potential: str | Path | PairModel,
-    system: str = "Ar",
-    atoms: int = 108,
-    temperature: float = 120.0,
-    ensemble: str = "nvt",
-    steps: int = 5000,
-    seed: int = 1,
-    out_dir: str | Path = "runs/md",
-    per_atom_energies: bool = False,
-    progress: bool = True,
-    *,
-    comm=None,
-    **settings,
-) -> MDResult:
-    """Run MD of the liquid with ``potential``; returns the result (files in ``out_dir``).
+def run_md(run: MDRun, out_dir: str | Path, *, model: PairModel | None = None,
+           progress: bool = True, comm=None) -> MDResult:
+    """Run the MD ``run`` (an :class:`MDRun`); returns the result (files in ``out_dir``).
 
-    ``settings`` are further :class:`MDRun` fields (timestep ps, melt_steps,
-    equilibration_steps, thermo_every, dump_every, cutoff_sigma). Raises
+    ``run.potential`` names the potential (a directory, or ``reference:lj``); ``model``
+    instead gives LAMMPS pair lines directly (e.g. a linear SNAP for benchmarks). Raises
     :class:`MDInstabilityError` if the run blows up (after writing a partial summary); a
     Ctrl-C stops after the current chunk and returns with ``status == "interrupted"``.
     """
-    label = potential.label if isinstance(potential, PairModel) else str(potential)
-    run = MDRun(label, system, atoms, temperature, ensemble, steps, seed,
-                per_atom_energies=per_atom_energies, **settings)
-    model = load_pair_model(potential, system, run.cutoff_sigma)
-    comm = comm if comm is not None else world_comm()
-    rank0 = comm.Get_rank() == 0
+    model = model if model is not None else load_pair_model(run.potential, run.system,
+                                                            run.cutoff_sigma)
+    comm = comm if comm is not None else world()
+    rank0 = is_rank0(comm)
     out = Path(out_dir).resolve()
-    if rank0:
+
+    def prepare() -> None:
         out.mkdir(parents=True, exist_ok=True)
         for stale in ("trajectory.dump", "summary.json", "thermo.csv", "comparison.json",
                       "rdf.png"):
             (out / stale).unlink(missing_ok=True)
-    text = input_text(run, model, dump_file=str(out / "trajectory.dump"),
-                      species_file=str(out / SPECIES_FILE))
-    if rank0:
+        run.write(out / RUN_FILE)
         # the written input names its files relative to itself, so the folder can be moved
         atomic_write_text(out / "md.lmp", input_text(run, model))
         species = species_file_text(run, model)
         if species is not None:
             atomic_write_text(out / SPECIES_FILE, species)
-    comm.Barrier()  # LAMMPS reads the species file on rank 0 only, but after it exists
+
+    # LAMMPS reads the species file on rank 0 only, but after it exists
+    on_rank0(prepare, comm)
+    text = input_text(run, model, dump_file=str(out / "trajectory.dump"),
+                      species_file=str(out / SPECIES_FILE))
     total = run.melt_steps + run.equilibration_steps + run.steps
     status, error = "completed", None
     began = time.perf_counter()
     with (Lammps(comm=comm, log=out / "log.lammps") as lmp, _StopRequest() as stop,
-          tqdm(total=total, unit="step", disable=not progress or not rank0) as bar):
+          progress_bar(total=total, desc="melt", unit="step",
+                       enabled=progress and rank0) as bar):
         runner = _Runner(lmp, run, model, bar, stop)
         try:
             for phase, commands in sections(text):
@@ -336,11 +329,7 @@ def _summary(result: MDResult, model: PairModel, runner: _Runner, ranks: int,
 
 
 def _write_thermo(path: Path, rows: list[dict]) -> None:
-    header = ("phase",) + THERMO_COLUMNS
-    lines = [",".join(header)]
-    lines += [",".join(str(r[k]) if k in ("phase", "step") else repr(float(r[k]))
-                       for k in header) for r in rows]
-    atomic_write_text(path, "\n".join(lines) + "\n")
+    write_table(path, rows, ("phase",) + THERMO_COLUMNS)
 
 
 def compare_with_reference(result: MDResult, reference: str = "lj", progress: bool = True,
@@ -354,20 +343,16 @@ def compare_with_reference(result: MDResult, reference: str = "lj", progress: bo
     """
     from toolkit.md.analysis import compare_runs
 
-    comm = comm if comm is not None else world_comm()
-    settings = asdict(result.run)
-    for key in ("potential", "system", "natoms", "temperature", "ensemble", "steps", "seed",
-                "per_atom_energies"):
-        settings.pop(key)
-    run = result.run
+    comm = comm if comm is not None else world()
     reference_dir = result.out_dir / f"reference_{reference.replace('+', '_')}"
-    run_md(f"{REFERENCE_PREFIX}{reference}", run.system, run.natoms, run.temperature,
-           run.ensemble, run.steps, run.seed, reference_dir, run.per_atom_energies, progress,
-           comm=comm, **settings)
-    comparison = None
-    if comm.Get_rank() == 0:
+    run_md(result.run.replace(potential=f"{REFERENCE_PREFIX}{reference}"), reference_dir,
+           progress=progress, comm=comm)
+
+    def compare() -> dict:
         comparison = compare_runs(result.out_dir, reference_dir,
                                   plot=result.out_dir / "rdf.png")
         atomic_write_text(result.out_dir / "comparison.json",
                           json.dumps(comparison, indent=1) + "\n")
-    return comm.bcast(comparison, root=0)
+        return comparison
+
+    return on_rank0(compare, comm)

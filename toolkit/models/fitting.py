@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from ase import Atoms
 
+from toolkit.config import ConfigError, JobConfig
 from toolkit.data import Split, file_hash, frames_hash, make_split, read_frames, validate_frames
 from toolkit.descriptors import Descriptors, DescriptorSpec, compute_descriptors
 from toolkit.metrics import energy_metrics
@@ -83,38 +84,63 @@ def ensemble_scores(ensemble: TrainedEnsemble, dataset: Dataset, frames) -> list
     return out
 
 
-def fit_potential(
-    data: str | Path,
-    out: str | Path,
-    architecture: Architecture,
-    seed: int = 0,
-    spec: DescriptorSpec | None = None,
-    split_seed: int = 0,
-    settings: TrainingSettings | None = None,
-    progress: bool = True,
-    wall: bool = True,
-    split_mode: str = "random",
-) -> tuple[Potential, dict]:
-    """Train one potential on the totals of ``data``'s training frames and export it.
+@dataclass(frozen=True)
+class FitConfig(JobConfig):
+    """What `aetk fit` trains: data, architecture, seeds, descriptor spec, training settings.
 
-    ``wall``: add the repulsive wall below the closest pair of any frame in ``data``
-    (toolkit/models/wall.py); it is zero on all of them, so training and metrics are unchanged.
+    Stored in the potential's ``meta.json`` (``fit_config``), so the potential says exactly
+    how it was made; ``FitConfig.from_dict(meta["fit_config"])`` refits it.
     """
-    spec = spec or DescriptorSpec()
-    dataset = load_dataset(data, spec, split_seed=split_seed, progress=progress,
-                           split_mode=split_mode)
+
+    data: str  # training frames, extxyz
+    hidden: tuple[int, ...] = (16,)  # hidden layer widths
+    activation: str = "tanh"
+    seed: int = 0  # initialisation
+    split_seed: int = 0  # the 70/10/20 split by frame (or of trajectories, below)
+    split_mode: str = "random"  # or "trajectory": whole trajectories held out for testing
+    spec: DescriptorSpec = field(default_factory=DescriptorSpec)
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+    wall: bool = True  # repulsive ZBL wall below the data (toolkit/models/wall.py)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data", str(self.data))
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        self.architecture  # noqa: B018  (validates widths and activation)
+        for name in ("seed", "split_seed"):
+            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int):
+                raise ConfigError(f"fit config: {name} must be an integer")
+
+    @property
+    def architecture(self) -> Architecture:
+        return Architecture(self.hidden, self.activation)
+
+
+def fit_potential(config: FitConfig, out: str | Path, progress: bool = True
+                  ) -> tuple[Potential, dict]:
+    """Train one potential on the totals of ``config.data``'s training frames; export to ``out``.
+
+    With ``config.wall`` the repulsive wall goes below the closest pair of any frame in the
+    data (toolkit/models/wall.py); it is zero on all of them, so training and metrics are
+    unchanged. Frames with NaN/inf in any number are refused before training. Returns the
+    potential and the PyTorch metrics on the held-out test frames (NaN scores:
+    :func:`undefined_scores`).
+    """
+    spec = config.spec
+    dataset = load_dataset(config.data, spec, split_seed=config.split_seed, progress=progress,
+                           split_mode=config.split_mode)
     # placed before training, so data the wall cannot go below fails at once, not after it
-    repulsive_wall = wall_for(dataset.frames, spec.elements) if wall else None
-    ensemble = train_ensemble(architecture, dataset.descriptors, dataset.energies,
-                              dataset.split.train, dataset.split.validation, seeds=[seed],
-                              settings=settings, progress=progress)
+    repulsive_wall = wall_for(dataset.frames, spec.elements) if config.wall else None
+    ensemble = train_ensemble(config.architecture, dataset.descriptors, dataset.energies,
+                              dataset.split.train, dataset.split.validation,
+                              seeds=[config.seed], settings=config.training, progress=progress)
     metrics = ensemble_scores(ensemble, dataset, dataset.split.test)[0]
     meta = {
-        "seed": seed,
+        "seed": config.seed,
+        "fit_config": config.to_dict(),
         "data": dataset.provenance(),
         "training": {
             "objective": "mean over frames of (E_ref - sum_i e_i)^2 / N (totals only)",
-            "settings": (settings or TrainingSettings()).to_dict(),
+            "settings": config.training.to_dict(),
             "best_iteration": ensemble.iterations[0],
             "train_loss": ensemble.train_loss[0],
             "validation_loss": ensemble.validation_loss[0],
@@ -124,3 +150,23 @@ def fit_potential(
     }
     write_potential(out, ensemble.member(0), meta, wall=repulsive_wall)
     return read_potential(out), metrics
+
+
+def undefined_scores(metrics: dict, prefix: str = "") -> list[str]:
+    """Names of the scores in ``metrics`` that are NaN, each with the reason.
+
+    Labels are checked for NaN/inf before training, so a NaN score means a degenerate test
+    set: R2 needs reference values that vary, Pearson r also predictions that vary.
+    """
+    notes = []
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            notes += undefined_scores(value, f"{name}.")
+        elif isinstance(value, float) and not np.isfinite(value):
+            why = ("the reference values of the test frames do not vary (too few test "
+                   "frames?)" if key == "r2" else
+                   "the reference or the predicted values do not vary" if key == "pearson"
+                   else "not finite")
+            notes.append(f"{name} is undefined: {why}")
+    return notes

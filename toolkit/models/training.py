@@ -21,7 +21,7 @@ from typing import Protocol
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from tqdm import tqdm  # the type of a progress bar
 
 from toolkit.descriptor_spec import Descriptors, DescriptorSpec
 from toolkit.errors import FrameError
@@ -32,6 +32,7 @@ from toolkit.models.networks import (
     SpeciesBlock,
     SpeciesNetworks,
 )
+from toolkit.progress import progress as progress_bar
 
 
 @dataclass(frozen=True)
@@ -352,8 +353,8 @@ def train_ensemble(
             theta[:, networks.species_block(s)] = 0.0
 
     start = time.perf_counter()
-    bar = tqdm(total=settings.max_iterations, desc=f"fit {architecture.label} x{len(seeds)}",
-               unit="it", disable=not progress, leave=False)
+    bar = progress_bar(total=settings.max_iterations, desc=f"fit {architecture.label} "
+                       f"x{len(seeds)}", unit="it", enabled=progress, leave=False)
     on_iteration = None
     if monitor is not None:
         def on_iteration(iteration: int, current: torch.Tensor) -> None:

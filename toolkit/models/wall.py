@@ -143,13 +143,18 @@ def wall_for(frames: Sequence[Atoms], elements: Sequence[str], margin: float = M
         raise WallError(f"no two atoms closer than {REACH} A in any frame; a wall cannot be "
                         "placed below the data (train without it: --no-wall)")
     outers = {key: d - margin for key, d in closest.items()}
-    lowest = min(outers.values())
+    lowest_key = min(outers, key=outers.get)
     cutoffs = {}
     for _, _, key in element_pairs(elements):
-        outer = outers.get(key, lowest)
+        # a pair absent from the data takes the lowest wall, so it is judged by that pair
+        source = key if key in outers else lowest_key
+        outer = outers[source]
         if outer - width <= 0.5:
-            raise WallError(f"closest {key} pair {closest[key]:.3f} A: the data holds "
-                            "overlapping atoms, so no wall fits below it (--no-wall)")
+            taken = "" if source == key else f" (the {key} wall is taken from it: no {key} " \
+                "pair in the data)"
+            raise WallError(f"closest {source} pair {closest[source]:.3f} A{taken}: the data "
+                            "holds overlapping atoms, so no wall fits below it; check the "
+                            "frames or train without a wall (--no-wall)")
         cutoffs[key] = (round(outer - width, 4), round(outer, 4))
     return RepulsiveWall(cutoffs, closest)
 

@@ -199,7 +199,7 @@ class Partition:
     def integrate(self, field: np.ndarray, voxel_volume: float) -> np.ndarray:
         """Integral of ``field`` over every atom's basin, (natoms,)."""
         if field.shape != self.atom_of_point.shape:
-            raise ValueError(f"field shape {field.shape} != grid shape {self.atom_of_point.shape}")
+            raise DftError(f"field shape {field.shape} != grid shape {self.atom_of_point.shape}")
         sums = np.bincount(self.atom_of_point.ravel(), weights=field.ravel(), minlength=self.natoms)
         return sums * voxel_volume
 
@@ -221,7 +221,7 @@ def bader_partition(
     far from every atom (a non-nuclear attractor) shows up in ``maximum_distance``.
     """
     if method not in METHODS:
-        raise ValueError(f"unknown Bader method {method!r}; choose from {METHODS}")
+        raise DftError(f"unknown Bader method {method!r}; choose from {METHODS}")
     rho = np.asarray(rho, dtype=np.float64)
     spacing = np.asarray(spacing, dtype=np.float64)
     positions = np.atleast_2d(np.asarray(positions, dtype=np.float64))

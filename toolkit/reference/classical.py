@@ -30,10 +30,11 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 from ase.units import bar
-from tqdm import tqdm
 
 from toolkit.errors import AetkError
-from toolkit.lammps import Lammps, render_template, self_comm
+from toolkit.lammps import Lammps, render_template
+from toolkit.parallel import serial
+from toolkit.progress import progress as progress_bar
 from toolkit.species import (
     atm_triple_c9,
     element,
@@ -158,7 +159,7 @@ def input_text(run: ClassicalRun, dump_file: str = "frames.dump") -> str:
         f"mass            {t + 1} {element(s).mass}  # {s}" for t, s in enumerate(species)
     )
     return render_template(
-        "classical_md.lmp",
+        "lammps_inputs/classical_md.lmp",
         system=run.system,
         natoms=run.natoms,
         temperature=run.temperature,
@@ -187,13 +188,13 @@ def generate_frames(run: ClassicalRun, progress: bool = True) -> list[Atoms]:
     setup = text.split(PRODUCTION_MARKER)[0]
     species = run.species
     frames = []
-    with Lammps(comm=self_comm()) as lmp:
+    with Lammps(comm=serial()) as lmp:
         lmp.commands(setup)
         lo, hi = lmp.raw.extract_box()[:2]
         lengths = np.array(hi) - np.array(lo)
         volume = float(np.prod(lengths))
-        bar_ = tqdm(range(run.n_frames), desc=f"{run.system} {run.reference}", unit="frame",
-                    disable=not progress)
+        bar_ = progress_bar(range(run.n_frames), desc=f"{run.system} {run.reference}",
+                            unit="frame", enabled=progress)
         for index in bar_:
             # the first run after reset_timestep needs a full setup; later ones skip it
             lmp.command(f"run {run.every} pre {'yes' if index == 0 else 'no'} post no")
@@ -258,7 +259,7 @@ def evaluate_reference(
         raise ReferenceDataError(f"unknown reference {reference!r}; choose from {REFERENCES}")
     index = {s: t + 1 for t, s in enumerate(elements)}
     labelled = []
-    with Lammps(comm=comm if comm is not None else self_comm()) as lmp:
+    with Lammps(comm=comm if comm is not None else serial()) as lmp:
         lmp.setup_box(elements)
         lmp.commands(pair_setup(list(elements), reference, cutoff_sigma))
         lmp.commands(["neighbor 2.0 bin", "compute peatom all pe/atom",

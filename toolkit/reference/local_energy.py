@@ -55,7 +55,7 @@ def fit_correlation(total: np.ndarray, electrostatic: np.ndarray, natoms: int) -
     total = np.asarray(total, dtype=np.float64)
     electrostatic = np.asarray(electrostatic, dtype=np.float64)
     if total.shape != electrostatic.shape or total.ndim != 1:
-        raise ValueError("total and electrostatic energies must be 1D arrays of equal length")
+        raise DftError("total and electrostatic energies must be 1D arrays of equal length")
     if len(total) < 3:
         raise DftError(f"the correlation fit needs at least 3 frames, got {len(total)}")
     x = electrostatic / natoms
@@ -90,12 +90,12 @@ def local_energies(
     """
     basin_energies = np.asarray(basin_energies, dtype=np.float64)
     if len(basin_energies) != fit.natoms:
-        raise ValueError(f"{len(basin_energies)} basins for a fit made with {fit.natoms} atoms")
+        raise DftError(f"{len(basin_energies)} basins for a fit made with {fit.natoms} atoms")
     residual = total - fit.predict_total(float(basin_energies.sum()))
     local = (1.0 + fit.slope) * basin_energies + fit.intercept + residual / fit.natoms
     if species_offsets:
         if symbols is None or set(symbols) - set(species_offsets):
-            raise ValueError("species_offsets needs the symbols and an offset for every species")
+            raise DftError("species_offsets needs the symbols and an offset for every species")
         offsets = np.array([species_offsets[s] for s in symbols], dtype=np.float64)
         local += offsets - offsets.mean()
     return local

@@ -29,9 +29,15 @@ from ase import Atoms
 
 from toolkit.data import Split, split_frames, validate_frames
 from toolkit.descriptors import Descriptors, DescriptorSpec, compute_descriptors
+from toolkit.errors import AetkError
 from toolkit.metrics import r2, rmse
 from toolkit.models.networks import Architecture, EnsembleNetworks, Normalisation, atomic_energies
 from toolkit.models.training import TrainedEnsemble, TrainingSettings, batched_lbfgs
+
+
+class CeilingError(AetkError, ValueError):
+    """A ceiling was asked for unknown models or with local energies that do not fit the data."""
+
 
 MODELS = ("linear", "quadratic", "network")
 SMALL_NETWORK = Architecture((16,), "tanh")  # the network ceiling and the default teacher
@@ -230,11 +236,11 @@ def descriptor_ceiling(
     settings = settings or CeilingSettings()
     unknown = set(models) - set(MODELS)
     if unknown:
-        raise ValueError(f"unknown ceiling models {sorted(unknown)}; choose from {MODELS}")
+        raise CeilingError(f"unknown ceiling models {sorted(unknown)}; choose from {MODELS}")
     local_energy = np.asarray(local_energy, dtype=np.float64)
     if local_energy.shape != (len(descriptors.values),):
-        raise ValueError(f"{local_energy.shape[0]} local energies for "
-                         f"{len(descriptors.values)} descriptor rows")
+        raise CeilingError(f"{local_energy.shape[0]} local energies for "
+                           f"{len(descriptors.values)} descriptor rows")
     names = descriptors.spec.elements
     where = {part: np.isin(descriptors.frame_index, getattr(split, part))
              for part in ("train", "validation", "test")}

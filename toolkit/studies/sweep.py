@@ -14,10 +14,9 @@ sweep run with ``threads = 1``.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
+import shutil
 import time
 import tomllib
 from dataclasses import asdict, dataclass, field
@@ -25,15 +24,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from toolkit.data import atomic_write_text
+from toolkit.config import differences as config_differences
+from toolkit.data import atomic_write_text, file_hash
 from toolkit.descriptors import DescriptorSpec
 from toolkit.errors import AetkError
 from toolkit.models.fitting import Dataset, ensemble_scores, load_dataset
 from toolkit.models.networks import ACTIVATIONS, Architecture, SpeciesNetworks
 from toolkit.models.training import TrainedEnsemble, TrainingSettings, train_ensemble
+from toolkit.parallel import barrier, on_rank0, share, world
+from toolkit.progress import progress as progress_bar
+from toolkit.tables import read_table, write_table
 
+CONFIG_FILE = "config.json"  # the config the finished cells were trained with
+DATA_HASHES = "data_sha256.json"  # SHA-256 of each system's frames file at the first run
 RESULT_COLUMNS = [
     "system", "activation", "depth", "width", "seed", "hidden", "n_params",
     "total_r2", "total_pearson", "total_rmse", "total_per_atom_rmse",
@@ -48,6 +52,10 @@ def result_columns(spec: DescriptorSpec) -> list[str]:
     from toolkit.studies.identifiability import GAUGE_COLUMNS, lpr_columns
 
     return RESULT_COLUMNS + GAUGE_COLUMNS + lpr_columns(spec)
+
+
+INT_COLUMNS = {"depth", "width", "seed", "n_params", "best_iteration", "n_train", "n_test"}
+TEXT_COLUMNS = {"system", "activation", "hidden", "direction"}  # every other column: float
 
 
 class SweepConfigError(AetkError, ValueError):
@@ -179,10 +187,11 @@ def cell_cost(config: SweepConfig, cell: tuple[str, str, int, int]) -> float:
     return d * width + (depth - 1) * width * width + width
 
 
-def assign_cells(config: SweepConfig, rank: int, size: int) -> list[tuple]:
-    """Largest cells first, dealt round robin: a fixed rule, so every rank knows its share."""
+def assign_cells(config: SweepConfig, comm=None) -> list[tuple]:
+    """Largest cells first, dealt round robin: a fixed rule, so every rank knows its share
+    (none for a rank beyond the number of cells)."""
     ordered = sorted(config.cells(), key=lambda c: (-cell_cost(config, c), c))
-    return ordered[rank::size]
+    return share(ordered, comm)
 
 
 def train_cell(config: SweepConfig, dataset: Dataset, cell: tuple, progress: bool = False,
@@ -230,15 +239,6 @@ def train_cell(config: SweepConfig, dataset: Dataset, cell: tuple, progress: boo
     return ensemble, rows, (recorder.records if recorder is not None else None)
 
 
-def _rows_csv(rows: list[dict], columns: list[str]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
-    return buffer.getvalue()
-
-
 def save_cell(out: Path, cell: tuple, ensemble: TrainedEnsemble, rows: list[dict],
               columns: list[str], along_training: list[dict] | None = None) -> None:
     """Parameters (and scores along training) first, rows last: a cell counts as finished
@@ -253,7 +253,7 @@ def save_cell(out: Path, cell: tuple, ensemble: TrainedEnsemble, rows: list[dict
         atomic_write_text(cells / f"{name}.monitor.json",
                           json.dumps({"seeds": ensemble.seeds, "best_iteration":
                                       ensemble.iterations, "records": along_training}) + "\n")
-    atomic_write_text(cells / f"{name}.csv", _rows_csv(rows, columns))
+    write_table(cells / f"{name}.csv", rows, columns)
 
 
 def finished_cells(out: Path) -> set[str]:
@@ -266,43 +266,114 @@ def collect_results(config: SweepConfig, out: Path) -> Path:
     for cell in config.cells():
         path = out / "cells" / f"{cell_id(*cell)}.csv"
         if path.is_file():
-            with open(path) as handle:
-                rows += list(csv.DictReader(handle))
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=result_columns(config.spec), lineterminator="\n",
-                            restval="nan")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(out / "results.csv", text.getvalue())
-    return out / "results.csv"
+            # copied as written, unparsed; cells written before a column existed leave it empty
+            rows += read_table(path, texts=result_columns(config.spec))
+    return write_table(out / "results.csv", rows, result_columns(config.spec))
+
+
+# -- one config per sweep directory -----------------------------------------------------------
+def stored_config(out: str | Path) -> SweepConfig:
+    """The config a sweep directory was run with (its ``config.json``)."""
+    path = Path(out) / CONFIG_FILE
+    try:
+        return _config_from_dict(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise SweepConfigError(f"{path}: no such file; {Path(out)} is not a sweep directory "
+                               "(made by `aetk sweep --out`)") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise SweepConfigError(f"{path}: unreadable sweep config ({type(exc).__name__}: "
+                               f"{exc})") from None
+
+
+def refuse_changed_config(config: SweepConfig, out: str | Path, what: str = "") -> None:
+    """Raise a :class:`SweepConfigError` naming every difference between ``config`` and the
+    config ``out`` was run with."""
+    path = Path(out) / CONFIG_FILE
+    try:
+        stored = stored_config(out).to_dict()  # defaults filled in for keys added since
+    except SweepConfigError:
+        if not path.is_file():
+            raise
+        stored = json.loads(path.read_text())
+    # generic over the dicts, so keys added to the config later are compared too; the name
+    # is only a label (the TOML file's stem by default)
+    differences = config_differences(stored, config.to_dict(), ignore=("name",))
+    if differences:
+        shown = "; ".join(differences[:8]) + (f"; and {len(differences) - 8} more"
+                                              if len(differences) > 8 else "")
+        raise SweepConfigError(
+            f"{Path(out)} holds a sweep run with another config ({path}): {shown}. Its "
+            f"finished cells belong to that config{what}")
+
+
+def data_hashes(config: SweepConfig, out: Path) -> dict[str, str]:
+    return {system: file_hash(data_path(config, system, out)) for system in config.systems}
+
+
+def refuse_changed_data(config: SweepConfig, out: Path) -> None:
+    """Raise if a system's frames file differs from the one the sweep was trained on."""
+    path = out / DATA_HASHES
+    if not path.is_file():
+        return
+    stored = json.loads(path.read_text())
+    changed = [f"{system} ({data_path(config, system, out)})"
+               for system, digest in data_hashes(config, out).items()
+               if system in stored and stored[system] != digest]
+    if changed:
+        raise SweepConfigError(
+            f"{out}: the frames of {', '.join(changed)} changed since the sweep was trained "
+            f"on them (SHA-256 in {path}); its splits, scores and walls belong to the old "
+            "frames: restore them, or start over with a new --out or --force-new")
+
+
+def start_over(out: Path) -> None:
+    """Discard the finished cells and tables of ``out`` (generated frames in data/ stay:
+    their file names say which settings made them)."""
+    shutil.rmtree(out / "cells", ignore_errors=True)
+    for name in ("results.csv", "transfer.csv", CONFIG_FILE, DATA_HASHES):
+        (out / name).unlink(missing_ok=True)
+
+
+def prepare_directory(config: SweepConfig, out: Path, force_new: bool = False,
+                      progress: bool = True) -> dict[str, Path]:
+    """Make ``out`` hold ``config``'s sweep: refuse a resume under another config or other
+    frames, or, with ``force_new``, start over; generate missing frames; record the config
+    and the frames' hashes. Returns each system's frames file. Rank 0's job."""
+    out.mkdir(parents=True, exist_ok=True)
+    if force_new:
+        start_over(out)
+    elif finished_cells(out) and (out / CONFIG_FILE).is_file():
+        refuse_changed_config(config, out, what=": resume with that config, use a new --out "
+                              "directory, or pass --force-new to discard them and start over")
+    paths = ensure_data(config, out, progress=progress)
+    if finished_cells(out):
+        refuse_changed_data(config, out)
+    atomic_write_text(out / CONFIG_FILE, json.dumps(config.to_dict(), indent=1) + "\n")
+    atomic_write_text(out / DATA_HASHES, json.dumps(data_hashes(config, out), indent=1) + "\n")
+    return paths
 
 
 def run_sweep(config: SweepConfig, out: str | Path, progress: bool = True, comm=None,
-              stop_after: int | None = None) -> Path:
+              stop_after: int | None = None, force_new: bool = False) -> Path:
     """Train every unfinished cell (this rank's share under MPI) and write results.csv.
 
+    A directory that holds finished cells of another config (grid, seeds, data, spec,
+    training settings) or other frames is refused with the differences named;
+    ``force_new`` discards its cells and starts over.
     ``stop_after``: train at most this many cells, then return (for tests of resuming).
     """
-    from toolkit.lammps import world_comm
-
-    comm = comm or world_comm()
-    rank, size = comm.Get_rank(), comm.Get_size()
+    comm = comm or world()
+    rank = comm.Get_rank()
     out = Path(out)
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=1) + "\n")
-        paths = ensure_data(config, out, progress=progress)
-    comm.Barrier()
-    if rank != 0:
-        paths = {s: data_path(config, s, out) for s in config.systems}
+    paths = on_rank0(lambda: prepare_directory(config, out, force_new, progress), comm)
 
     done = finished_cells(out)
-    todo = [c for c in assign_cells(config, rank, size) if cell_id(*c) not in done]
+    todo = [c for c in assign_cells(config, comm) if cell_id(*c) not in done]
     datasets: dict[str, Dataset] = {}
     gauges: dict = {}
     columns = result_columns(config.spec)
-    bar = tqdm(total=len(todo), desc=f"sweep {config.name}", unit="cell",
-               disable=not progress or rank != 0)
+    bar = progress_bar(total=len(todo), desc=f"sweep {config.name}", unit="cell",
+                       enabled=progress and rank == 0)
     trained = 0
     with bar:
         for cell in todo:
@@ -322,7 +393,7 @@ def run_sweep(config: SweepConfig, out: str | Path, progress: bool = True, comm=
             trained += 1
             bar.set_postfix(cell=cell_id(*cell), s=f"{time.perf_counter() - start:.0f}")
             bar.update(1)
-    comm.Barrier()
+    barrier(comm)
     if rank == 0:
         collect_results(config, out)
     return out / "results.csv"
@@ -333,17 +404,7 @@ def read_results(path: str | Path) -> list[dict]:
     path = Path(path)
     if path.is_dir():
         path = path / "results.csv"
-    with open(path) as handle:
-        rows = list(csv.DictReader(handle))
-    ints = {"depth", "width", "seed", "n_params", "best_iteration", "n_train", "n_test"}
-    texts = {"system", "activation", "hidden", "direction"}
-    for row in rows:
-        for key, value in row.items():
-            if key in ints:
-                row[key] = int(value)
-            elif key not in texts:
-                row[key] = float(value)
-    return rows
+    return read_table(path, INT_COLUMNS, TEXT_COLUMNS)
 
 
 def load_ensemble(out: str | Path, system: str, activation: str, depth: int,
@@ -374,7 +435,8 @@ def export_member(out: str | Path, system: str, activation: str, depth: int, wid
     from toolkit.models.potential import write_potential
 
     out = Path(out)
-    config = _config_from_dict(json.loads((out / "config.json").read_text()))
+    config = stored_config(out)
+    refuse_changed_data(config, out)  # the wall and the split come from these frames
     model = load_member(out, system, activation, depth, width, seed)
     key = (system, activation, depth, width, seed)
     rows = [r for r in read_results(out)

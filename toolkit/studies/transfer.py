@@ -13,22 +13,21 @@ source potential evaluates.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from toolkit.data import atomic_write_text, make_split, read_frames
+from toolkit.data import make_split, read_frames
 from toolkit.descriptor_spec import DescriptorSpec
 from toolkit.evaluation import PotentialSession, Prediction, check_frames_for, score
 from toolkit.models.networks import SpeciesNetworks, combine
 from toolkit.models.potential import Potential, read_potential, write_potential
 from toolkit.models.wall import RepulsiveWall
 from toolkit.models.wall import merge as merge_walls
+from toolkit.parallel import barrier, gather_lists, serial, share, world
+from toolkit.progress import progress as progress_bar
+from toolkit.tables import write_table
 
 
 def write_networks(model: SpeciesNetworks, out: str | Path, meta: dict,
@@ -135,13 +134,12 @@ def _task_networks(task, sweep_dir: Path) -> SpeciesNetworks:
 def run_transfer(sweep_dir: str | Path, out: str | Path | None = None, comm=None,
                  progress: bool = True) -> Path:
     """Evaluate every transfer of a finished sweep through LAMMPS; write transfer.csv."""
-    from toolkit.lammps import self_comm, world_comm
-    from toolkit.studies.sweep import _config_from_dict, data_path
+    from toolkit.studies.sweep import data_path, stored_config
 
-    comm = comm or world_comm()
-    rank, size = comm.Get_rank(), comm.Get_size()
+    comm = comm or world()
+    rank = comm.Get_rank()
     sweep_dir = Path(sweep_dir)
-    config = _config_from_dict(json.loads((sweep_dir / "config.json").read_text()))
+    config = stored_config(sweep_dir)
     from toolkit.descriptors import compute_descriptors
     from toolkit.studies.identifiability import GaugeProjector
 
@@ -158,12 +156,12 @@ def run_transfer(sweep_dir: str | Path, out: str | Path | None = None, comm=None
         if all("local_energy" in a.arrays for a in test_frames[system]):
             projectors[system] = GaugeProjector(test_frames[system], spec)
     tasks = transfer_tasks(config, sweep_dir)
-    mine = tasks[rank::size]
     rows = []
     with tempfile.TemporaryDirectory(prefix="aetk-transfer-") as scratch:
         session = None
-        for index, task in enumerate(tqdm(mine, desc="transfer", unit="model",
-                                          disable=not progress or rank != 0)):
+        for index, task in enumerate(progress_bar(share(tasks, comm), desc="transfer",
+                                                  unit="model",
+                                                  enabled=progress and rank == 0)):
             networks = _task_networks(task, sweep_dir)
             potential_dir = write_networks(networks, Path(scratch) / f"p{rank}-{index}",
                                            {"transfer_task": list(task)})
@@ -171,7 +169,7 @@ def run_transfer(sweep_dir: str | Path, out: str | Path | None = None, comm=None
             frames = test_frames[task[0]]
             check_frames_for(potential, frames, f"{task[0]} test frames")
             if session is None:  # one LAMMPS instance per rank, reused for every model
-                session = PotentialSession(potential, comm=self_comm())
+                session = PotentialSession(potential, comm=serial())
             else:
                 session.switch(potential)
             prediction = Prediction.collect([session.evaluate(atoms) for atoms in frames])
@@ -188,21 +186,14 @@ def run_transfer(sweep_dir: str | Path, out: str | Path | None = None, comm=None
             rows.append(row)
         if session is not None:
             session.lmp.close()
-    gathered = comm.gather(rows, root=0)
+    gathered = gather_lists(rows, comm)
     out = Path(out) if out else sweep_dir / "transfer.csv"
     if rank == 0:
         order = {task: i for i, task in enumerate(tasks)}
-        all_rows = sorted((r for part in gathered for r in part),
-                          key=lambda r: order[(r["system"], r["direction"], r["activation"],
-                                               r["depth"], r["width"], r["seed"])])
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=transfer_columns(spec), lineterminator="\n",
-                                restval="nan")
-        writer.writeheader()
-        writer.writerows({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()}
-                         for r in all_rows)
-        atomic_write_text(out, buffer.getvalue())
-    comm.Barrier()
+        write_table(out, sorted(gathered, key=lambda r: order[(
+            r["system"], r["direction"], r["activation"], r["depth"], r["width"],
+            r["seed"])]), transfer_columns(spec))
+    barrier(comm)
     return out
 
 

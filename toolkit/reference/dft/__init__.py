@@ -28,6 +28,7 @@ from toolkit.reference.dft.cp2k import (
 from toolkit.reference.dft.runner import (
     DONE,
     FAILED,
+    DftJob,
     DftSummary,
     _write_structures,
     dft_command,
@@ -36,7 +37,7 @@ from toolkit.reference.dft.runner import (
 )
 
 __all__ = [
-    "BOHR", "CLAIM", "CUBES", "DONE", "FAILED", "HARTREE", "DftError", "DftSettings",
+    "BOHR", "CLAIM", "CUBES", "DONE", "FAILED", "HARTREE", "DftError", "DftJob", "DftSettings",
     "DftSummary", "Launcher", "_write_structures", "claim_frame", "dft_command",
     "electrostatic_energy", "frame_dir", "input_text", "parse_output", "release_frame",
     "run_dft", "run_single_point", "same_structure",

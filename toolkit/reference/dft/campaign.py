@@ -41,7 +41,7 @@ from ase import Atoms
 
 from toolkit.data import atomic_write_text, read_frames, write_frames
 from toolkit.reference.dft.cp2k import DftError, DftSettings, Launcher
-from toolkit.reference.dft.runner import DONE, frame_dir, run_dft
+from toolkit.reference.dft.runner import DONE, DftJob, frame_dir, run_dft
 
 SYSTEMS = ("Ar32", "Kr32", "Ar16Kr16", "Ar24Kr8", "Ar8Kr24")
 # the 50 frames per system computed before the campaign, from datasets/dft/NAME.extxyz
@@ -275,8 +275,9 @@ def compute(campaign: Campaign, launcher: Launcher, budget_min: float,
                     return counts
                 frames = inputs[system][trajectory.name][:k + 1]
                 skip = done.get(trajectory.name, set())
-                summary = run_dft(frames, campaign.work_dir(trajectory), campaign.settings,
-                                  launcher, skip=skip, progress=False)
+                summary = run_dft(frames, campaign.work_dir(trajectory),
+                                  DftJob(campaign.settings, launcher), skip=skip,
+                                  progress=False)
                 if summary.computed:
                     counts[system] = collect(campaign, system, inputs[system])
                     log(f"{(time.time() - start) / 60:7.1f} min  {system} {trajectory.name} "
@@ -325,7 +326,7 @@ def isolated_atoms(campaign: Campaign, launcher: Launcher, box: float | None = N
         atoms = Atoms(element, positions=[[length / 2] * 3], cell=[length] * 3, pbc=True)
         trajectory = Trajectory(element, f"isolated-{length:.4f}A", None, 1)
         work = campaign.work / "isolated" / element
-        summary = run_dft([atoms], work, campaign.settings, launcher, progress=False)
+        summary = run_dft([atoms], work, DftJob(campaign.settings, launcher), progress=False)
         if summary.failed:
             raise DftError(str(summary))
         log(f"isolated {element} in a {length:.3f} A box: {summary}")

@@ -23,10 +23,11 @@ import numpy as np
 from ase import Atoms
 
 from toolkit.errors import AetkError
+from toolkit.lammps import render_template
 
 HARTREE = 27.211386245988  # eV
 BOHR = 0.529177210903  # Angstrom
-TEMPLATE = Path(__file__).resolve().parent.parent / "cp2k_single_point.inp"
+TEMPLATE = "reference/cp2k_single_point.inp"  # package data, see toolkit.lammps.render_template
 PROJECT = "frame"
 CUBES = {
     "valence": f"{PROJECT}-ELECTRON_DENSITY-1_0.cube",
@@ -150,29 +151,23 @@ def input_text(atoms: Atoms, settings: DftSettings) -> str:
         f"      POTENTIAL {settings.pseudopotential}\n    &END KIND"
         for s in sorted(set(atoms.get_chemical_symbols()))
     )
-    values = {
-        "project": PROJECT,
-        "basis_file": settings.basis_file,
-        "potential_file": settings.potential_file,
-        "cutoff": f"{settings.cutoff:g}",
-        "rel_cutoff": f"{settings.rel_cutoff:g}",
-        "ngrids": settings.ngrids,
-        "eps_default": f"{settings.eps_default:.1E}",
-        "eps_scf": f"{settings.eps_scf:.1E}",
-        "max_scf": settings.max_scf,
-        "functional": settings.functional,
-        "vdw_section": _vdw_section(settings),
-        "cell": " ".join(f"{x:.12f}" for x in np.diag(cell)),
-        "coordinates": coordinates,
-        "kinds": kinds,
-    }
-    text = TEMPLATE.read_text()
-    keys = set(re.findall(r"\{\{(\w+)\}\}", text))
-    if keys != set(values):
-        raise KeyError(f"{TEMPLATE}: placeholders {sorted(keys ^ set(values))} do not match")
-    for key, value in values.items():
-        text = text.replace("{{" + key + "}}", str(value))
-    return text
+    return render_template(
+        TEMPLATE,
+        project=PROJECT,
+        basis_file=settings.basis_file,
+        potential_file=settings.potential_file,
+        cutoff=f"{settings.cutoff:g}",
+        rel_cutoff=f"{settings.rel_cutoff:g}",
+        ngrids=settings.ngrids,
+        eps_default=f"{settings.eps_default:.1E}",
+        eps_scf=f"{settings.eps_scf:.1E}",
+        max_scf=settings.max_scf,
+        functional=settings.functional,
+        vdw_section=_vdw_section(settings),
+        cell=" ".join(f"{x:.12f}" for x in np.diag(cell)),
+        coordinates=coordinates,
+        kinds=kinds,
+    )
 
 
 # -- output --------------------------------------------------------------------------------

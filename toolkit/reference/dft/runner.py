@@ -16,13 +16,14 @@ import json
 import subprocess
 import time
 from collections.abc import Collection
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 from ase import Atoms
-from tqdm import tqdm
 
+from toolkit.config import JobConfig
+from toolkit.progress import progress as progress_bar
 from toolkit.reference.dft.claims import _claims_locked, claim_frame, release_frame
 from toolkit.reference.dft.cp2k import (
     CUBES,
@@ -116,30 +117,48 @@ class DftSummary:
         return text
 
 
+@dataclass(frozen=True)
+class DftJob(JobConfig):
+    """What `aetk dft` does to each frame: the physics (``settings``, also kept in
+    ``settings.json``, which a later call must match), how CP2K is launched, and what is
+    kept. Written to ``job.json`` next to the frames by every call."""
+
+    settings: DftSettings = field(default_factory=DftSettings)
+    launcher: Launcher = field(default_factory=Launcher)
+    keep_cubes: bool = False  # keep the three cube files (~0.5 GB per 108-atom frame)
+    bader_method: str = "near-grid"
+
+    def __post_init__(self) -> None:
+        from toolkit.reference.bader import METHODS
+
+        if self.bader_method not in METHODS:
+            raise DftError(f"bader_method {self.bader_method!r}: choose from {METHODS}")
+
+
 def run_dft(
     frames: list[Atoms],
     out: str | Path,
-    settings: DftSettings | None = None,
-    launcher: Launcher | None = None,
-    keep_cubes: bool = False,
-    bader_method: str = "near-grid",
+    job: DftJob | None = None,
+    *,
     progress: bool = True,
     skip: Collection[int] = (),
 ) -> DftSummary:
     """Single points and Bader basins of every frame; resumable (see module doc).
 
-    Writes ``<out>/frames.extxyz`` (the input structures), ``<out>/settings.json`` and one
-    directory per frame. Frames already marked ``DONE`` are skipped after checking that
-    their structure matches; a failed frame is retried once, then recorded in the summary.
-    Frames claimed by another worker sharing ``out`` are skipped and listed as ``busy``.
-    ``skip``: frame indices finished elsewhere (e.g. in committed records), never computed.
+    Writes ``<out>/frames.extxyz`` (the input structures), ``<out>/settings.json``,
+    ``<out>/job.json`` and one directory per frame. Frames already marked ``DONE`` are
+    skipped after checking that their structure matches; a failed frame is retried once,
+    then recorded in the summary. Frames claimed by another worker sharing ``out`` are
+    skipped and listed as ``busy``. ``skip``: frame indices finished elsewhere (e.g. in
+    committed records), never computed.
     """
 
-    settings = settings or DftSettings()
-    launcher = launcher or Launcher()
+    job = job or DftJob()
+    settings = job.settings
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _check_settings(out, settings)
+    job.write(out / "job.json")
     # check every finished frame before writing anything, so a wrong input cannot
     # overwrite the record of what was computed
     skip = set(skip)
@@ -159,7 +178,7 @@ def run_dft(
         range(len(frames))))), failed={}, wall_s={})
     finished = set(done) | skip
     todo = [(i, a) for i, a in enumerate(frames) if i not in finished]
-    bar = tqdm(todo, desc=f"dft {out.name}", unit="frame", disable=not progress)
+    bar = progress_bar(todo, desc=f"dft {out.name}", unit="frame", enabled=progress)
     for index, atoms in bar:
         workdir = frame_dir(out, index)
         if not claim_frame(workdir):
@@ -170,7 +189,7 @@ def run_dft(
             summary.skipped.append(index)
             continue
         try:
-            wall = _compute_frame(atoms, workdir, settings, launcher, keep_cubes, bader_method)
+            wall = _compute_frame(atoms, workdir, job)
         finally:
             release_frame(workdir)
         if isinstance(wall, str):
@@ -182,8 +201,7 @@ def run_dft(
     return summary
 
 
-def _compute_frame(atoms: Atoms, workdir: Path, settings: DftSettings, launcher: Launcher,
-                   keep_cubes: bool, bader_method: str) -> float | str:
+def _compute_frame(atoms: Atoms, workdir: Path, job: DftJob) -> float | str:
     """Single point + basins of one claimed frame; its wall time (s), or the error text."""
     from toolkit.reference.bader import analyse_frame
 
@@ -191,10 +209,10 @@ def _compute_frame(atoms: Atoms, workdir: Path, settings: DftSettings, launcher:
     error = None
     for attempt in range(2):  # a crash (node hiccup, SCF trouble) gets one retry
         try:
-            result = run_single_point(atoms, workdir, settings, launcher)
+            result = run_single_point(atoms, workdir, job.settings, job.launcher)
             result["attempts"] = attempt + 1
             start = time.perf_counter()
-            basins = analyse_frame(workdir, result, method=bader_method)
+            basins = analyse_frame(workdir, result, method=job.bader_method)
             basins["wall_s"] = time.perf_counter() - start
             break
         except (DftError, subprocess.SubprocessError, OSError, ValueError) as exc:
@@ -205,7 +223,7 @@ def _compute_frame(atoms: Atoms, workdir: Path, settings: DftSettings, launcher:
         return error
     _write_json(workdir / "result.json", result)
     _write_json(workdir / "basins.json", basins)
-    if not keep_cubes:
+    if not job.keep_cubes:
         for name in CUBES.values():
             (workdir / name).unlink(missing_ok=True)
     for junk in workdir.glob(f"{PROJECT}-RESTART.wfn*"):
@@ -214,39 +232,18 @@ def _compute_frame(atoms: Atoms, workdir: Path, settings: DftSettings, launcher:
     return result["wall_s"] + basins["wall_s"]
 
 
-def dft_command(
-    data: str | Path,
-    out: str | Path,
-    cutoff: float = 600.0,
-    np_ranks: int = 1,
-    omp_threads: int = 1,
-    vdw: str | None = "rVV10",
-    vdw_cutoff: float | None = None,
-    keep_cubes: bool = False,
-    progress: bool = True,
-) -> DftSummary:
-    """``aetk dft --data FRAMES --out DIR [--cutoff RY] [--np N]``: entry point for the CLI.
+def dft_command(data: str | Path, out: str | Path, job: DftJob | None = None,
+                progress: bool = True) -> DftSummary:
+    """``aetk dft --data FRAMES --out DIR``: read and check the frames, run :func:`run_dft`
+    with ``job`` and return the summary (print it).
 
-    Reads the frames (extxyz), runs :func:`run_dft` with default settings except
-    ``cutoff`` (Ry), ``vdw`` (``"rVV10"`` or None) and ``vdw_cutoff`` (Ry; 150 costs a
-    fifth of the full grid and changed energies by 0.01 meV/atom, see docs/dft.md) on
-    ``np_ranks`` MPI ranks x ``omp_threads`` threads, and returns the summary (print it).
     Raises :class:`DftError` when any frame failed, after all others were done.
     """
     from toolkit.data import read_frames, validate_frames
 
     frames = read_frames(data)
     validate_frames(frames, data, require=())
-    settings = replace(DftSettings(), cutoff=float(cutoff), vdw=vdw,
-                       vdw_cutoff=None if vdw_cutoff is None else float(vdw_cutoff))
-    summary = run_dft(
-        frames,
-        out,
-        settings,
-        Launcher(np=np_ranks, omp_threads=omp_threads),
-        keep_cubes=keep_cubes,
-        progress=progress,
-    )
+    summary = run_dft(frames, out, job, progress=progress)
     if summary.failed:
         raise DftError(str(summary) + "\nrerun the same command to retry the failed frames")
     return summary

@@ -1,0 +1,64 @@
+"""Numbers in the README have a file behind them: the benchmark table is exactly the one
+`benchmarks/run.py --readme` renders from the committed benchmarks/results.json (the test
+count is checked against a real collection in test_packaging.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "benchmarks" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_run"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_benchmark_table_is_the_committed_results_file(bench):
+    readme = (ROOT / "README.md").read_text()
+    results_path = ROOT / "benchmarks" / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.is_file() else None
+    assert readme.count(bench.TABLE_START) == readme.count(bench.TABLE_END) == 1
+    assert bench.readme_with_table(readme, results) == readme, (
+        "README's benchmark table differs from benchmarks/results.json: run "
+        "`python benchmarks/run.py --readme` (or `make bench`)")
+    if results is not None:
+        assert not results.get("quick"), "a --quick run is not a figure; rerun make bench"
+        assert {"cpu_model", "cores", "load_average_1_5_15_min_at_start", "git_commit",
+                "versions"} <= set(results["machine"])
+
+
+def test_table_shows_each_measured_number_and_a_changed_file_is_caught(bench):
+    results = {
+        "machine": {"cpu_model": "Test CPU", "cores": 2,
+                    "load_average_1_5_15_min_at_start": [0.1, 0.2, 0.3],
+                    "git_commit": "0123456789abcdef", "date": "2026-11-26T00:00:00"},
+        "descriptors": {"twojmax6": {"atoms_per_s": 26012.4}, "twojmax8": {"atoms_per_s": 14789.0},
+                        "cost_ratio_8_over_6": 1.7589},
+        "md": {"atoms_108": {"nn_wall": {"ns_per_day": 39.61}, "nn_bare": {"ns_per_day": 40.2},
+                             "linear_snap_wall": {"ns_per_day": 64.3},
+                             "linear_snap_bare": {"ns_per_day": 66.0},
+                             "lj": {"ns_per_day": 22400.0}}},
+    }
+    text = bench.table_markdown(results)
+    assert "26,000 atoms/s (twojmax 6), 14,800 atoms/s (twojmax 8): twojmax 8 costs 1.76x" \
+        in text
+    assert "| MD, 108 atoms, ns/day: NN / linear SNAP, with walls; bare; LJ | 39.6 / 64.3; " \
+        "40.2 / 66; 22,400 |" in text
+    assert "Test CPU, 2 cores, load average 0.10, 0.20, 0.30" in text
+    readme = f"before\n{bench.TABLE_START}\nold\n{bench.TABLE_END}\nafter\n"
+    current = bench.readme_with_table(readme, results)
+    assert current.startswith("before\n") and current.endswith("\nafter\n")
+    assert bench.readme_with_table(current, results) == current
+    results["descriptors"]["cost_ratio_8_over_6"] = 2.3  # the number drifts: caught
+    assert bench.readme_with_table(current, results) != current
+    assert "No benchmark results" in bench.table_markdown({**results, "quick": True})
