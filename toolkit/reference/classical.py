@@ -116,14 +116,23 @@ def pair_cutoff(a: str, b: str, cutoff_sigma: float) -> float:
 
 
 def pair_setup(species: list[str], reference: str,
-               cutoff_sigma: float = DEFAULT_CUTOFF_SIGMA) -> str:
-    """LAMMPS pair_style/pair_coeff lines for the reference; type i+1 is species[i]."""
+               cutoff_sigma: float = DEFAULT_CUTOFF_SIGMA,
+               present: list[str] | None = None) -> str:
+    """LAMMPS pair_style/pair_coeff lines for the reference; type i+1 is species[i].
+
+    ``present``: the species the frames hold (default: all types). The reference of a system
+    is defined by its own species: the global (ATM and neighbour) cutoff is the longest pair
+    cutoff among them, so relabelling pure-Ar frames in a box with Ar and Kr types gives the
+    energies `aetk generate --system Ar` sampled with (5.43 A, not the Kr-Kr 5.80 A).
+    """
     pairs = list(itertools.combinations_with_replacement(range(len(species)), 2))
     lj_coeffs = []
     for i, j in pairs:
         epsilon, sigma = lorentz_berthelot(species[i], species[j])
         lj_coeffs.append((i + 1, j + 1, epsilon, sigma, cutoff_sigma * sigma))
-    longest = max(c[4] for c in lj_coeffs)
+    present = species if present is None else present
+    longest = max(cutoff_sigma * lorentz_berthelot(a, b)[1]
+                  for a, b in itertools.combinations_with_replacement(present, 2))
     if reference == "lj":
         lines = [f"pair_style      lj/smooth/linear {longest:.10g}"]
         lines += [f"pair_coeff      {i} {j} {e:.10g} {s:.10g} {c:.10g}"
@@ -258,10 +267,11 @@ def evaluate_reference(
     if reference not in REFERENCES:
         raise ReferenceDataError(f"unknown reference {reference!r}; choose from {REFERENCES}")
     index = {s: t + 1 for t, s in enumerate(elements)}
+    present = [e for e in elements if any(e in atoms.get_chemical_symbols() for atoms in frames)]
     labelled = []
     with Lammps(comm=comm if comm is not None else serial()) as lmp:
         lmp.setup_box(elements)
-        lmp.commands(pair_setup(list(elements), reference, cutoff_sigma))
+        lmp.commands(pair_setup(list(elements), reference, cutoff_sigma, present))
         lmp.commands(["neighbor 2.0 bin", "compute peatom all pe/atom",
                       "thermo_style custom step pe", "thermo_modify format float %.17g"])
         for atoms in frames:
