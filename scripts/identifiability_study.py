@@ -5,6 +5,7 @@
     .venv/bin/python scripts/identifiability_study.py teachers       # two teachers, one psi apart
     .venv/bin/python scripts/identifiability_study.py dft            # the DFT mixture
     .venv/bin/python scripts/identifiability_study.py all
+    .venv/bin/python scripts/identifiability_study.py tables      # markdown of the results
 
 Each writes ``results/identifiability/<study>.csv`` (one row per model) and
 ``<study>.json`` (settings, code version, machine), atomically; frames are generated into
@@ -255,13 +256,41 @@ def dft() -> None:
                          "training": settings.to_dict()})
 
 
+def tables() -> None:
+    """Markdown tables of the committed results (mean +- std over seeds), for the docs."""
+    groups = {"compositions": ("training", "width"), "decay": ("weight_decay", "width"),
+              "teachers": ("width", "against"), "dft": ("activation", "width")}
+    columns = ("local_r2_aligned", "local_r2_gauge", "share_constants",
+               "aligned_share_transfer", "psi_at_first_shell_meV")
+    for name, keys in groups.items():
+        path = RESULTS / f"{name}.csv"
+        if not path.is_file():
+            continue
+        rows = list(csv.DictReader(open(path)))
+        order: dict[tuple, list[dict]] = {}
+        for row in rows:
+            order.setdefault(tuple(row[k] for k in keys), []).append(row)
+        print(f"\n{name} ({path.relative_to(ROOT)})\n")
+        print("| " + " | ".join(keys + columns) + " |")
+        print("|" + "---|" * (len(keys) + len(columns)))
+        for key, members in order.items():
+            cells = []
+            for column in columns:
+                values = np.array([float(m[column]) for m in members])
+                cells.append(f"{values.mean():.3f} +- {values.std():.3f}")
+            print("| " + " | ".join(list(key) + cells) + " |")
+
+
 STUDIES = {"compositions": compositions, "decay": decay, "teachers": teachers, "dft": dft}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("study", choices=[*STUDIES, "all"])
+    parser.add_argument("study", choices=[*STUDIES, "all", "tables"])
     args = parser.parse_args()
+    if args.study == "tables":
+        tables()
+        return
     WORK.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     for name, study in STUDIES.items():
