@@ -93,7 +93,10 @@ def test_cache_hit_is_identical_and_keyed_on_spec(arkr_lj_frames, spec):
     np.testing.assert_array_equal(stored["values"], first.values)
     stored["values"] = stored["values"] + 1000.0  # the marker
     np.savez(path, **stored)
-    hit = compute_descriptors(frames, spec, progress=False)
+    try:
+        hit = compute_descriptors(frames, spec, progress=False)
+    finally:
+        path.unlink()  # never leave the marker for later tests that share the cache
     np.testing.assert_array_equal(hit.values, first.values + 1000.0)
     fresh = compute_descriptors(frames, spec, cache=False, progress=False)
     np.testing.assert_array_equal(fresh.values, first.values)  # cache=False: recomputed
