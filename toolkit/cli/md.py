@@ -13,8 +13,8 @@ def _cmd_md(args: argparse.Namespace) -> None:
     from toolkit.lammps import world_comm
     from toolkit.md import compare_with_reference, run_md
 
-    result = run_md(args.potential, args.system, args.atoms, args.temperature, args.ensemble,
-                    args.steps, args.seed, args.out, per_atom_energies=args.per_atom,
+    result = run_md(args.potential, args.system, args.atoms or 108, args.temperature,
+                    args.ensemble, args.steps, args.seed, args.out, per_atom_energies=args.per_atom,
                     progress=not args.quiet, timestep=args.timestep / 1000.0,
                     melt_steps=args.melt_steps, equilibration_steps=args.equilibration_steps,
                     dump_every=args.dump_every)
