@@ -185,8 +185,9 @@ class DescriptorSpec:
             raise SpecError(f"{source}: unknown keys {sorted(unknown)}; known are {sorted(known)}")
         try:
             return cls(**data)
-        except TypeError as exc:
-            raise SpecError(f"{source}: {exc}") from None
+        except (TypeError, AetkError) as exc:
+            text = str(exc)
+            raise SpecError(text if text.startswith(source) else f"{source}: {text}") from None
 
     def to_toml(self) -> str:
         def value(v):
@@ -203,6 +204,77 @@ class DescriptorSpec:
     def key(self) -> str:
         """Stable hash of the spec, for caches and compatibility checks."""
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+# Keywords of LAMMPS's SNAP descriptor file (src/ML-IAP/mliap_descriptor_snap.cpp) that the
+# toolkit's spec does not carry: accepted only at LAMMPS's default, since compute sna/atom as
+# the toolkit calls it (compute_command) would otherwise compute other descriptors.
+_MLIAP_DEFAULT_ONLY = {"chemflag": 0, "bnormflag": 0, "wselfallflag": 0, "switchinnerflag": 0}
+
+
+def parse_mliap_descriptor(text: str, source: str = "descriptor file") -> DescriptorSpec:
+    """The spec of a LAMMPS ML-IAP SNAP descriptor file (``descriptor sna FILE``).
+
+    Parsed as LAMMPS reads it: ``#`` comments, one keyword per line, ``elems``/``radelems``/
+    ``welems`` with one value per element after ``nelems``; required rcutfac, twojmax,
+    nelems, elems, radelems, welems; defaults rfac0 0.99363, rmin0 0, switchflag 1,
+    bzeroflag 1. Refused, one line each: keywords of other descriptors (SO3's nmax, lmax,
+    alpha), chemflag/bnormflag/wselfallflag/switchinnerflag other than 0, quadraticflag
+    (a quadratic SNAP is `model quadratic`, not `nn`), anything LAMMPS itself would refuse.
+    """
+    values: dict[str, list[str]] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        words = raw.split("#", 1)[0].replace('"', " ").replace("'", " ").split()
+        if not words:
+            continue
+        key, rest = words[0], words[1:]
+        where = f"{source}, line {number}"
+        if key in ("nmax", "lmax", "alpha"):
+            raise SpecError(f"{where}: '{key}' belongs to the SO3 descriptor (descriptor so3); "
+                            "the toolkit imports SNAP descriptors (descriptor sna) only")
+        if key in _MLIAP_DEFAULT_ONLY:
+            if rest != [str(_MLIAP_DEFAULT_ONLY[key])]:
+                raise SpecError(f"{where}: {key} {' '.join(rest)} is not supported (the "
+                                f"toolkit's descriptors use {key} {_MLIAP_DEFAULT_ONLY[key]})")
+            continue
+        if key in ("sinnerelems", "dinnerelems"):
+            raise SpecError(f"{where}: {key} (inner switching) is not supported")
+        if key == "quadraticflag":
+            raise SpecError(f"{where}: quadraticflag is not supported (a quadratic SNAP model "
+                            "is `model quadratic`, not `model nn`)")
+        known = ("rcutfac", "twojmax", "nelems", "elems", "radelems", "welems", "rfac0",
+                 "rmin0", "switchflag", "bzeroflag")
+        if key not in known:
+            raise SpecError(f"{where}: unknown keyword '{key}' (LAMMPS would refuse it too); "
+                            f"a SNAP descriptor file has {', '.join(known)}")
+        if key in values:
+            raise SpecError(f"{where}: '{key}' given twice")
+        per_element = key in ("elems", "radelems", "welems")
+        if per_element and "nelems" not in values:
+            raise SpecError(f"{where}: '{key}' before 'nelems' (LAMMPS needs nelems first)")
+        expected = int(values["nelems"][0]) if per_element else 1
+        if len(rest) != expected:
+            raise SpecError(f"{where}: '{key}' needs {expected} value(s), got {len(rest)}")
+        values[key] = rest
+    missing = [k for k in ("rcutfac", "twojmax", "nelems", "elems", "radelems", "welems")
+               if k not in values]
+    if missing:
+        raise SpecError(f"{source}: missing required keyword(s) {missing} of a SNAP "
+                        "descriptor file")
+    try:
+        spec = {
+            "rcutfac": float(values["rcutfac"][0]), "twojmax": int(values["twojmax"][0]),
+            "elements": tuple(values["elems"]),
+            "radii": tuple(float(v) for v in values["radelems"]),
+            "weights": tuple(float(v) for v in values["welems"]),
+        }
+        for key, kind in (("rfac0", float), ("rmin0", float), ("switchflag", int),
+                          ("bzeroflag", int)):
+            if key in values:
+                spec[key] = kind(values[key][0])
+    except ValueError as exc:
+        raise SpecError(f"{source}: not a number ({exc})") from None
+    return DescriptorSpec.from_dict(spec, source=source)
 
 
 def read_spec(path: str | Path | None) -> DescriptorSpec:

@@ -1,4 +1,4 @@
-"""Models: `aetk fit`, `aetk evaluate`, `aetk export`, `aetk assemble`."""
+"""Models: `aetk fit`, `aetk evaluate`, `aetk export`, `aetk assemble`, `aetk import`."""
 
 from __future__ import annotations
 
@@ -87,6 +87,16 @@ def _cmd_assemble(args: argparse.Namespace) -> None:
           + ", ".join(f"{e} from {p}" for e, p in sources.items()) + ")")
 
 
+def _cmd_import(args: argparse.Namespace) -> None:
+    from toolkit.models.mliap_import import import_mliap_nn
+    from toolkit.models.potential import read_potential
+
+    potential = read_potential(import_mliap_nn(args.model, args.descriptor, args.out))
+    print(f"wrote potential {potential.directory} ({' '.join(potential.elements)}, "
+          f"{potential.architecture.label}, {potential.spec.n_descriptors} SNAP descriptors, "
+          f"cutoff {potential.spec.cutoff:g} A)")
+
+
 def add_parsers(sub) -> None:
     p = sub.add_parser("fit", help="train per-species networks on total energies; export a "
                        "LAMMPS mliap potential directory")
@@ -140,3 +150,9 @@ def add_parsers(sub) -> None:
                    help="drop the sources' repulsive walls (default: merge them)")
     p.set_defaults(func=_cmd_assemble)
 
+    p = sub.add_parser("import", help="a LAMMPS mliap nn model (+ its SNAP descriptor file) "
+                       "written elsewhere as a potential directory")
+    p.add_argument("--model", required=True, help="mliap model nn file (e.g. Cu.nn.mliap.model)")
+    p.add_argument("--descriptor", required=True, help="its SNAP descriptor file (descriptor sna)")
+    p.add_argument("--out", required=True, help="potential directory to write")
+    p.set_defaults(func=_cmd_import)
