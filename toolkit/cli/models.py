@@ -22,7 +22,8 @@ def _cmd_fit(args: argparse.Namespace) -> None:
     potential, metrics = fit_potential(
         args.data, args.out, architecture, seed=args.seed,
         spec=read_spec(args.spec), split_seed=args.split_seed, settings=settings,
-        progress=not args.quiet, wall=not args.no_wall)
+        progress=not args.quiet, wall=not args.no_wall, anchors=args.anchors,
+        anchor_weight=args.anchor_weight)
     summary = {"total_r2": metrics["total"]["r2"],
                "total_rmse_per_atom_meV": 1e3 * metrics["total_per_atom_rmse"]}
     if "local" in metrics:
@@ -113,6 +114,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--patience", type=int, default=50)
     p.add_argument("--out", required=True, help="potential directory to write")
     p.add_argument("--no-wall", action="store_true", help=WALL_HELP)
+    p.add_argument("--anchors", help="extxyz frames with reference totals always added to the "
+                   "training split, e.g. invariant points (aetk invariant --write-frames)")
+    p.add_argument("--anchor-weight", type=float, default=1.0,
+                   help="loss weight of each anchor frame relative to a data frame")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_fit)
 

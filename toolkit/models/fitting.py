@@ -53,6 +53,27 @@ def load_dataset(path: str | Path, spec: DescriptorSpec, split_seed: int = 0,
                    split_seed)
 
 
+def with_anchors(dataset: Dataset, frames: list[Atoms], spec: DescriptorSpec,
+                 source: str | Path | None = None, progress: bool = False) -> Dataset:
+    """``dataset`` with ``frames`` (e.g. invariant structures with reference totals, `aetk
+    invariant --write-frames`) appended and always in the training split.
+
+    Validation and test frames are unchanged (same indices), so scores stay comparable.
+    """
+    validate_frames(frames, source, require=("energy",), cutoff=spec.cutoff,
+                    species=spec.elements)
+    extra = compute_descriptors(frames, spec, source=source, progress=progress)
+    n = dataset.descriptors.n_frames
+    old = dataset.descriptors
+    descriptors = Descriptors(np.concatenate([old.values, extra.values]),
+                              np.concatenate([old.frame_index, extra.frame_index + n]),
+                              np.concatenate([old.species_index, extra.species_index]), spec)
+    split = Split(np.concatenate([dataset.split.train, np.arange(n, n + len(frames))]),
+                  dataset.split.validation, dataset.split.test)
+    return Dataset(dataset.path, [*dataset.frames, *frames], descriptors, split,
+                   dataset.split_seed)
+
+
 def ensemble_scores(ensemble: TrainedEnsemble, dataset: Dataset, frames) -> list[dict]:
     """Metrics of every member on the given frames (usually the test split)."""
     frames = list(frames)
@@ -83,23 +104,43 @@ def fit_potential(
     settings: TrainingSettings | None = None,
     progress: bool = True,
     wall: bool = True,
+    anchors: str | Path | None = None,
+    anchor_weight: float = 1.0,
 ) -> tuple[Potential, dict]:
     """Train one potential on the totals of ``data``'s training frames and export it.
 
     ``wall``: add the repulsive wall below the closest pair of any frame in ``data``
     (toolkit/models/wall.py); it is zero on all of them, so training and metrics are unchanged.
+    ``anchors``: an extxyz file of frames with reference totals added to the training split
+    (e.g. invariant points from `aetk invariant --write-frames`); the normalisation is still
+    that of ``data``'s training frames, so anchors far from the data do not rescale it;
+    ``anchor_weight`` weights each anchor's loss term relative to a data frame's (1).
     """
     spec = spec or DescriptorSpec()
     dataset = load_dataset(data, spec, split_seed=split_seed, progress=progress)
+    provenance = dataset.provenance()
+    normalisation = weights = None
+    if anchors is not None:
+        from toolkit.data import read_frames
+        from toolkit.models.training import fit_normalisation
+
+        train = list(dataset.split.train)
+        normalisation = fit_normalisation(dataset.descriptors.select_frames(train),
+                                          dataset.energies[train])
+        anchor_frames = read_frames(anchors)
+        n_data = len(dataset.frames)
+        dataset = with_anchors(dataset, anchor_frames, spec, source=anchors, progress=progress)
+        weights = np.where(np.arange(len(dataset.frames)) < n_data, 1.0, float(anchor_weight))
     # placed before training, so data the wall cannot go below fails at once, not after it
     repulsive_wall = wall_for(dataset.frames, spec.elements) if wall else None
     ensemble = train_ensemble(architecture, dataset.descriptors, dataset.energies,
                               dataset.split.train, dataset.split.validation, seeds=[seed],
-                              settings=settings, progress=progress)
+                              settings=settings, progress=progress, normalisation=normalisation,
+                              frame_weights=weights)
     metrics = ensemble_scores(ensemble, dataset, dataset.split.test)[0]
     meta = {
         "seed": seed,
-        "data": dataset.provenance(),
+        "data": provenance,
         "training": {
             "objective": "mean over frames of (E_ref - sum_i e_i)^2 / N (totals only)",
             "settings": (settings or TrainingSettings()).to_dict(),
@@ -110,5 +151,9 @@ def fit_potential(
         },
         "test_metrics_pytorch": metrics,
     }
+    if anchors is not None:
+        meta["anchors"] = {"path": str(anchors), "sha256": file_hash(anchors),
+                           "n_frames": len(anchor_frames), "in": "training split",
+                           "weight": float(anchor_weight)}
     write_potential(out, ensemble.member(0), meta, wall=repulsive_wall)
     return read_potential(out), metrics
