@@ -603,7 +603,8 @@ def run_invariant(
     labelled structures as extxyz (training anchors, `aetk fit --anchors`), only those with
     an nn ratio of at most ``anchor_max_ratio`` (all by default).
     """
-    from toolkit.data import read_frames, write_frames as write_extxyz
+    from toolkit.data import read_frames
+    from toolkit.data import write_frames as write_extxyz
     from toolkit.descriptors import compute_descriptors
     from toolkit.models.potential import read_potential
     from toolkit.reference.lammps_reference import any_reference
