@@ -244,11 +244,14 @@ def invariant_points(
 
         labelled = label_frames(frames, reference, progress=progress)
     descriptors = compute_descriptors(labelled, spec, progress=progress, cache=False)
-    return _assemble(labelled, descriptors, spec, dft is not None)
+    return assemble_points(labelled, descriptors, spec, dft is not None)
 
 
-def _assemble(frames: list[Atoms], descriptors: Descriptors, spec: DescriptorSpec,
-              from_dft: bool) -> InvariantSet:
+def assemble_points(frames: list[Atoms], descriptors: Descriptors, spec: DescriptorSpec,
+                    from_dft: bool = False) -> InvariantSet:
+    """The :class:`InvariantSet` of labelled structures; refuses any whose per-atom reference
+    energies (of one species) differ by more than 1e-10 eV, or single-element ones whose
+    atoms do not carry E/N, or whose equivalent atoms have different descriptors."""
     rows, values, species, owner, reference = [], [], [], [], []
     for p, atoms in enumerate(frames):
         symbols = np.array(atoms.get_chemical_symbols())
@@ -696,3 +699,72 @@ def _element_grid(frames: Sequence[Atoms], symbol: str, points: int) -> np.ndarr
     distances = np.concatenate(distances)
     lo, hi = np.percentile(distances, [1.0, 99.0])
     return np.linspace(lo, hi, points) if points > 1 else np.array([0.5 * (lo + hi)])
+
+
+# -- sweep columns ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class InvariantConfig:
+    """The optional ``[invariant]`` table of a sweep config: invariant-point columns per
+    member (:data:`INVARIANT_COLUMNS`), from the points of each system's training frames."""
+
+    reference: str | None = None  # default: the sweep's data reference / what the data record
+    structures: tuple[str, ...] = STRUCTURES
+    points: int = 5
+
+    @classmethod
+    def from_table(cls, table: dict, where: str) -> InvariantConfig:
+        unknown = set(table) - {"reference", "structures", "points"}
+        if unknown:
+            raise InvariantError(f"{where}: unknown keys {sorted(unknown)}; known: reference, "
+                                 "structures, points")
+        structures = tuple(table.get("structures", STRUCTURES))
+        bad = sorted(set(structures) - set(STRUCTURES))
+        if bad or int(table.get("points", 5)) < 1:
+            raise InvariantError(f"{where}: structures must be among {list(STRUCTURES)} and "
+                                 "points >= 1")
+        return cls(table.get("reference"), structures, int(table.get("points", 5)))
+
+    def to_dict(self) -> dict:
+        return {"reference": self.reference, "structures": list(self.structures),
+                "points": self.points}
+
+    def points_for(self, dataset, spec: DescriptorSpec, data_reference_name: str | None
+                   ) -> InvariantSet:
+        """Labelled, located invariant points for one system's :class:`Dataset`."""
+        from toolkit.reference.lammps_reference import any_reference
+
+        train = [dataset.frames[i] for i in dataset.split.train]
+        elements = [e for e in spec.elements
+                    if any(e in a.get_chemical_symbols() for a in train)]
+        grids = {e: nn_grid(train, self.points) if len(elements) == 1 else
+                 _element_grid(train, e, self.points) for e in elements}
+        name = self.reference or data_reference_name or data_reference(train, "sweep data")
+        structures = [s for s in self.structures if s not in PAIR_STRUCTURES
+                      or len(elements) > 1]
+        points = invariant_points(elements, spec, any_reference(name, tuple(spec.elements)),
+                                  grids, structures)
+        points.locate(DescriptorLocator.from_descriptors(
+            dataset.descriptors.select_frames(list(dataset.split.train))))
+        return points
+
+
+def rank_correlation(rows: Sequence[dict], x: str = "invariant_rmse",
+                     y: str = "local_r2_aligned") -> dict[str, dict]:
+    """Spearman rank correlation of ``x`` and ``y`` across sweep members, per system and
+    over all rows (NaN rows dropped): does the invariant-point error predict local R2?"""
+    from scipy.stats import spearmanr
+
+    out = {}
+    groups: dict[str, list[dict]] = {"all": list(rows)}
+    for row in rows:
+        groups.setdefault(str(row["system"]), []).append(row)
+    for name, members in groups.items():
+        a = np.array([float(r[x]) for r in members])
+        b = np.array([float(r[y]) for r in members])
+        keep = np.isfinite(a) & np.isfinite(b)
+        if keep.sum() < 3:
+            continue
+        result = spearmanr(a[keep], b[keep])
+        out[name] = {"spearman": float(result.statistic), "p_value": float(result.pvalue),
+                     "n": int(keep.sum())}
+    return out

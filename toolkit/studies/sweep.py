@@ -33,6 +33,7 @@ from toolkit.errors import AetkError
 from toolkit.models.fitting import Dataset, ensemble_scores, load_dataset
 from toolkit.models.networks import ACTIVATIONS, Architecture, SpeciesNetworks
 from toolkit.models.training import TrainedEnsemble, TrainingSettings, train_ensemble
+from toolkit.studies.invariant import INVARIANT_COLUMNS, InvariantConfig, invariant_columns
 
 RESULT_COLUMNS = [
     "system", "activation", "depth", "width", "seed", "hidden", "n_params",
@@ -68,6 +69,7 @@ class SweepConfig:
     data: DataConfig = DataConfig()
     spec: DescriptorSpec = field(default_factory=DescriptorSpec)
     training: TrainingSettings = TrainingSettings()
+    invariant: InvariantConfig | None = None  # optional [invariant] table: extra columns
 
     def cells(self) -> list[tuple[str, str, int, int]]:
         return [(s, a, d, w) for s in self.systems for a in self.activations
@@ -78,7 +80,12 @@ class SweepConfig:
                 "activations": list(self.activations), "depths": list(self.depths),
                 "widths": list(self.widths), "seeds": list(self.seeds),
                 "split_seed": self.split_seed, "data": asdict(self.data),
-                "descriptor": self.spec.to_dict(), "training": self.training.to_dict()}
+                "descriptor": self.spec.to_dict(), "training": self.training.to_dict(),
+                **({"invariant": self.invariant.to_dict()} if self.invariant else {})}
+
+    @property
+    def columns(self) -> list[str]:
+        return RESULT_COLUMNS + (INVARIANT_COLUMNS if self.invariant else [])
 
 
 def _take(table: dict, known: set[str], where: str) -> dict:
@@ -95,7 +102,7 @@ def read_config(path: str | Path) -> SweepConfig:
         raw = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise SweepConfigError(f"{path}: unreadable sweep config ({exc})") from None
-    _take(raw, {"sweep", "data", "descriptor", "training"}, str(path))
+    _take(raw, {"sweep", "data", "descriptor", "training", "invariant"}, str(path))
     sweep = _take(raw.get("sweep", {}), {"name", "systems", "activations", "depths", "widths",
                                          "seeds", "split_seed"}, f"{path} [sweep]")
     for key in ("systems", "activations", "depths", "widths", "seeds"):
@@ -107,9 +114,11 @@ def read_config(path: str | Path) -> SweepConfig:
                                f"mliap nn; use {ACTIVATIONS}")
     from toolkit.species import SYSTEMS
 
-    if set(sweep["systems"]) - set(SYSTEMS):
-        raise SweepConfigError(f"{path}: systems must be among {sorted(SYSTEMS)}")
     data = _take(raw.get("data", {}), {"reference", "frames", "seed", "files"}, f"{path} [data]")
+    # any system (e.g. Si) whose frames come from [data] files; the named liquids otherwise
+    if set(sweep["systems"]) - set(SYSTEMS) - set(data.get("files", {})):
+        raise SweepConfigError(f"{path}: systems must be among {sorted(SYSTEMS)} or have a "
+                               "file in [data] files")
     training = _take(raw.get("training", {}), set(TrainingSettings.__dataclass_fields__),
                      f"{path} [training]")
     spec = (DescriptorSpec.from_dict(raw["descriptor"], source=f"{path} [descriptor]")
@@ -121,6 +130,8 @@ def read_config(path: str | Path) -> SweepConfig:
         widths=tuple(int(w) for w in sweep["widths"]),
         seeds=tuple(int(s) for s in sweep["seeds"]), split_seed=int(sweep.get("split_seed", 0)),
         data=DataConfig(**data), spec=spec, training=TrainingSettings(**training),
+        invariant=(InvariantConfig.from_table(raw["invariant"], f"{path} [invariant]")
+                   if "invariant" in raw else None),
     )
 
 
@@ -199,16 +210,17 @@ def train_cell(config: SweepConfig, dataset: Dataset, cell: tuple,
     return ensemble, rows
 
 
-def _rows_csv(rows: list[dict]) -> str:
+def _rows_csv(rows: list[dict], columns: list[str] = RESULT_COLUMNS) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
     return buffer.getvalue()
 
 
-def save_cell(out: Path, cell: tuple, ensemble: TrainedEnsemble, rows: list[dict]) -> None:
+def save_cell(out: Path, cell: tuple, ensemble: TrainedEnsemble, rows: list[dict],
+              columns: list[str] = RESULT_COLUMNS) -> None:
     """Parameters first, rows last: a cell counts as finished only once its CSV exists."""
     cells = out / "cells"
     cells.mkdir(parents=True, exist_ok=True)
@@ -216,7 +228,7 @@ def save_cell(out: Path, cell: tuple, ensemble: TrainedEnsemble, rows: list[dict
     tmp = cells / f".{name}.{os.getpid()}.pt.tmp"
     torch.save(ensemble.to_dict(), tmp)
     os.replace(tmp, cells / f"{name}.pt")
-    atomic_write_text(cells / f"{name}.csv", _rows_csv(rows))
+    atomic_write_text(cells / f"{name}.csv", _rows_csv(rows, columns))
 
 
 def finished_cells(out: Path) -> set[str]:
@@ -232,7 +244,7 @@ def collect_results(config: SweepConfig, out: Path) -> Path:
             with open(path) as handle:
                 rows += list(csv.DictReader(handle))
     text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=RESULT_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(text, fieldnames=config.columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(out / "results.csv", text.getvalue())
@@ -261,6 +273,7 @@ def run_sweep(config: SweepConfig, out: str | Path, progress: bool = True, comm=
     done = finished_cells(out)
     todo = [c for c in assign_cells(config, rank, size) if cell_id(*c) not in done]
     datasets: dict[str, Dataset] = {}
+    points: dict[str, object] = {}  # system -> invariant points, with an [invariant] table
     bar = tqdm(total=len(todo), desc=f"sweep {config.name}", unit="cell",
                disable=not progress or rank != 0)
     trained = 0
@@ -274,7 +287,15 @@ def run_sweep(config: SweepConfig, out: str | Path, progress: bool = True, comm=
                                                 progress=False)
             start = time.perf_counter()
             ensemble, rows = train_cell(config, datasets[system], cell)
-            save_cell(out, cell, ensemble, rows)
+            if config.invariant is not None:
+                if system not in points:
+                    reference = None if system in config.data.files else config.data.reference
+                    points[system] = config.invariant.points_for(datasets[system], config.spec,
+                                                                 reference)
+                for row, extra in zip(rows, invariant_columns(ensemble, points[system]),
+                                      strict=True):
+                    row.update(extra)
+            save_cell(out, cell, ensemble, rows, config.columns)
             trained += 1
             bar.set_postfix(cell=cell_id(*cell), s=f"{time.perf_counter() - start:.0f}")
             bar.update(1)
@@ -357,7 +378,9 @@ def _config_from_dict(data: dict) -> SweepConfig:
         widths=tuple(data["widths"]), seeds=tuple(data["seeds"]),
         split_seed=data["split_seed"], data=DataConfig(**data["data"]),
         spec=DescriptorSpec.from_dict(data["descriptor"]),
-        training=TrainingSettings(**data["training"]))
+        training=TrainingSettings(**data["training"]),
+        invariant=InvariantConfig(**{**data["invariant"], "structures": tuple(
+            data["invariant"]["structures"])}) if "invariant" in data else None)
 
 
 def summarise(rows: list[dict], metric: str) -> dict[tuple, tuple[np.ndarray, np.ndarray,
