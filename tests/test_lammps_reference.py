@@ -160,7 +160,7 @@ def test_any_element_has_mass_and_number_but_classical_data_only_for_ar_kr():
 
 
 def test_an_element_without_radius_or_weight_in_the_spec_is_refused(tmp_path):
-    assert DescriptorSpec(elements=("Si",)).radii == (1.55,)  # documented default
+    assert DescriptorSpec(elements=("Si",)).radii == (1.45,)  # documented default
     path = tmp_path / "cu.toml"
     path.write_text('[descriptor]\nelements = ["Cu"]\n')
     with pytest.raises(SpecError, match="element Cu has no radius and no default one") as info:

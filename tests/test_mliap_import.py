@@ -181,3 +181,21 @@ def test_descriptor_file_parses_every_keyword():
         4.67637, 8, ("Ta", "W"), (0.5, 0.6), (1.0, 0.9), 0.98, 0.2, 0, 0)
     # and it round-trips through the toolkit's own writer
     assert parse_mliap_descriptor(spec.mliap_descriptor_text()) == spec
+
+
+def test_imported_model_runs_md_from_a_crystal(tmp_path):
+    """aetk md with an element that has no classical reference: start lattice given, the
+    melt phase (here none) would use the model itself."""
+    from toolkit.md import run_md
+    from toolkit.md.inputs import MDSettingsError
+
+    potential = import_mliap_nn(POTENTIALS / "Cu.nn.mliap.model",
+                                POTENTIALS / "Cu.snap.mliap.descriptor", tmp_path / "cu")
+    result = run_md(potential, "Cu", 108, 300.0, "nvt", 40, 1, tmp_path / "md", progress=False,
+                    lattice_constant=3.615, melt_steps=0, equilibration_steps=20,
+                    timestep=0.001, thermo_every=10, dump_every=20)
+    assert result.status == "completed"
+    assert "lattice         fcc 3.6150000000" in (tmp_path / "md" / "md.lmp").read_text()
+    assert 2.0 < result.summary["closest_pair_min"] < 2.556  # below fcc's 2.556 A, thermal
+    with pytest.raises(MDSettingsError, match="give the start lattice and lattice constant"):
+        run_md(potential, "Cu", 108, 300.0, "nvt", 40, 1, tmp_path / "md2", progress=False)

@@ -23,7 +23,7 @@ import numpy as np
 from ase import Atoms
 
 from toolkit.errors import FrameError  # noqa: F401  (re-exported)
-from toolkit.species import is_element
+from toolkit.species import ELEMENTS
 
 # Closer than this (A) two noble-gas atoms are unphysical (the LJ wall is ~3 A); such
 # a frame is almost always a unit or wrapping mistake.
@@ -167,9 +167,10 @@ def validate_frames(
 
     ``require`` names fields that must be present: ``energy``, ``forces``, ``local_energy``.
     ``cutoff`` (A): every periodic box length must be at least twice this.
-    ``species``: allowed elements (default: any chemical element).
+    ``species``: allowed elements (default: the elements with classical reference data, Ar
+    and Kr; every model path passes its spec's elements, which may be any).
     """
-    allowed = set(species) if species is not None else None
+    allowed = set(species) if species is not None else set(ELEMENTS)
     for index, atoms in enumerate(frames):
         where = _where(path, index)
         _check_species(atoms, allowed, where)
@@ -178,14 +179,8 @@ def validate_frames(
         _check_labels(atoms, where, require)
 
 
-def _check_species(atoms: Atoms, allowed: set[str] | None, where: str) -> None:
-    symbols = set(atoms.get_chemical_symbols())
-    if allowed is None:
-        unknown = sorted(s for s in symbols if not is_element(s))
-        if unknown:
-            raise FrameError(f"{where}: {unknown} are not chemical elements")
-        return
-    unknown = sorted(symbols - allowed)
+def _check_species(atoms: Atoms, allowed: set[str], where: str) -> None:
+    unknown = sorted(set(atoms.get_chemical_symbols()) - allowed)
     if unknown:
         raise FrameError(
             f"{where}: unknown element(s) {unknown}; allowed are {sorted(allowed)} "

@@ -17,7 +17,8 @@ def _cmd_md(args: argparse.Namespace) -> None:
                     args.ensemble, args.steps, args.seed, args.out, per_atom_energies=args.per_atom,
                     progress=not args.quiet, timestep=args.timestep / 1000.0,
                     melt_steps=args.melt_steps, equilibration_steps=args.equilibration_steps,
-                    dump_every=args.dump_every)
+                    dump_every=args.dump_every, lattice=args.lattice,
+                    lattice_constant=args.lattice_constant)
     rank0 = world_comm().Get_rank() == 0
     summary = result.summary
     if rank0:
@@ -55,6 +56,11 @@ def add_parsers(sub) -> None:
     p.add_argument("--equilibration-steps", type=int, default=2500,
                    help="NVT steps with the potential before production")
     p.add_argument("--dump-every", type=int, default=100, help="steps between frames")
+    p.add_argument("--lattice", default="fcc", choices=["fcc", "bcc", "sc", "hcp", "diamond"],
+                   help="start lattice (Ar/Kr default: fcc at the 120 K liquid density)")
+    p.add_argument("--lattice-constant", type=float,
+                   help="A; needed for elements without a classical reference (their melt "
+                   "phase uses the potential itself; --melt-steps 0 keeps the crystal)")
     p.add_argument("--per-atom", action="store_true",
                    help="per-atom energies (compute pe/atom) in the trajectory")
     p.add_argument("--compare-reference", action="store_true",
