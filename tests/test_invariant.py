@@ -246,3 +246,26 @@ def test_rank_correlation():
     rows.append({"system": "Ar", "invariant_rmse": float("nan"), "local_r2_aligned": 0.5})
     result = rank_correlation(rows)
     assert result["Ar"]["spearman"] == pytest.approx(-1.0) and result["Ar"]["n"] == 4
+
+
+def test_dft_points_are_read_back_not_recomputed(tmp_path):
+    """The CP2K route: one single point per structure, resumable. With every result already
+    recorded, no CP2K runs (the launcher points at a program that does not exist) and every
+    atom carries E/N."""
+    from toolkit.reference.dft.cp2k import Launcher
+    from toolkit.studies.invariant import dft_label
+
+    spec = DescriptorSpec()
+    frames = [invariant_structure("fcc", ["Ar"], spec.cutoff, nn_distance=3.7),
+              invariant_structure("isolated", ["Ar"], spec.cutoff)]
+    for k, (atoms, energy) in enumerate(zip(frames, (-3480.25, -21.5), strict=True)):
+        record = tmp_path / f"{k:03d}-{atoms.info['structure']}-Ar" / "result.json"
+        record.parent.mkdir()
+        record.write_text(json.dumps({"energy": energy}))
+    labelled = dft_label(frames, tmp_path, launcher=Launcher(cp2k="/nonexistent/cp2k"))
+    n = len(frames[0])
+    assert labelled[0].arrays["local_energy"] == pytest.approx([-3480.25 / n] * n, abs=1e-12)
+    assert labelled[1].info["energy"] == -21.5 and labelled[1].info["reference"] == "dft"
+    (tmp_path / "001-isolated-Ar" / "result.json").unlink()
+    with pytest.raises(Exception, match="nonexistent|No such file"):
+        dft_label(frames, tmp_path, launcher=Launcher(cp2k="/nonexistent/cp2k"))

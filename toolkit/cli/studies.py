@@ -166,9 +166,10 @@ def _cmd_invariant(args: argparse.Namespace) -> None:
     print(format_table(summary["rows"]))
     if "scores" in summary:
         scores = summary["scores"]
-        print("RMSE over single-element points {:.1f} meV (inside the data: {:.1f} meV); "
-              "isolated atom {:+.1f} meV; pair sums {:.1f} meV".format(
+        print("RMSE over single-element points {:.1f} meV (inside the data: {:.1f} meV, near "
+              "it: {:.1f} meV); isolated atom {:+.1f} meV; pair sums {:.1f} meV".format(
                   *(1e3 * scores[k] for k in ("invariant_rmse", "invariant_inside_rmse",
+                                               "invariant_near_rmse",
                                                "invariant_isolated_error",
                                                "invariant_pair_rmse"))))
     if "note" in summary:

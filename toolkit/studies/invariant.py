@@ -388,17 +388,21 @@ class DescriptorLocator:
 
 
 # -- scores -----------------------------------------------------------------------------------
-INVARIANT_COLUMNS = ["invariant_rmse", "invariant_inside_rmse", "invariant_isolated_error",
-                     "invariant_pair_rmse"]
+INVARIANT_COLUMNS = ["invariant_rmse", "invariant_inside_rmse", "invariant_near_rmse",
+                     "invariant_isolated_error", "invariant_pair_rmse"]
+NEAR_RATIO = 3.0  # "near" the data: nn ratio at most this
 
 
 def summary_scores(rows: Sequence[dict], errors: np.ndarray) -> dict[str, float]:
-    """RMSE over single-element points (all; inside the data), the isolated atom's error
-    (mean over elements) and the RMSE of pair sums; eV, NaN where there is no such point."""
+    """RMSE over single-element points (all, incl. the isolated atom; inside the data, nn
+    ratio <= 1; near it, nn ratio <= :data:`NEAR_RATIO`, isolated atom excluded), the isolated
+    atom's error (mean over elements) and the RMSE of pair sums; eV, NaN where there is no
+    such point."""
     errors = np.asarray(errors, dtype=float)
     kind = np.array([r["kind"] for r in rows])
     structure = np.array([r["structure"] for r in rows])
     inside = np.array([bool(r.get("inside", False)) for r in rows])
+    near = np.array([r.get("nn_ratio", math.inf) <= NEAR_RATIO for r in rows])
 
     def rmse(mask):
         return float(np.sqrt(np.mean(errors[mask] ** 2))) if mask.any() else float("nan")
@@ -407,6 +411,7 @@ def summary_scores(rows: Sequence[dict], errors: np.ndarray) -> dict[str, float]
     isolated = structure == "isolated"
     return {"invariant_rmse": rmse(single | isolated),
             "invariant_inside_rmse": rmse(single & inside),
+            "invariant_near_rmse": rmse(single & near),
             "invariant_isolated_error": float(np.mean(errors[isolated])) if isolated.any()
             else float("nan"),
             "invariant_pair_rmse": rmse(kind == "pair")}
