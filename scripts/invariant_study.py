@@ -11,14 +11,17 @@ killed run resumes):
   test sets per phase;
 - ``ceilings``: the representability ceiling of SW local energies for Si radii 1.31-1.72 A
   (the choice of the default Si radius);
-- ``train``: tanh networks (widths 4, 16, 64; seeds 0-2) trained on totals of each
+- ``train``: tanh networks (widths 4, 16, 32; seeds 0-2) trained on totals of each
   training set, also with invariant anchors; invariant errors and local R2 recorded along
   training (`InvariantMonitor`); scores on every test set and at every invariant point;
 - ``sweeps``: `aetk sweep` with an ``[invariant]`` table (Ar, Kr, ArKr at the paper's
   liquids; Si on its liquid-only set): Spearman rank correlation between invariant-point
   error and local R2 across members;
-- ``report``: ``docs/invariant_points.json`` (every number the doc quotes) and the figures
-  ``docs/figures/invariant_*.png``.
+- ``cli``: the same through the command line: ``aetk fit`` (tanh 16) on the Si liquid, the
+  Si diverse set and the Ar liquid, then ``aetk invariant`` on each (LAMMPS evaluation):
+  ``runs/invariant/invariant/NAME/invariant.csv`` and ``docs/figures/invariant_NAME.png``;
+- ``report``: ``docs/invariant_points.json`` (every number the doc quotes), the figures
+  ``docs/figures/invariant_*.png`` and ``runs/invariant/tables.md`` (the doc's tables).
 
 Everything runs serially on one core (torch threads 1) in about 30 minutes here.
 """
@@ -41,7 +44,7 @@ from toolkit.descriptor_spec import DescriptorSpec  # noqa: E402
 
 SI_SPEC = DescriptorSpec(elements=("Si",))  # default Si radius 1.45 A: cutoff 4.205 A
 AR_SPEC = DescriptorSpec()  # the toolkit default (Ar, Kr)
-WIDTHS = (4, 16, 64)
+WIDTHS = (4, 16, 32)
 SEEDS = (0, 1, 2)
 MONITOR_EVERY = 5
 SI_NN_RANGE = (2.15, 2.60)  # A: nearest-neighbour distances of the Si data, 1st-99th pct
@@ -292,6 +295,37 @@ def stage_sweeps(out: Path) -> None:
     atomic_write_text(out / "correlations.json", json.dumps(correlations, indent=1) + "\n")
 
 
+# -- the same through the command line --------------------------------------------------------
+CLI_RUNS = [  # (name, training data, spec)
+    ("si-liquid-w16", "si-liquid", "specs/si.toml"),
+    ("si-diverse-w16", "si-diverse", "specs/si.toml"),
+    ("ar-liquid-w16", "ar-liquid", None),
+]
+
+
+def stage_cli(out: Path) -> None:
+    """`aetk fit` + `aetk invariant` on two Si training sets and the Ar liquid: the tables
+    and figures a user gets, evaluated through LAMMPS."""
+    import shutil
+    import subprocess
+
+    for name, data, spec in CLI_RUNS:
+        potential = out / "potentials" / name
+        frames = out / "data" / f"{data}.extxyz"
+        spec_args = ["--spec", str(ROOT / spec)] if spec else []
+        if not (potential / "meta.json").is_file():
+            subprocess.run([sys.executable, "-m", "toolkit.cli", "fit", "--data", str(frames),
+                            "--hidden", "16", "--seed", "0", *spec_args, "--out",
+                            str(potential), "--quiet"], check=True, cwd=ROOT)
+        target = out / "invariant" / name
+        if not (target / "invariant.csv").is_file():
+            subprocess.run([sys.executable, "-m", "toolkit.cli", "invariant", "--potential",
+                            str(potential), "--data", str(frames), "--out", str(target),
+                            "--quiet"], check=True, cwd=ROOT)
+        shutil.copyfile(target / "invariant.png",
+                        ROOT / "docs" / "figures" / f"invariant_{name}.png")
+
+
 # -- report -----------------------------------------------------------------------------------
 def _case_name(system: str, training: str, anchor: dict | None) -> str:
     return f"{system}-{training}" + (f"-anchored-w{anchor['weight']:g}-r{anchor['max_ratio']:g}"
@@ -446,7 +480,15 @@ def stage_report(out: Path) -> None:
                            "si_spec": SI_SPEC.to_dict(), "ar_spec": AR_SPEC.to_dict()},
               "ceilings": json.loads((out / "ceilings.json").read_text()),
               "cases": summary,
-              "correlations": json.loads((out / "correlations.json").read_text())}
+              "correlations": json.loads((out / "correlations.json").read_text()),
+              "cli": {}}
+    for name, _, _ in CLI_RUNS:
+        stored = json.loads((out / "invariant" / name / "invariant.json").read_text())
+        metrics = json.loads((out / "potentials" / name / "meta.json").read_text())[
+            "test_metrics_pytorch"]
+        report["cli"][name] = {"scores": stored["scores"], "nn_grid": stored["nn_grid"],
+                               "test_total_per_atom_rmse": metrics["total_per_atom_rmse"],
+                               "test_local_r2": metrics["local"]["r2"]}
     atomic_write_text(ROOT / "docs" / "invariant_points.json",
                       json.dumps(report, indent=1) + "\n")
     figures = ROOT / "docs" / "figures"
@@ -466,13 +508,13 @@ def stage_report(out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=["data", "ceilings", "train", "sweeps", "report",
-                                          "all"])
+    parser.add_argument("stage", choices=["data", "ceilings", "train", "sweeps", "cli",
+                                          "report", "all"])
     parser.add_argument("--out", default="runs/invariant")
     args = parser.parse_args()
     out = Path(args.out)
     stages = {"data": stage_data, "ceilings": stage_ceilings, "train": stage_train,
-              "sweeps": stage_sweeps, "report": stage_report}
+              "sweeps": stage_sweeps, "cli": stage_cli, "report": stage_report}
     for name, stage in stages.items():
         if args.stage in (name, "all"):
             started = time.perf_counter()

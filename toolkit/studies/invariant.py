@@ -343,6 +343,8 @@ class DescriptorLocator:
         rng = np.random.default_rng(seed)
         for s in np.unique(descriptors.species_index):
             block = descriptors.values[descriptors.species_index == s]
+            if len(block) < 2:  # no spread to measure against: such points stay at inf
+                continue
             mean, std = block.mean(axis=0), block.std(axis=0)
             std = np.where(std > 1e-12, std, 1.0)
             z = (block - mean) / std
@@ -633,9 +635,14 @@ def run_invariant(
 
             if loaded.meta["data"].get("sha256") == file_hash(data):
                 training = [frames[i] for i in loaded.meta["data"]["split"]["train"]]
-    elements = sorted({s for a in (training or []) for s in a.get_chemical_symbols()},
-                      key=list(spec.elements).index) if training else \
-        list(loaded.trained_elements if loaded else spec.elements)
+    if training:
+        found = {s for a in training for s in a.get_chemical_symbols()}
+        if found - set(spec.elements):
+            raise InvariantError(f"{data}: elements {sorted(found - set(spec.elements))} are "
+                                 f"not in the descriptor spec {list(spec.elements)}")
+        elements = [e for e in spec.elements if e in found]
+    else:
+        elements = list(loaded.trained_elements if loaded else spec.elements)
     if loaded is not None:
         loaded.check_species(set(elements), "the invariant points")
     if nn_range is not None:
