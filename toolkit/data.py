@@ -181,7 +181,8 @@ def validate_frames(
     ``info`` value (``energy``, ``stress``, ...).
     ``require`` names fields that must be present: ``energy``, ``forces``, ``local_energy``.
     ``cutoff`` (A): every periodic box length must be at least twice this.
-    ``species``: allowed elements (default: all elements the toolkit knows).
+    ``species``: allowed elements (default: the elements with classical reference data, Ar
+    and Kr; every model path passes its spec's elements, which may be any).
     """
     allowed = set(species) if species is not None else set(ELEMENTS)
     for index, atoms in enumerate(frames):

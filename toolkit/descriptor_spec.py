@@ -26,7 +26,7 @@ import hashlib
 import json
 import tomllib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,13 +39,47 @@ class SpecError(AetkError, ValueError):
     pass
 
 
-def _default_weights() -> tuple[float, ...]:
-    return (1.0, round(snap_weight("Kr"), 4))
+def default_radius(symbol: str) -> float:
+    """Documented default SNAP radius R (A) of an element; pair cutoffs are rcutfac (R_i + R_j).
+
+    Ar, Kr: sigma_i / 2, so rcutfac (R_i + R_j) = rcutfac sigma_ij (see module doc). Si: see
+    :data:`SILICON_RADIUS`. Any other element must have its radius in the spec.
+    """
+    if symbol in ("Ar", "Kr"):
+        return round(element(symbol).lj_sigma / 2, 6)
+    if symbol in OTHER_DEFAULTS:
+        return OTHER_DEFAULTS[symbol][0]
+    raise _no_default(symbol, "radius")
 
 
-def _default_radii() -> tuple[float, ...]:
-    """sigma_i / 2, so rcutfac (R_i + R_j) = rcutfac sigma_ij (see module doc)."""
-    return tuple(round(element(s).lj_sigma / 2, 6) for s in ("Ar", "Kr"))
+def default_weight(symbol: str) -> float:
+    """Documented default SNAP neighbour weight of an element (Ar 1, Kr sqrt(C6_Kr/C6_Ar))."""
+    if symbol == "Ar":
+        return 1.0
+    if symbol == "Kr":
+        return round(snap_weight("Kr"), 4)
+    if symbol in OTHER_DEFAULTS:
+        return OTHER_DEFAULTS[symbol][1]
+    raise _no_default(symbol, "weight")
+
+
+def _no_default(symbol: str, what: str) -> SpecError:
+    element(symbol)  # not an element at all: say that instead
+    known = sorted({"Ar", "Kr", *OTHER_DEFAULTS})
+    return SpecError(
+        f"descriptor spec: element {symbol} has no {what} and no default one (defaults exist "
+        f"for {', '.join(known)}); give radii = [...] and weights = [...], one per element, in "
+        "the spec's [descriptor] table (e.g. aetk fit --spec spec.toml)")
+
+
+# Silicon, for the Stillinger-Weber / Tersoff studies (docs/invariant_points.md): R = 1.45 A
+# gives a 4.205 A pair cutoff at the default rcutfac 1.45: past SW's 3.771 A and Tersoff's
+# 3.2 A reference cutoffs and diamond's second shell (3.84 A at a = 5.431 A), short of its
+# third (4.50 A). Representability ceilings of SW local energies on crystal, liquid and
+# amorphous frames were flat in R from 1.31 to 1.55 A and lower at 1.72 A (the study's
+# `ceilings` stage). Weight 1: one element, so only the scale matters.
+SILICON_RADIUS = 1.45
+OTHER_DEFAULTS: dict[str, tuple[float, float]] = {"Si": (SILICON_RADIUS, 1.0)}
 
 
 @dataclass(frozen=True)
@@ -57,17 +91,26 @@ class DescriptorSpec:
     rfac0: float = 0.99363
     rmin0: float = 0.0
     elements: tuple[str, ...] = ("Ar", "Kr")
-    radii: tuple[float, ...] = field(default_factory=_default_radii)
-    weights: tuple[float, ...] = field(default_factory=_default_weights)
+    # None: each element's documented default (default_radius, default_weight)
+    radii: tuple[float, ...] | None = None
+    weights: tuple[float, ...] | None = None
     switchflag: int = 1
     bzeroflag: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "elements", tuple(self.elements))
-        object.__setattr__(self, "radii", tuple(float(r) for r in self.radii))
-        object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
         for symbol in self.elements:
             element(symbol)
+        if self.radii is None:
+            object.__setattr__(self, "radii", tuple(default_radius(s) for s in self.elements))
+        if self.weights is None:
+            object.__setattr__(self, "weights", tuple(default_weight(s) for s in self.elements))
+        object.__setattr__(self, "radii", tuple(float(r) for r in self.radii))
+        object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
+        if len(set(self.elements)) != len(self.elements):
+            raise SpecError(f"descriptor spec: elements {list(self.elements)} repeat an element")
+        if self.switchflag not in (0, 1) or self.bzeroflag not in (0, 1):
+            raise SpecError("descriptor spec: switchflag and bzeroflag must be 0 or 1")
         if not (len(self.elements) == len(self.radii) == len(self.weights)) or not self.elements:
             raise SpecError("descriptor spec: elements, radii and weights need one entry each")
         if self.twojmax < 0 or self.twojmax > 16:
@@ -144,8 +187,9 @@ class DescriptorSpec:
             raise SpecError(f"{source}: unknown keys {sorted(unknown)}; known are {sorted(known)}")
         try:
             return cls(**data)
-        except TypeError as exc:
-            raise SpecError(f"{source}: {exc}") from None
+        except (TypeError, AetkError) as exc:
+            text = str(exc)
+            raise SpecError(text if text.startswith(source) else f"{source}: {text}") from None
 
     def to_toml(self) -> str:
         def value(v):
@@ -162,6 +206,77 @@ class DescriptorSpec:
     def key(self) -> str:
         """Stable hash of the spec, for caches and compatibility checks."""
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+# Keywords of LAMMPS's SNAP descriptor file (src/ML-IAP/mliap_descriptor_snap.cpp) that the
+# toolkit's spec does not carry: accepted only at LAMMPS's default, since compute sna/atom as
+# the toolkit calls it (compute_command) would otherwise compute other descriptors.
+_MLIAP_DEFAULT_ONLY = {"chemflag": 0, "bnormflag": 0, "wselfallflag": 0, "switchinnerflag": 0}
+
+
+def parse_mliap_descriptor(text: str, source: str = "descriptor file") -> DescriptorSpec:
+    """The spec of a LAMMPS ML-IAP SNAP descriptor file (``descriptor sna FILE``).
+
+    Parsed as LAMMPS reads it: ``#`` comments, one keyword per line, ``elems``/``radelems``/
+    ``welems`` with one value per element after ``nelems``; required rcutfac, twojmax,
+    nelems, elems, radelems, welems; defaults rfac0 0.99363, rmin0 0, switchflag 1,
+    bzeroflag 1. Refused, one line each: keywords of other descriptors (SO3's nmax, lmax,
+    alpha), chemflag/bnormflag/wselfallflag/switchinnerflag other than 0, quadraticflag
+    (a quadratic SNAP is `model quadratic`, not `nn`), anything LAMMPS itself would refuse.
+    """
+    values: dict[str, list[str]] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        words = raw.split("#", 1)[0].replace('"', " ").replace("'", " ").split()
+        if not words:
+            continue
+        key, rest = words[0], words[1:]
+        where = f"{source}, line {number}"
+        if key in ("nmax", "lmax", "alpha"):
+            raise SpecError(f"{where}: '{key}' belongs to the SO3 descriptor (descriptor so3); "
+                            "the toolkit imports SNAP descriptors (descriptor sna) only")
+        if key in _MLIAP_DEFAULT_ONLY:
+            if rest != [str(_MLIAP_DEFAULT_ONLY[key])]:
+                raise SpecError(f"{where}: {key} {' '.join(rest)} is not supported (the "
+                                f"toolkit's descriptors use {key} {_MLIAP_DEFAULT_ONLY[key]})")
+            continue
+        if key in ("sinnerelems", "dinnerelems"):
+            raise SpecError(f"{where}: {key} (inner switching) is not supported")
+        if key == "quadraticflag":
+            raise SpecError(f"{where}: quadraticflag is not supported (a quadratic SNAP model "
+                            "is `model quadratic`, not `model nn`)")
+        known = ("rcutfac", "twojmax", "nelems", "elems", "radelems", "welems", "rfac0",
+                 "rmin0", "switchflag", "bzeroflag")
+        if key not in known:
+            raise SpecError(f"{where}: unknown keyword '{key}' (LAMMPS would refuse it too); "
+                            f"a SNAP descriptor file has {', '.join(known)}")
+        if key in values:
+            raise SpecError(f"{where}: '{key}' given twice")
+        per_element = key in ("elems", "radelems", "welems")
+        if per_element and "nelems" not in values:
+            raise SpecError(f"{where}: '{key}' before 'nelems' (LAMMPS needs nelems first)")
+        expected = int(values["nelems"][0]) if per_element else 1
+        if len(rest) != expected:
+            raise SpecError(f"{where}: '{key}' needs {expected} value(s), got {len(rest)}")
+        values[key] = rest
+    missing = [k for k in ("rcutfac", "twojmax", "nelems", "elems", "radelems", "welems")
+               if k not in values]
+    if missing:
+        raise SpecError(f"{source}: missing required keyword(s) {missing} of a SNAP "
+                        "descriptor file")
+    try:
+        spec = {
+            "rcutfac": float(values["rcutfac"][0]), "twojmax": int(values["twojmax"][0]),
+            "elements": tuple(values["elems"]),
+            "radii": tuple(float(v) for v in values["radelems"]),
+            "weights": tuple(float(v) for v in values["welems"]),
+        }
+        for key, kind in (("rfac0", float), ("rmin0", float), ("switchflag", int),
+                          ("bzeroflag", int)):
+            if key in values:
+                spec[key] = kind(values[key][0])
+    except ValueError as exc:
+        raise SpecError(f"{source}: not a number ({exc})") from None
+    return DescriptorSpec.from_dict(spec, source=source)
 
 
 def read_spec(path: str | Path | None) -> DescriptorSpec:

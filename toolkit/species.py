@@ -1,10 +1,17 @@
-"""Element data for the noble-gas liquids, each number with its source.
+"""Element data, each number with its source; classical (LJ/ATM) parameters for Ar and Kr.
 
 Units are LAMMPS ``metal``: eV, Angstrom, g/mol, and g/cm^3 for mass densities.
 
+Any element: :func:`element` knows every chemical symbol, with its mass and atomic number
+from ASE (``ase.data``: IUPAC standard atomic weights). The classical reference parameters
+(LJ, ATM, liquid density) exist for Ar and Kr only (:func:`classical_element`); asking for
+them for another element is refused in one line that points to ``--reference lammps:FILE``
+(any LAMMPS potential as the reference, toolkit/reference/lammps_reference.py).
+
 Sources
 -------
-- Masses: IUPAC 2021 standard atomic weights (abridged to 3 decimals).
+- Masses of Ar and Kr: IUPAC 2021 standard atomic weights (abridged to 3 decimals); equal
+  to ASE's values. Other elements: ``ase.data.atomic_masses``.
 - Lennard-Jones parameters: Rutkai, Thol, Span, Vrabec, "How well does the Lennard-Jones
   potential represent the thermodynamic properties of noble gases?", Mol. Phys. 115,
   1104 (2017), Table 1: Ar sigma = 3.3952 A, epsilon/k_B = 116.79 K; Kr sigma = 3.6274 A,
@@ -36,12 +43,25 @@ AVOGADRO = 6.02214076e23
 
 @dataclass(frozen=True)
 class Element:
+    """An element; the classical fields are None except for Ar and Kr (see module doc)."""
+
     symbol: str
     mass: float  # g/mol
-    lj_sigma: float  # Angstrom
-    lj_epsilon: float  # eV
-    atm_c9: float  # eV A^9
-    liquid_density_120k: float  # g/cm^3
+    lj_sigma: float | None = None  # Angstrom
+    lj_epsilon: float | None = None  # eV
+    atm_c9: float | None = None  # eV A^9
+    liquid_density_120k: float | None = None  # g/cm^3
+
+    @property
+    def atomic_number(self) -> int:
+        from ase.data import atomic_numbers
+
+        return int(atomic_numbers[self.symbol])
+
+    @property
+    def classical(self) -> bool:
+        """True when LJ, ATM and liquid-density data exist (Ar, Kr)."""
+        return self.lj_sigma is not None
 
     @property
     def molar_volume(self) -> float:
@@ -54,6 +74,7 @@ class Element:
         return 4.0 * self.lj_epsilon * self.lj_sigma**6
 
 
+# The elements with classical reference parameters (the noble-gas liquids of the paper).
 ELEMENTS: dict[str, Element] = {
     "Ar": Element(
         symbol="Ar",
@@ -86,19 +107,41 @@ class UnknownSpeciesError(AetkError, ValueError):
     pass
 
 
+def is_element(symbol: str) -> bool:
+    """True for a chemical symbol (H ... Og), as ASE spells it."""
+    from ase.data import atomic_numbers
+
+    return isinstance(symbol, str) and symbol != "X" and symbol in atomic_numbers
+
+
 def element(symbol: str) -> Element:
-    try:
+    """Any element: Ar and Kr with their classical parameters, others with mass only."""
+    if symbol in ELEMENTS:
         return ELEMENTS[symbol]
-    except KeyError:
+    if not is_element(symbol):
         raise UnknownSpeciesError(
-            f"unknown element {symbol!r}; this toolkit knows {sorted(ELEMENTS)}. "
-            "Add it to toolkit/species.py with sourced parameters."
-        ) from None
+            f"unknown element {symbol!r}: not a chemical symbol (write it as in the periodic "
+            "table, e.g. Si, Cu, Ar)")
+    from ase.data import atomic_masses, atomic_numbers
+
+    return Element(symbol=symbol, mass=float(atomic_masses[atomic_numbers[symbol]]))
+
+
+def classical_element(symbol: str) -> Element:
+    """An element with LJ/ATM/density parameters; refused in one line for all but Ar, Kr."""
+    found = element(symbol)
+    if not found.classical:
+        raise UnknownSpeciesError(
+            f"no classical LJ/ATM reference for {symbol}: toolkit/species.py has sourced "
+            f"parameters for {sorted(ELEMENTS)} only; use any LAMMPS potential as the "
+            "reference instead (aetk generate --reference lammps:FILE, e.g. lammps:si-sw)")
+    return found
 
 
 def system_counts(system: str) -> dict[str, int] | None:
-    """Atom counts of a system named by counts (``Ar24Kr8``), or None for a named liquid."""
-    if system in SYSTEMS:
+    """Atom counts of a system named by counts (``Ar24Kr8``), or None for a named liquid or
+    a bare element symbol (``Si``: a pure system of any size)."""
+    if system in SYSTEMS or is_element(system):
         return None
     parts = _FORMULA.findall(system)
     if not parts or "".join(f"{s}{n}" for s, n in parts) != system:
@@ -117,11 +160,13 @@ def system_counts(system: str) -> dict[str, int] | None:
 def system_composition(system: str) -> dict[str, float]:
     """Mole fractions of a system, elements in the order of its name.
 
-    Systems are the paper's liquids (``Ar``, ``Kr``, ``ArKr`` = 50/50) or atom counts
-    (``Ar24Kr8``: 24 Ar and 8 Kr), see :func:`mixture_name`.
+    Systems are the paper's liquids (``Ar``, ``Kr``, ``ArKr`` = 50/50), any element symbol
+    (``Si``: pure), or atom counts (``Ar24Kr8``: 24 Ar and 8 Kr), see :func:`mixture_name`.
     """
     if system in SYSTEMS:
         return SYSTEMS[system]
+    if is_element(system):
+        return {system: 1.0}
     counts = system_counts(system)
     total = sum(counts.values())
     return {s: n / total for s, n in counts.items()}
@@ -144,19 +189,21 @@ def mixture_name(fractions: dict[str, float], natoms: int) -> str:
 
 def number_density(composition: dict[str, float]) -> float:
     """Atoms per A^3 of the liquid at 120 K, ideal mixing of molar volumes."""
-    molar_volume = sum(x * element(s).molar_volume for s, x in composition.items())  # cm^3/mol
+    molar_volume = sum(x * classical_element(s).molar_volume  # cm^3/mol
+                       for s, x in composition.items())
     return AVOGADRO / (molar_volume * 1e24)
 
 
 def lorentz_berthelot(a: str, b: str) -> tuple[float, float]:
     """(epsilon eV, sigma A) of the a-b pair: arithmetic sigma, geometric epsilon."""
-    ea, eb = element(a), element(b)
+    ea, eb = classical_element(a), classical_element(b)
     return math.sqrt(ea.lj_epsilon * eb.lj_epsilon), 0.5 * (ea.lj_sigma + eb.lj_sigma)
 
 
 def atm_triple_c9(a: str, b: str, c: str) -> float:
     """C9 of a hetero-triple (eV A^9): geometric mean of the homo-triple values."""
-    return (element(a).atm_c9 * element(b).atm_c9 * element(c).atm_c9) ** (1.0 / 3.0)
+    return (classical_element(a).atm_c9 * classical_element(b).atm_c9
+            * classical_element(c).atm_c9) ** (1.0 / 3.0)
 
 
 def snap_weight(symbol: str, reference: str = "Ar") -> float:
@@ -167,4 +214,5 @@ def snap_weight(symbol: str, reference: str = "Ar") -> float:
     Weighting the neighbour density the same way makes the bispectrum of a mixed
     environment closer to what the energy sees, and makes Ar and Kr neighbours differ.
     """
-    return math.sqrt(element(symbol).dispersion_c6 / element(reference).dispersion_c6)
+    return math.sqrt(classical_element(symbol).dispersion_c6
+                     / classical_element(reference).dispersion_c6)

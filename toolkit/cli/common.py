@@ -12,7 +12,9 @@ WALL_HELP = ("leave out the repulsive ZBL walls that start below each element pa
 def liquid_arguments(p: argparse.ArgumentParser) -> None:
     """The liquid box shared by `generate` and `md`."""
     p.add_argument("--system", required=True,
-                   help="Ar, Kr, ArKr (50/50) or atom counts such as Ar24Kr8")
-    p.add_argument("--atoms", type=int, default=108, help="4 n^3 atoms (32, 108, 256, 500, ...)")
+                   help="Ar, Kr, ArKr (50/50), atom counts such as Ar24Kr8, or an element (Si)")
+    p.add_argument("--atoms", type=int, default=None,
+                   help="atom count: basis x n^3 of the start lattice (fcc 32, 108, 256, ...; "
+                   "diamond 64, 216, ...); default 108, or 64 for a diamond lattice")
     p.add_argument("--temperature", type=float, default=120.0, help="K")
     p.add_argument("--seed", type=int, default=1, help="velocities, mixture species, frames")

@@ -9,12 +9,54 @@ from toolkit.cli.common import liquid_arguments
 from toolkit.errors import AetkError
 
 
+def _generate_lammps(args: argparse.Namespace) -> None:
+    """`aetk generate --reference lammps:FILE`: any LAMMPS potential as the reference."""
+    from toolkit.data import write_frames
+    from toolkit.reference.lammps_reference import (
+        LammpsRun,
+        generate_frames,
+        parse_reference,
+        write_input,
+    )
+
+    if args.kr_fraction:
+        raise AetkError("--kr-fraction goes with the classical references; name the system by "
+                        "counts instead (e.g. --system Ar54Kr54)")
+    preset = parse_reference(args.reference).preset
+    lattice = args.lattice or (preset.lattice if preset else "fcc")
+    atoms = args.atoms or {"diamond": 64, "fcc": 108, "hcp": 108, "bcc": 128, "sc": 125}[lattice]
+    run = LammpsRun(
+        reference=args.reference, system=args.system, phase=args.phase or "liquid",
+        n_frames=args.frames,
+        seed=args.seed, natoms=atoms, temperature=args.temperature, lattice=lattice,
+        lattice_constant=args.lattice_constant, density=args.density,
+        melt_temperature=args.melt_temperature,
+        timestep=args.timestep / 1000.0 if args.timestep else None, every=args.every)
+    frames = generate_frames(run, progress=not args.quiet)
+    out = Path(args.out)
+    write_frames(out, frames)
+    lmp = out.with_suffix(".lmp")
+    write_input(run, lmp, dump_file=lmp.with_suffix(".dump").name)
+    print(f"wrote {len(frames)} {run.phase} frames of {run.system} ({run.reference}, "
+          f"{run.temperature:g} K, {run.resolved_density:.4g} g/cm^3) to {out}; LAMMPS input "
+          f"of the sampling run: {lmp}")
+
+
 def _cmd_generate(args: argparse.Namespace) -> None:
     from toolkit.data import write_frames
     from toolkit.reference.classical import ClassicalRun, generate_frames, write_input
     from toolkit.species import mixture_name
     from toolkit.studies.teacher import generate_teacher_frames, parse_teacher_reference
 
+    if args.reference.startswith("lammps:"):
+        _generate_lammps(args)
+        return
+    for option in ("phase", "lattice", "lattice_constant", "density", "melt_temperature",
+                   "timestep"):
+        if getattr(args, option) not in (None, "liquid"):  # the liquid is what lj samples
+            raise AetkError(f"--{option.replace('_', '-')} goes with --reference lammps:...; "
+                            "the classical liquids start from fcc at their 120 K density")
+    args.atoms = args.atoms or 108
     teacher = parse_teacher_reference(args.reference)
     systems = [args.system]
     if args.kr_fraction:
@@ -75,8 +117,23 @@ def add_parsers(sub) -> None:
                        "or frames relabelled by a teacher potential")
     liquid_arguments(p)
     p.add_argument("--reference", default="lj",
-                   help="lj, lj+atm, or teacher:POTENTIAL_DIR (per-atom energies of that "
-                   "potential, on frames sampled with --other)")
+                   help="lj, lj+atm, teacher:POTENTIAL_DIR (per-atom energies of that "
+                   "potential, on frames sampled with --other), or lammps:FILE (any LAMMPS "
+                   "potential: a file with its pair_style/pair_coeff lines and a '# elements:' "
+                   "line) or a preset, lammps:si-sw / lammps:si-tersoff")
+    p.add_argument("--phase", choices=["crystal", "liquid", "amorphous"], default=None,
+                   help="lammps: references: thermal crystal, liquid (melted), or amorphous "
+                   "(melted and quenched to --temperature); default liquid")
+    p.add_argument("--lattice", choices=["sc", "bcc", "fcc", "hcp", "diamond"],
+                   help="lammps: references: start lattice (default: the preset's, else fcc)")
+    p.add_argument("--lattice-constant", type=float,
+                   help="lammps: references: A; sets the (fixed) volume")
+    p.add_argument("--density", type=float,
+                   help="lammps: references: g/cm^3, instead of --lattice-constant")
+    p.add_argument("--melt-temperature", type=float,
+                   help="lammps: references, liquid/amorphous: K (default: preset's, else 2.5 T)")
+    p.add_argument("--timestep", type=float,
+                   help="lammps: references: fs (default: the preset's, else 1 fs)")
     p.add_argument("--share", type=float, default=1.0,
                    help="teacher only: labels = share x teacher + (1 - share) x --other")
     p.add_argument("--other", default="lj+atm", choices=["lj", "lj+atm"],

@@ -13,10 +13,12 @@ def _cmd_md(args: argparse.Namespace) -> None:
     from toolkit.md import MDRun, compare_with_reference, run_md
     from toolkit.parallel import is_rank0, world
 
-    run = MDRun(args.potential, args.system, args.atoms, args.temperature, args.ensemble,
+    natoms = args.atoms or (64 if args.lattice == "diamond" else 108)
+    run = MDRun(args.potential, args.system, natoms, args.temperature, args.ensemble,
                 args.steps, args.seed, timestep=args.timestep / 1000.0,
                 melt_steps=args.melt_steps, equilibration_steps=args.equilibration_steps,
-                dump_every=args.dump_every, per_atom_energies=args.per_atom)
+                dump_every=args.dump_every, per_atom_energies=args.per_atom,
+                lattice=args.lattice, lattice_constant=args.lattice_constant)
     result = run_md(run, args.out, progress=not args.quiet)
     rank0 = is_rank0(world())
     summary = result.summary
@@ -55,6 +57,11 @@ def add_parsers(sub) -> None:
     p.add_argument("--equilibration-steps", type=int, default=2500,
                    help="NVT steps with the potential before production")
     p.add_argument("--dump-every", type=int, default=100, help="steps between frames")
+    p.add_argument("--lattice", default="fcc", choices=["fcc", "bcc", "sc", "hcp", "diamond"],
+                   help="start lattice (Ar/Kr default: fcc at the 120 K liquid density)")
+    p.add_argument("--lattice-constant", type=float,
+                   help="A; needed for elements without a classical reference (their melt "
+                   "phase uses the potential itself; --melt-steps 0 keeps the crystal)")
     p.add_argument("--per-atom", action="store_true",
                    help="per-atom energies (compute pe/atom) in the trajectory")
     p.add_argument("--compare-reference", action="store_true",

@@ -1,4 +1,4 @@
-"""Models: `aetk fit`, `aetk evaluate`, `aetk export`, `aetk assemble`."""
+"""Models: `aetk fit`, `aetk evaluate`, `aetk export`, `aetk assemble`, `aetk import`."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def _cmd_fit(args: argparse.Namespace) -> None:
         data=args.data, hidden=tuple(hidden), activation=args.activation,
         seed=args.seed, split_seed=args.split_seed, split_mode=args.split, spec=spec,
         training=TrainingSettings(max_iterations=args.max_iterations, patience=args.patience),
-        wall=not args.no_wall)
+        wall=not args.no_wall, anchors=args.anchors, anchor_weight=args.anchor_weight)
     potential, metrics = fit_potential(config, args.out, progress=not args.quiet)
     summary = {"total_r2": metrics["total"]["r2"],
                "total_rmse_per_atom_meV": 1e3 * metrics["total_per_atom_rmse"]}
@@ -85,6 +85,16 @@ def _cmd_assemble(args: argparse.Namespace) -> None:
           + ", ".join(f"{e} from {p}" for e, p in sources.items()) + ")")
 
 
+def _cmd_import(args: argparse.Namespace) -> None:
+    from toolkit.models.mliap_import import import_mliap_nn
+    from toolkit.models.potential import read_potential
+
+    potential = read_potential(import_mliap_nn(args.model, args.descriptor, args.out))
+    print(f"wrote potential {potential.directory} ({' '.join(potential.elements)}, "
+          f"{potential.architecture.label}, {potential.spec.n_descriptors} SNAP descriptors, "
+          f"cutoff {potential.spec.cutoff:g} A)")
+
+
 def add_parsers(sub) -> None:
     p = sub.add_parser("fit", help="train per-species networks on total energies; export a "
                        "LAMMPS mliap potential directory")
@@ -106,6 +116,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--patience", type=int, default=50)
     p.add_argument("--out", required=True, help="potential directory to write")
     p.add_argument("--no-wall", action="store_true", help=WALL_HELP)
+    p.add_argument("--anchors", help="extxyz frames with reference totals always added to the "
+                   "training split, e.g. invariant points (aetk invariant --write-frames)")
+    p.add_argument("--anchor-weight", type=float, default=1.0,
+                   help="loss weight of each anchor frame relative to a data frame")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_fit)
 
@@ -143,3 +157,9 @@ def add_parsers(sub) -> None:
                    help="drop the sources' repulsive walls (default: merge them)")
     p.set_defaults(func=_cmd_assemble)
 
+    p = sub.add_parser("import", help="a LAMMPS mliap nn model (+ its SNAP descriptor file) "
+                       "written elsewhere as a potential directory")
+    p.add_argument("--model", required=True, help="mliap model nn file (e.g. Cu.nn.mliap.model)")
+    p.add_argument("--descriptor", required=True, help="its SNAP descriptor file (descriptor sna)")
+    p.add_argument("--out", required=True, help="potential directory to write")
+    p.set_defaults(func=_cmd_import)

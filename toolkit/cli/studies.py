@@ -1,4 +1,5 @@
-"""Studies over models: `aetk sweep`, `report`, `transfer`, `ceiling`, `emergence`."""
+"""Studies over models: `aetk sweep`, `report`, `transfer`, `ceiling`, `emergence`,
+`invariant`."""
 
 from __future__ import annotations
 
@@ -156,3 +157,67 @@ def add_parsers(sub) -> None:
     p.add_argument("--out", help="output folder (default POTENTIAL/gauge-DATA)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_gauge)
+
+    p = sub.add_parser("invariant", help="invariant points (Yoo et al. 2019): crystals and the "
+                       "isolated atom, where every atom's energy is E/N; a potential's error "
+                       "there and how far each lies from the training descriptors")
+    p.add_argument("--potential", help="potential directory (without: reference points only)")
+    p.add_argument("--data", help="training frames: neighbour-distance grid and descriptor "
+                   "distances (their training split if the potential was trained on them)")
+    p.add_argument("--reference", help="lj, lj+atm or lammps:FILE (default: what --data "
+                   "records)")
+    p.add_argument("--dft", action="store_true",
+                   help="exact E/N from one CP2K single point per structure instead")
+    p.add_argument("--cutoff", type=float, default=600.0, help="--dft: plane-wave cutoff, Ry")
+    p.add_argument("--np", type=int, default=1, help="--dft: MPI ranks for CP2K")
+    p.add_argument("--spec", help="descriptor spec TOML (default: the potential's, else "
+                   "built in)")
+    p.add_argument("--structures", nargs="+",
+                   default=["fcc", "hcp", "bcc", "sc", "diamond", "isolated", "cscl"],
+                   help="from fcc hcp bcc sc diamond isolated cscl (cscl: two-element "
+                   "potentials; only e_A + e_B is fixed there)")
+    p.add_argument("--points", type=int, default=5, help="lattice constants per structure")
+    p.add_argument("--nn-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   help="nearest-neighbour distances (A) to span (default: the training "
+                   "data's 1st-99th percentile)")
+    p.add_argument("--write-frames", help="also write the labelled structures (extxyz), e.g. "
+                   "as training anchors (aetk fit --anchors)")
+    p.add_argument("--anchor-max-ratio", type=float, default=float("inf"),
+                   help="--write-frames: only points with an nn ratio at most this (1: inside "
+                   "the training descriptors)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_invariant)
+
+
+def _cmd_invariant(args: argparse.Namespace) -> None:
+    from toolkit.descriptors import read_spec
+    from toolkit.studies.invariant import format_table, run_invariant
+
+    dft = None
+    if args.dft:
+        from toolkit.reference.dft.cp2k import DftSettings, Launcher
+
+        dft = {"workdir": Path(args.out) / "dft", "settings": DftSettings(cutoff=args.cutoff),
+               "launcher": Launcher(np=args.np)}
+    summary = run_invariant(
+        args.out, potential=args.potential, data=args.data, reference=args.reference,
+        spec=read_spec(args.spec) if args.spec else None, structures=args.structures,
+        points=args.points, nn_range=tuple(args.nn_range) if args.nn_range else None,
+        write_frames=args.write_frames, dft=dft, progress=not args.quiet,
+        anchor_max_ratio=args.anchor_max_ratio)
+    print(format_table(summary["rows"]))
+    if "scores" in summary:
+        scores = summary["scores"]
+        print("RMSE over single-element points {:.1f} meV (inside the data: {:.1f} meV, near "
+              "it: {:.1f} meV); isolated atom {:+.1f} meV; pair sums {:.1f} meV".format(
+                  *(1e3 * scores[k] for k in ("invariant_rmse", "invariant_inside_rmse",
+                                               "invariant_near_rmse",
+                                               "invariant_isolated_error",
+                                               "invariant_pair_rmse"))))
+    if "note" in summary:
+        print(summary["note"])
+    print(f"wrote {Path(args.out) / 'invariant.csv'}, invariant.json"
+          + (", invariant.png" if "figure" in summary else "")
+          + (f"; {summary['anchors_written']} structures with reference labels: "
+             f"{args.write_frames}" if args.write_frames else ""))

@@ -5,6 +5,10 @@ the outputs (:func:`input_text`). Phases: an fcc lattice at the liquid density i
 with the LJ reference (the potential under test only ever sees liquid configurations, like
 its training frames), equilibrated with the potential under test (NVT), then the production
 run (NVT or NVE) is dumped.
+
+Other elements (no classical reference, e.g. an imported Cu or Si potential): the start is
+``lattice`` (fcc, bcc, sc, hcp, diamond) at ``lattice_constant``, and the melt phase (if
+any steps) uses the potential under test itself; ``melt_steps=0`` runs the crystal.
 """
 
 from __future__ import annotations
@@ -24,7 +28,13 @@ from toolkit.reference.classical import (
     fcc_lattice_constant,
     pair_setup,
 )
-from toolkit.species import element, number_density, system_composition
+from toolkit.species import (
+    ELEMENTS,
+    element,
+    number_density,
+    system_composition,
+    system_counts,
+)
 
 REFERENCE_PREFIX = "reference:"
 SPECIES_FILE = "species.txt"
@@ -58,13 +68,56 @@ class MDRun(LiquidBox, JobConfig):
     dump_every: int = 100  # steps between trajectory frames
     per_atom_energies: bool = False
     cutoff_sigma: float = 1.6  # classical reference only (melt and reference runs)
-    # stop when two atoms come closer than this x the smallest sigma (0: never; benchmarks)
+    # stop when two atoms come closer than this x the smallest sigma (0: never; benchmarks);
+    # for elements without LJ data: x the start lattice's nearest-neighbour distance
     min_pair_distance_sigma: float = MIN_PAIR_DISTANCE_SIGMA
+    lattice: str = "fcc"  # start lattice
+    lattice_constant: float | None = None  # A; None: fcc at the Ar/Kr liquid density
+
+    @property
+    def classical(self) -> bool:
+        """Ar/Kr liquid from fcc at the 120 K density, melted with LJ (the default path)."""
+        return (all(s in ELEMENTS for s in self.species) and self.lattice == "fcc"
+                and self.lattice_constant is None)
+
+    @property
+    def cells(self) -> int:
+        from toolkit.reference.lammps_reference import LATTICE_BASIS
+
+        return round((self.natoms / LATTICE_BASIS[self.lattice]) ** (1 / 3))
+
+    @property
+    def start_nn_distance(self) -> float:
+        """Nearest-neighbour distance (A) of the start lattice."""
+        from toolkit.studies.invariant import NN_PER_A
+
+        a = self.lattice_constant or fcc_lattice_constant(self.system)
+        return a * NN_PER_A[self.lattice]
 
     def __post_init__(self) -> None:
-        # the classical run validates system, atom count (4 n^3) and seed the same way
-        ClassicalRun(self.system, natoms=self.natoms, seed=self.seed,
-                     temperature=self.temperature, cutoff_sigma=self.cutoff_sigma)
+        from toolkit.reference.lammps_reference import LATTICE_BASIS
+
+        if self.lattice not in LATTICE_BASIS:
+            raise MDSettingsError(f"lattice {self.lattice!r}: choose from {list(LATTICE_BASIS)}")
+        basis = LATTICE_BASIS[self.lattice]
+        if basis * self.cells**3 != self.natoms:
+            raise MDSettingsError(f"--atoms {self.natoms}: a {self.lattice} start has {basis} "
+                                  f"n^3 atoms ({', '.join(str(basis * c**3) for c in (2, 3, 4))}"
+                                  ", ...)")
+        if not all(s in ELEMENTS for s in self.species) and self.lattice_constant is None:
+            raise MDSettingsError(f"{self.system}: no liquid density is known for it; give the "
+                                  "start lattice and lattice constant (--lattice, "
+                                  "--lattice-constant)")
+        if self.lattice_constant is not None and not self.lattice_constant > 0:
+            raise MDSettingsError("lattice constant must be positive (A)")
+        if self.classical:
+            # the classical run validates system, atom count (4 n^3) and seed the same way
+            ClassicalRun(self.system, natoms=self.natoms, seed=self.seed,
+                         temperature=self.temperature, cutoff_sigma=self.cutoff_sigma)
+        else:
+            system_counts(self.system)  # raises on unknown systems
+            if self.seed < 1:
+                raise MDSettingsError("seed must be a positive integer")
         if self.ensemble not in ENSEMBLES:
             raise MDSettingsError(f"ensemble {self.ensemble!r}: choose from {ENSEMBLES}")
         if self.steps < 1 or min(self.melt_steps, self.equilibration_steps) < 0:
@@ -114,8 +167,10 @@ def load_pair_model(potential: str | Path | PairModel, system: str,
     norm = loaded.normalisation
     expected = sum(x * float(norm.shift[loaded.spec.type_of(s) - 1])
                    for s, x in system_composition(system).items())
+    # an imported model (aetk import) has no training energies to compare with
+    training = None if "imported" in loaded.meta else (expected, float(norm.scale))
     return PairModel(f"the potential {loaded.directory}", loaded.pair_commands(),
-                     loaded.spec.elements, (expected, float(norm.scale)), loaded.wall)
+                     loaded.spec.elements, training, loaded.wall)
 
 
 def input_text(run: MDRun, model: PairModel, dump_file: str = "trajectory.dump",
@@ -124,11 +179,22 @@ def input_text(run: MDRun, model: PairModel, dump_file: str = "trajectory.dump",
 
     For a mixture it reads ``species_file`` (see :func:`species_file_text`).
     """
-    composition = system_composition(run.system)
+    from toolkit.reference.lammps_reference import LATTICE_BASIS, LATTICE_VOLUME
+
     species = run.species
     type_of = {s: t + 1 for t, s in enumerate(model.elements)}
-    density = number_density(composition)
-    lattice_constant = fcc_lattice_constant(run.system)  # same start as the reference MD
+    if run.classical:
+        density = number_density(system_composition(run.system))
+        lattice_constant = fcc_lattice_constant(run.system)  # same start as the reference MD
+        melt_setup = pair_setup(list(model.elements), "lj", run.cutoff_sigma)
+        melt_with = "the LJ reference"
+    else:
+        lattice_constant = run.lattice_constant
+        density = LATTICE_BASIS[run.lattice] / (LATTICE_VOLUME[run.lattice]
+                                                * lattice_constant**3)
+        # no classical reference for these elements: the potential under test melts it
+        melt_setup = "\n".join(model.pair_lines)
+        melt_with = "the potential under test (no classical reference for these elements)"
     if len(species) == 1:
         type_assignment = f"# one species: every atom is type {type_of[species[0]]}"
     else:
@@ -152,12 +218,12 @@ def input_text(run: MDRun, model: PairModel, dump_file: str = "trajectory.dump",
         "lammps_inputs/md.lmp",
         system=run.system, natoms=run.natoms, temperature=run.temperature,
         potential_label=model.label, thermo_every=run.thermo_every,
-        density=f"{density:.6f}", elements=" ".join(model.elements),
+        density=f"{density:.6f}", elements=" ".join(model.elements), lattice=run.lattice,
         lattice_constant=f"{lattice_constant:.10f}", cells=run.cells,
         ntypes=len(model.elements), first_type=type_of[species[0]],
         type_assignment=type_assignment, masses=masses, timestep=run.timestep,
         melt_temperature=2.5 * run.temperature,
-        melt_pair_setup=pair_setup(list(model.elements), "lj", run.cutoff_sigma),
+        melt_pair_setup=melt_setup, melt_with=melt_with,
         seed=run.seed, melt_steps=run.melt_steps, pair_setup="\n".join(model.pair_lines),
         equilibration_steps=run.equilibration_steps, integrator=integrator,
         per_atom_compute=per_atom, dump_every=run.dump_every, dump_file=dump_file,

@@ -126,8 +126,9 @@ class _Runner:
                  stop: _StopRequest):
         self.lmp, self.run, self.model, self.bar, self.stop = lmp, run, model, bar, stop
         self.thermo: list[dict] = []
-        self.min_distance = run.min_pair_distance_sigma * min(
-            element(s).lj_sigma for s in run.species)
+        self.min_distance = run.min_pair_distance_sigma * (
+            min(element(s).lj_sigma for s in run.species) if run.classical
+            else run.start_nn_distance)
         self.production_seconds = 0.0
         self.production_steps = 0
 

@@ -64,6 +64,27 @@ def load_dataset(path: str | Path, spec: DescriptorSpec, split_seed: int = 0,
                    make_split(frames, split_seed, split_mode, path), split_seed, split_mode)
 
 
+def with_anchors(dataset: Dataset, frames: list[Atoms], spec: DescriptorSpec,
+                 source: str | Path | None = None, progress: bool = False) -> Dataset:
+    """``dataset`` with ``frames`` (e.g. invariant structures with reference totals, `aetk
+    invariant --write-frames`) appended and always in the training split.
+
+    Validation and test frames are unchanged (same indices), so scores stay comparable.
+    """
+    validate_frames(frames, source, require=("energy",), cutoff=spec.cutoff,
+                    species=spec.elements)
+    extra = compute_descriptors(frames, spec, source=source, progress=progress)
+    n = dataset.descriptors.n_frames
+    old = dataset.descriptors
+    descriptors = Descriptors(np.concatenate([old.values, extra.values]),
+                              np.concatenate([old.frame_index, extra.frame_index + n]),
+                              np.concatenate([old.species_index, extra.species_index]), spec)
+    split = Split(np.concatenate([dataset.split.train, np.arange(n, n + len(frames))]),
+                  dataset.split.validation, dataset.split.test)
+    return Dataset(dataset.path, [*dataset.frames, *frames], descriptors, split,
+                   dataset.split_seed, dataset.split_mode)
+
+
 def ensemble_scores(ensemble: TrainedEnsemble, dataset: Dataset, frames) -> list[dict]:
     """Metrics of every member on the given frames (usually the test split)."""
     frames = list(frames)
@@ -101,11 +122,20 @@ class FitConfig(JobConfig):
     spec: DescriptorSpec = field(default_factory=DescriptorSpec)
     training: TrainingSettings = field(default_factory=TrainingSettings)
     wall: bool = True  # repulsive ZBL wall below the data (toolkit/models/wall.py)
+    # extxyz frames with reference totals always in the training split (e.g. invariant points
+    # from `aetk invariant --write-frames`); the normalisation stays that of the data's
+    # training frames, so anchors far from the data do not rescale it
+    anchors: str | None = None
+    anchor_weight: float = 1.0  # each anchor's loss weight relative to a data frame's
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data", str(self.data))
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         self.architecture  # noqa: B018  (validates widths and activation)
+        if self.anchors is not None:
+            object.__setattr__(self, "anchors", str(self.anchors))
+        if not float(self.anchor_weight) > 0:
+            raise ConfigError("fit config: anchor_weight must be positive")
         for name in ("seed", "split_seed"):
             if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int):
                 raise ConfigError(f"fit config: {name} must be an integer")
@@ -128,16 +158,31 @@ def fit_potential(config: FitConfig, out: str | Path, progress: bool = True
     spec = config.spec
     dataset = load_dataset(config.data, spec, split_seed=config.split_seed, progress=progress,
                            split_mode=config.split_mode)
+    provenance = dataset.provenance()
+    normalisation = weights = None
+    if config.anchors is not None:
+        from toolkit.models.training import fit_normalisation
+
+        train = list(dataset.split.train)
+        normalisation = fit_normalisation(dataset.descriptors.select_frames(train),
+                                          dataset.energies[train])
+        anchor_frames = read_frames(config.anchors)
+        n_data = len(dataset.frames)
+        dataset = with_anchors(dataset, anchor_frames, spec, source=config.anchors,
+                               progress=progress)
+        weights = np.where(np.arange(len(dataset.frames)) < n_data, 1.0,
+                           float(config.anchor_weight))
     # placed before training, so data the wall cannot go below fails at once, not after it
     repulsive_wall = wall_for(dataset.frames, spec.elements) if config.wall else None
     ensemble = train_ensemble(config.architecture, dataset.descriptors, dataset.energies,
                               dataset.split.train, dataset.split.validation,
-                              seeds=[config.seed], settings=config.training, progress=progress)
+                              seeds=[config.seed], settings=config.training, progress=progress,
+                              normalisation=normalisation, frame_weights=weights)
     metrics = ensemble_scores(ensemble, dataset, dataset.split.test)[0]
     meta = {
         "seed": config.seed,
         "fit_config": config.to_dict(),
-        "data": dataset.provenance(),
+        "data": provenance,
         "training": {
             "objective": "mean over frames of (E_ref - sum_i e_i)^2 / N (totals only)",
             "settings": config.training.to_dict(),
@@ -148,6 +193,10 @@ def fit_potential(config: FitConfig, out: str | Path, progress: bool = True
         },
         "test_metrics_pytorch": metrics,
     }
+    if config.anchors is not None:
+        meta["anchors"] = {"path": config.anchors, "sha256": file_hash(config.anchors),
+                           "n_frames": len(anchor_frames), "in": "training split",
+                           "weight": float(config.anchor_weight)}
     write_potential(out, ensemble.member(0), meta, wall=repulsive_wall)
     return read_potential(out), metrics
 

@@ -61,6 +61,7 @@ class FrameSet:
     blocks: list[SpeciesBlock | None]
     target: torch.Tensor  # (F,) normalised total energy
     n_atoms: torch.Tensor  # (F,)
+    weight: torch.Tensor | None = None  # (F,) loss weight per frame; None: all 1
 
     @property
     def n_frames(self) -> int:
@@ -151,7 +152,8 @@ def fit_normalisation(descriptors: Descriptors, energies: np.ndarray) -> Normali
     return Normalisation(mean, std, scale, shift)
 
 
-def frame_set(descriptors: Descriptors, energies: np.ndarray, norm: Normalisation) -> FrameSet:
+def frame_set(descriptors: Descriptors, energies: np.ndarray, norm: Normalisation,
+              weights: np.ndarray | None = None) -> FrameSet:
     n_species = norm.mean.shape[0]
     blocks: list[SpeciesBlock | None] = []
     for s in range(n_species):
@@ -165,16 +167,22 @@ def frame_set(descriptors: Descriptors, energies: np.ndarray, norm: Normalisatio
         ))
     counts = composition_counts(descriptors, n_species)
     target = (energies - counts @ norm.shift) / norm.scale
-    return FrameSet(blocks, torch.from_numpy(target), torch.from_numpy(counts.sum(axis=1)))
+    weight = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+    return FrameSet(blocks, torch.from_numpy(target), torch.from_numpy(counts.sum(axis=1)),
+                    weight)
 
 
 def loss(networks: EnsembleNetworks, theta: torch.Tensor, frames: FrameSet) -> torch.Tensor:
-    """Per-member mean over frames of (E_ref - sum_i e_i)^2 / N, normalised units: (M,)."""
+    """Per-member mean over frames of (E_ref - sum_i e_i)^2 / N, normalised units: (M,);
+    each frame times its weight when the frame set has weights."""
     totals = torch.zeros(theta.shape[0], frames.n_frames, dtype=theta.dtype)
     for s, block in enumerate(frames.blocks):
         if block is not None:
             totals.index_add_(1, block.frame, networks.raw_atomic(theta, s, block.x))
-    return ((totals - frames.target) ** 2 / frames.n_atoms).mean(dim=1)
+    per_frame = (totals - frames.target) ** 2 / frames.n_atoms
+    if frames.weight is not None:
+        per_frame = per_frame * frames.weight
+    return per_frame.mean(dim=1)
 
 
 # -- the optimiser ------------------------------------------------------------------------------
@@ -322,6 +330,7 @@ def train_ensemble(
     progress: bool = True,
     normalisation: Normalisation | None = None,
     monitor: Monitor | None = None,
+    frame_weights: np.ndarray | None = None,
 ) -> TrainedEnsemble:
     """Train one member per seed on the total energies of the ``train`` frames.
 
@@ -330,6 +339,8 @@ def train_ensemble(
     record local-energy scores along training.
 
     ``energies`` (eV) and ``train``/``validation`` index the frames of ``descriptors``.
+    ``frame_weights`` (one per frame of ``descriptors``, default all 1) weight each frame's
+    term of the training loss, e.g. to add invariant-point anchors as a soft constraint.
     Species absent from the training frames get all-zero networks (they output the shift, 0).
     """
     settings = settings or TrainingSettings()
@@ -341,7 +352,9 @@ def train_ensemble(
     train_d = descriptors.select_frames(train)
     val_d = descriptors.select_frames(validation)
     norm = normalisation or fit_normalisation(train_d, energies[list(train)])
-    train_set = frame_set(train_d, energies[list(train)], norm)
+    train_set = frame_set(train_d, energies[list(train)], norm,
+                          None if frame_weights is None else
+                          np.asarray(frame_weights, dtype=np.float64)[list(train)])
     val_set = frame_set(val_d, energies[list(validation)], norm)
 
     networks = EnsembleNetworks(architecture, len(descriptors.spec.elements),

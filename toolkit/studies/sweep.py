@@ -34,6 +34,7 @@ from toolkit.models.networks import ACTIVATIONS, Architecture, SpeciesNetworks
 from toolkit.models.training import TrainedEnsemble, TrainingSettings, train_ensemble
 from toolkit.parallel import barrier, on_rank0, share, world
 from toolkit.progress import progress as progress_bar
+from toolkit.studies.invariant import INVARIANT_COLUMNS, InvariantConfig, invariant_columns
 from toolkit.tables import read_table, write_table
 
 CONFIG_FILE = "config.json"  # the config the finished cells were trained with
@@ -86,6 +87,7 @@ class SweepConfig:
     training: TrainingSettings = TrainingSettings()
     monitor_every: int = 0  # >0: record test local scores every k iterations (cells/*.monitor)
     split_mode: str = "random"  # or "trajectory": whole trajectories held out for testing
+    invariant: InvariantConfig | None = None  # optional [invariant] table: extra columns
 
     def cells(self) -> list[tuple[str, str, int, int]]:
         return [(s, a, d, w) for s in self.systems for a in self.activations
@@ -98,7 +100,13 @@ class SweepConfig:
                 "split_seed": self.split_seed, "split_mode": self.split_mode,
                 "monitor_every": self.monitor_every,
                 "data": asdict(self.data),
-                "descriptor": self.spec.to_dict(), "training": self.training.to_dict()}
+                "descriptor": self.spec.to_dict(), "training": self.training.to_dict(),
+                **({"invariant": self.invariant.to_dict()} if self.invariant else {})}
+
+    @property
+    def columns(self) -> list[str]:
+        """Columns of this sweep's results.csv (invariant-point scores with [invariant])."""
+        return result_columns(self.spec) + (INVARIANT_COLUMNS if self.invariant else [])
 
 
 def _take(table: dict, known: set[str], where: str) -> dict:
@@ -115,7 +123,7 @@ def read_config(path: str | Path) -> SweepConfig:
         raw = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise SweepConfigError(f"{path}: unreadable sweep config ({exc})") from None
-    _take(raw, {"sweep", "data", "descriptor", "training"}, str(path))
+    _take(raw, {"sweep", "data", "descriptor", "training", "invariant"}, str(path))
     sweep = _take(raw.get("sweep", {}), {"name", "systems", "activations", "depths", "widths",
                                          "monitor_every", "split",
                                          "seeds", "split_seed"}, f"{path} [sweep]")
@@ -128,12 +136,17 @@ def read_config(path: str | Path) -> SweepConfig:
                                f"mliap nn; use {ACTIVATIONS}")
     from toolkit.species import UnknownSpeciesError, system_composition
 
+    data = _take(raw.get("data", {}), {"reference", "frames", "seed", "files"}, f"{path} [data]")
+    # any system (e.g. Si) may come from [data] files; the classical reference makes the
+    # others, so they must be Ar/Kr systems
     for system in sweep["systems"]:
+        if system in data.get("files", {}):
+            continue
         try:
             system_composition(system)
         except UnknownSpeciesError as exc:
-            raise SweepConfigError(f"{path} [sweep] systems: {exc}") from None
-    data = _take(raw.get("data", {}), {"reference", "frames", "seed", "files"}, f"{path} [data]")
+            raise SweepConfigError(f"{path} [sweep] systems: {exc}; or give its frames in "
+                                   "[data] files") from None
     training = _take(raw.get("training", {}), set(TrainingSettings.__dataclass_fields__),
                      f"{path} [training]")
     spec = (DescriptorSpec.from_dict(raw["descriptor"], source=f"{path} [descriptor]")
@@ -147,6 +160,8 @@ def read_config(path: str | Path) -> SweepConfig:
         monitor_every=int(sweep.get("monitor_every", 0)),
         split_mode=str(sweep.get("split", "random")),
         data=DataConfig(**data), spec=spec, training=TrainingSettings(**training),
+        invariant=(InvariantConfig.from_table(raw["invariant"], f"{path} [invariant]")
+                   if "invariant" in raw else None),
     )
 
 
@@ -267,8 +282,8 @@ def collect_results(config: SweepConfig, out: Path) -> Path:
         path = out / "cells" / f"{cell_id(*cell)}.csv"
         if path.is_file():
             # copied as written, unparsed; cells written before a column existed leave it empty
-            rows += read_table(path, texts=result_columns(config.spec))
-    return write_table(out / "results.csv", rows, result_columns(config.spec))
+            rows += read_table(path, texts=config.columns)
+    return write_table(out / "results.csv", rows, config.columns)
 
 
 # -- one config per sweep directory -----------------------------------------------------------
@@ -371,7 +386,8 @@ def run_sweep(config: SweepConfig, out: str | Path, progress: bool = True, comm=
     todo = [c for c in assign_cells(config, comm) if cell_id(*c) not in done]
     datasets: dict[str, Dataset] = {}
     gauges: dict = {}
-    columns = result_columns(config.spec)
+    columns = config.columns
+    points: dict[str, object] = {}  # system -> invariant points, with an [invariant] table
     bar = progress_bar(total=len(todo), desc=f"sweep {config.name}", unit="cell",
                        enabled=progress and rank == 0)
     trained = 0
@@ -389,6 +405,14 @@ def run_sweep(config: SweepConfig, out: str | Path, progress: bool = True, comm=
             start = time.perf_counter()
             ensemble, rows, along = train_cell(config, datasets[system], cell,
                                                gauge=gauges[system])
+            if config.invariant is not None:
+                if system not in points:
+                    reference = None if system in config.data.files else config.data.reference
+                    points[system] = config.invariant.points_for(datasets[system], config.spec,
+                                                                 reference)
+                for row, extra in zip(rows, invariant_columns(ensemble, points[system]),
+                                      strict=True):
+                    row.update(extra)
             save_cell(out, cell, ensemble, rows, columns, along)
             trained += 1
             bar.set_postfix(cell=cell_id(*cell), s=f"{time.perf_counter() - start:.0f}")
@@ -466,7 +490,9 @@ def _config_from_dict(data: dict) -> SweepConfig:
         monitor_every=int(data.get("monitor_every", 0)),
         split_mode=data.get("split_mode", "random"),
         spec=DescriptorSpec.from_dict(data["descriptor"]),
-        training=TrainingSettings(**data["training"]))
+        training=TrainingSettings(**data["training"]),
+        invariant=InvariantConfig(**{**data["invariant"], "structures": tuple(
+            data["invariant"]["structures"])}) if "invariant" in data else None)
 
 
 def summarise(rows: list[dict], metric: str) -> dict[tuple, tuple[np.ndarray, np.ndarray,
