@@ -262,12 +262,15 @@ def test_half_bond_sums_add_up_to_the_model_total(arkr_lj_frames):
 @pytest.mark.slow
 def test_linear_bond_model_fitted_on_totals_recovers_the_pair_curve():
     """Pure Ar LJ (32 atoms, 150 frames): a linear bond model trained on totals only must
-    give each bond the exact pair energy up to the representation's limit, measured here as
-    the direct least-squares fit of the pair energies on the same descriptors.
+    give each bond the exact pair energy up to the representation's limit.
 
-    Measured (this test's frames): direct-fit RMSE 0.03 meV (R2 0.99998) is the limit;
-    the totals-trained model reaches bond RMSE ~0.1 meV (R2 >= 0.9995) on the test frames'
-    bonds, and its curve E(r) matches phi(r) within 0.2 meV in every 0.1 A bin."""
+    The limit: the best any per-bond linear function of these descriptors can do, the direct
+    least-squares fit of the pair energies of the training bonds, in sample. Measured here:
+    0.019 meV RMSE (pair energies here: -4.1 to 64.7 meV). It is not zero as a bond-centre
+    descriptor also sees neighbours of long bonds (the direct fit's test RMSE, 0.056 meV, is
+    dominated by one extrapolated long bond, 3.8 meV off). The totals-trained model reaches
+    0.030 meV on the test bonds (R2 0.99991), and its E(r), averaged in 0.1 A bins, matches
+    the exact phi(r) within 0.023 meV."""
     from toolkit.data import split_frames
     from toolkit.models.networks import Architecture
     from toolkit.models.training import TrainingSettings, train_ensemble
@@ -289,8 +292,9 @@ def test_linear_bond_model_fitted_on_totals_recovers_the_pair_curve():
     assert np.abs(np.bincount(data.frame_index, pair) - energies).max() < 1e-8  # exact split
     split = split_frames(len(frames), 0)
     test = np.isin(data.frame_index, split.test)
+    train = np.isin(data.frame_index, split.train)
     direct = linear_bond_fits(data, pair, energies, split.train)["direct"]
-    limit = np.sqrt(np.mean((direct[test] - pair[test]) ** 2))
+    limit = np.sqrt(np.mean((direct[train] - pair[train]) ** 2))
     ensemble = train_ensemble(Architecture((), "linear"), data.descriptors, energies,
                               split.train, split.validation, seeds=[0],
                               settings=TrainingSettings(max_iterations=2000, patience=200),
@@ -299,8 +303,11 @@ def test_linear_bond_model_fitted_on_totals_recovers_the_pair_curve():
     error = np.sqrt(np.mean((learned[test] - pair[test]) ** 2))
     r2 = 1 - np.sum((learned[test] - pair[test]) ** 2) / np.sum((pair[test]
                                                                   - pair[test].mean()) ** 2)
-    assert limit < 1e-4  # eV: the representation's limit (0.1 meV)
-    assert error < 3 * limit + 1e-4 and r2 > 0.999
+    print(f"pair energies {pair.min() * 1e3:.2f} .. {pair.max() * 1e3:.2f} meV")
+    print(f"linear bond model: limit {limit * 1e3:.4f} meV, learned {error * 1e3:.4f} meV, "
+          f"R2 {r2:.6f}")
+    assert limit < 5e-5  # eV: the representation's limit (0.019 meV measured)
+    assert error < 2.5 * limit and r2 > 0.9995
     # the recovered pair curve, bin by bin
     r = data.bond_length[test]
     bins = np.arange(3.0, 5.5, 0.1)
@@ -308,7 +315,8 @@ def test_linear_bond_model_fitted_on_totals_recovers_the_pair_curve():
     worst = max(abs(np.mean(learned[test][which == b]) - np.mean(lj_pair_energy(r[which == b],
                                                                                 "Ar", "Ar")))
                 for b in np.unique(which) if np.sum(which == b) >= 20)
-    assert worst < 2e-4
+    print(f"worst bin {worst * 1e3:.4f} meV")
+    assert worst < 1e-4
     # negative control: the same energies given to the wrong bonds (shuffled within frames)
     shuffled = learned[test].copy()
     np.random.default_rng(0).shuffle(shuffled)

@@ -589,3 +589,135 @@ def _leave_one_frame_out(values: np.ndarray, target: np.ndarray, frame: np.ndarr
         predicted[~train] = design[~train] @ w
     r2_value, pearson_value = _frame_centred_scores(centred, predicted, frame)
     return {"r2": r2_value, "pearson": pearson_value, "frames": int(len(np.unique(frame)))}
+
+
+# -- figures ----------------------------------------------------------------------------------
+MODEL_STYLE = {"atoms": ("C0", "o", "atom-centred"), "bonds": ("C3", "s", "bond-centred"),
+               "atoms+bonds": ("C2", "^", "atoms + bonds")}
+
+
+def lj_width_figure(rows: list[dict], out: str | Path) -> list[Path]:
+    """Aligned local R2 (half-bond sums for bond models) and bond R2 against width."""
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = summary_table(rows, ("local_r2_aligned", "bond_r2", "total_r2"))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for ax, metric, label in zip(axes, ("local_r2_aligned", "bond_r2", "total_r2"),
+                                 ("atomic energies: aligned R$^2$ vs pe/atom",
+                                  "bond energies: R$^2$ vs exact pair energies",
+                                  "total energies: R$^2$"), strict=True):
+        for model, (color, marker, name) in MODEL_STYLE.items():
+            entries = [e for e in table if e["model"] == model and e["activation"] != "linear"]
+            linear = [e for e in table if e["model"] == model and e["activation"] == "linear"]
+            if not entries or all(np.isnan(e[metric]) for e in entries):
+                continue
+            widths = np.array([e["width"] for e in entries])
+            mean = np.array([e[metric] for e in entries])
+            std = np.array([e[f"{metric}_std"] for e in entries])
+            ax.errorbar(widths, mean, yerr=std, color=color, marker=marker, capsize=3,
+                        label=f"{name}, tanh")
+            if linear and not np.isnan(linear[0][metric]):
+                ax.axhline(linear[0][metric], color=color, ls="--", lw=1,
+                           label=f"{name}, linear")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("hidden width")
+        ax.set_title(label, fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    paths = [out / "points_lj_width.png", out / "points_lj_width.pdf"]
+    for path in paths:
+        fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return paths
+
+
+def lj_bond_figure(study: str | Path, out: str | Path, model: str = "bonds",
+                   activation: str = "tanh", width: int = 8, seed: int = 0) -> list[Path]:
+    """One member's bond energies against the exact pair energies, and E(r) per bond type."""
+    import matplotlib.pyplot as plt
+    import torch
+
+    from toolkit.points.pair_energy import lj_pair_energy
+
+    study, out = Path(study), Path(out)
+    config_data = json.loads((study / "config.json").read_text())
+    config = LjStudyConfig(**{k: tuple(v) if isinstance(v, list) else v
+                              for k, v in config_data.items() if k not in ("spec", "training")},
+                           spec=DescriptorSpec.from_dict(config_data["spec"]),
+                           training=TrainingSettings(**config_data["training"]))
+    data = load_lj_data(config, study, progress=False)
+    ensemble = TrainedEnsemble.from_dict(torch.load(
+        study / "cells" / f"{cell_name(model, activation, width)}.pt", weights_only=True))
+    member = ensemble.seeds.index(seed)
+    test = list(data.split.test)
+    rows = data.model_rows(model).select_frames(test)
+    energies = row_energies(ensemble, rows)[member]
+    bonds = rows.is_point
+    pair = data.pair_energy[frame_rows(data.points.frame_index, test)]
+    pair = pair[~np.isnan(pair)]
+    spec = config.point_spec()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for t, point in enumerate(spec.points):
+        mask = rows.species_index[bonds] == len(spec.elements) + t
+        predicted = energies[bonds][mask] * 1e3
+        axes[0].scatter(pair[mask] * 1e3, predicted, s=1, alpha=0.3, color=f"C{t}",
+                        label=point.name)
+        r = rows.bond_length[bonds][mask]
+        axes[1].scatter(r, predicted, s=1, alpha=0.2, color=f"C{t}")
+        grid = np.linspace(r.min(), r.max(), 200)
+        axes[1].plot(grid, lj_pair_energy(grid, *point.pair) * 1e3, color=f"C{t}", lw=1.5,
+                     label=f"{point.name}: exact pair energy")
+    lo, hi = axes[0].get_xlim()
+    axes[0].plot([lo, hi], [lo, hi], "k--", lw=0.8)
+    axes[0].set_xlabel("exact pair energy (meV)")
+    axes[0].set_ylabel("learned bond energy (meV)")
+    axes[0].legend(markerscale=8, fontsize=8)
+    axes[1].set_xlabel("bond length (A)")
+    axes[1].set_ylabel("bond energy (meV)")
+    axes[1].legend(fontsize=8)
+    fig.suptitle(f"{model}, {activation} width {width}, seed {seed}: test frames, trained on "
+                 "totals only", fontsize=10)
+    fig.tight_layout()
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "points_lj_bonds.png", out / "points_lj_bonds.pdf"]
+    for path in paths:
+        fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return paths
+
+
+def dft_grid_figure(study: str | Path, out: str | Path, width: int = 0,
+                    seed_index: int = 0) -> list[Path]:
+    """Grid energies against the mapped deformation and raw electrostatic energies."""
+    import matplotlib.pyplot as plt
+
+    study, out = Path(study), Path(out)
+    summary = json.loads((study / "grid.json").read_text())
+    systems = list(summary["systems"])
+    fig, axes = plt.subplots(2, len(systems), figsize=(5 * len(systems), 8), squeeze=False)
+    activation = "linear" if width == 0 else summary["config"]["activation"]
+    for k, system in enumerate(systems):
+        cells = np.load(study / system / f"cells-{activation}-w{width}.npz")
+        frame = cells["frame"]
+        model = cells["model"][seed_index]
+        for row, (key, name) in enumerate((("deformation", "(1 + slope) x deformation"),
+                                           ("raw", "(1 + slope) x raw 1/2 rho V_H"))):
+            ref = cells[key]
+            ref_c = ref - np.bincount(frame, ref)[frame] / np.bincount(frame)[frame]
+            mod_c = model - np.bincount(frame, model)[frame] / np.bincount(frame)[frame]
+            ax = axes[row, k]
+            ax.scatter(ref_c * 1e3, mod_c * 1e3, s=3, alpha=0.5, c=frame, cmap="viridis")
+            ax.set_xlabel(f"{name}, centred per frame (meV)")
+            ax.set_ylabel("grid-model energy, centred per frame (meV)")
+            r2_value, pearson_value = _frame_centred_scores(ref, model, frame)
+            ax.set_title(f"{system}: R$^2$ {r2_value:.2f}, r {pearson_value:.2f}", fontsize=10)
+    fig.tight_layout()
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "points_dft_grid.png", out / "points_dft_grid.pdf"]
+    for path in paths:
+        fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return paths
