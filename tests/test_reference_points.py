@@ -356,3 +356,41 @@ def test_fft_shift_moves_a_plane_wave_grid_gaussian_exactly():
     assert np.abs(shifted(gaussian(start), np.full(3, h), move)
                   - gaussian(start + move)).max() < 1e-8
     assert np.abs(gaussian(start) - gaussian(start + move)).max() > 0.5  # it did move
+
+
+# -- the LJ study: config, resume, table ----------------------------------------------------------
+@pytest.mark.slow
+def test_lj_study_resumes_and_writes_one_row_per_member(tmp_path, arkr_lj_frames):
+    from toolkit.cli import main
+    from toolkit.data import write_frames
+    from toolkit.studies.reference_points import (
+        PointsConfigError,
+        lj_data_path,
+        read_lj_config,
+        read_table,
+        run_lj_study,
+    )
+
+    config_path = tmp_path / "study.toml"
+    config_path.write_text(
+        '[points]\nmodels = ["atoms", "bonds"]\nwidths = [2]\nseeds = [0, 1]\nframes = 6\n'
+        'bond_cutoff_factor = 1.6\n[training]\nmax_iterations = 5\n')
+    config = read_lj_config(config_path)
+    out = tmp_path / "study"
+    write_frames(lj_data_path(config, out), arkr_lj_frames)  # instead of 6 frames of MD
+    run_lj_study(config, out, progress=False, stop_after=1)
+    assert len(read_table(out / "results.csv")) == 2  # one cell, two seeds
+    assert main(["points", "lj", "--config", str(config_path), "--out", str(out),
+                 "--quiet"]) == 0
+    rows = read_table(out / "results.csv")
+    cells = {(r["model"], r["activation"], r["width"]) for r in rows}
+    assert cells == {("atoms", "linear", 0), ("bonds", "linear", 0), ("atoms", "tanh", 2),
+                     ("bonds", "tanh", 2)}
+    assert len(rows) == 8
+    for row in rows:
+        assert np.isnan(row["bond_r2"]) == (row["model"] == "atoms")
+        # one test frame: total R2 is undefined (NaN), the per-atom RMSE is not
+        assert np.isfinite(row["local_r2_aligned"]) and np.isfinite(row["total_per_atom_rmse"])
+    config_path.write_text('[points]\nwidth = [2]\n')
+    with pytest.raises(PointsConfigError, match="points.width"):
+        read_lj_config(config_path)

@@ -106,15 +106,30 @@ def _cmd_cost(args: argparse.Namespace) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
+    from toolkit.data import atomic_write_text
     from toolkit.studies import reference_points as study
 
-    paths = []
+    paths, tables = [], []
     if args.lj:
-        paths += study.lj_width_figure(study.read_table(Path(args.lj) / "results.csv"),
-                                       args.out)
+        rows = study.read_table(Path(args.lj) / "results.csv")
+        tables += ["## LJ study: mean +- std over seeds, test frames", study.lj_markdown(rows)]
+        paths += study.lj_width_figure(rows, args.out)
         paths += study.lj_bond_figure(args.lj, args.out, width=args.bond_width)
+    if args.search:
+        tables += ["## Bond points: linear fits", study.search_markdown(
+            json.loads(Path(args.search).read_text()))]
     if args.dft:
+        tables += ["## DFT grid study", study.grid_markdown(
+            study.read_table(Path(args.dft) / "grid_results.csv"),
+            json.loads((Path(args.dft) / "grid.json").read_text()))]
         paths += study.dft_grid_figure(args.dft, args.out, width=args.grid_width)
+    if args.cost:
+        tables += ["## Cost per frame", study.cost_markdown(
+            json.loads(Path(args.cost).read_text()))]
+    text = "\n".join(tables)
+    print(text)
+    if text:
+        atomic_write_text(Path(args.out) / "points_tables.md", text)
     print("wrote " + ", ".join(str(p) for p in paths if p.suffix == ".png"))
 
 
@@ -199,5 +214,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--bond-width", type=int, default=8, help="bond model shown in detail")
     p.add_argument("--dft", help="DFT grid study directory")
     p.add_argument("--grid-width", type=int, default=0, help="grid model shown (0: linear)")
+    p.add_argument("--search", help="`points search` JSON")
+    p.add_argument("--cost", help="`points cost` JSON")
     p.add_argument("--out", required=True, help="figure directory")
     p.set_defaults(func=_cmd_report)

@@ -59,19 +59,27 @@ class PointsConfigError(AetkError, ValueError):
 
 
 # -- the gauge-projected score: where the lead's identifiability module plugs in ---------------
-def gauge_projected_local_r2(reference: np.ndarray, predicted: np.ndarray,
-                             species: np.ndarray, frame_index: np.ndarray) -> float:
-    """PLUG-IN POINT for ``toolkit.studies.identifiability.gauge_decomposition`` (written by
-    the lead, not on this branch): the local R2 after projecting out the directions totals
-    cannot fix. Until it is merged this returns NaN and the tables carry the aligned score
-    (``local_r2_aligned``) only. Arguments: per-atom reference and predicted local energies
-    (eV), element index and frame index per atom, test frames only.
+def gauge_projector(frames: list, spec: DescriptorSpec):
+    """PLUG-IN POINT for ``toolkit.studies.identifiability`` (the lead's module, not on this
+    branch): its ``GaugeProjector(frames, spec)`` for the test frames, built once per scoring
+    call, or None where the module is absent. Written against the API of that module as it
+    stands on main (``GaugeProjector(...).decompose(reference, predicted).r2_gauge``); not
+    exercised on this branch, where every ``local_r2_gauge`` is NaN and the tables carry the
+    aligned score only.
     """
     try:
-        from toolkit.studies import identifiability  # noqa: F401
+        from toolkit.studies.identifiability import GaugeProjector
     except ImportError:
+        return None
+    return GaugeProjector(frames, spec.atoms_only)
+
+
+def gauge_projected_local_r2(projector, reference: np.ndarray, predicted: np.ndarray) -> float:
+    """Local R2 after projecting out what totals cannot fix (species constants, cross-pair
+    transfers); NaN without the identifiability module."""
+    if projector is None:
         return float("nan")
-    return float("nan")  # wire identifiability.gauge_decomposition(...) here once merged
+    return float(projector.decompose(reference, predicted).r2_gauge)
 
 
 # -- configuration ------------------------------------------------------------------------------
@@ -206,7 +214,7 @@ def score_ensemble(ensemble: TrainedEnsemble, data: LjData, model: str,
     offsets = np.concatenate([[0], np.cumsum(data.atoms_per_frame)])
     local_ref = np.concatenate([data.local_energy[offsets[f]:offsets[f + 1]] for f in frames])
     species = full.species_index[~full.is_point]
-    atom_frame = full.frame_index[~full.is_point]
+    projector = gauge_projector([data.frames[f] for f in frames], data.points.spec)
     pair = data.pair_energy[selected][keep][rows.is_point]
     bond_type = rows.species_index[rows.is_point]
     out = []
@@ -218,8 +226,7 @@ def score_ensemble(ensemble: TrainedEnsemble, data: LjData, model: str,
             "local_r2": r2(local_ref, local[m]),
             "local_r2_aligned": r2_within_species(local_ref, aligned, species),
             "local_rmse_aligned": rmse(local_ref, aligned),
-            "local_r2_gauge": gauge_projected_local_r2(local_ref, local[m], species,
-                                                       atom_frame),
+            "local_r2_gauge": gauge_projected_local_r2(projector, local_ref, local[m]),
             "bond_r2": float("nan"), "bond_r2_aligned": float("nan"),
             "bond_rmse": float("nan"),
         }
@@ -414,8 +421,9 @@ def linear_bond_fits(data: PointDescriptors, pair: np.ndarray, energies: np.ndar
 
 # -- cost -------------------------------------------------------------------------------------
 def point_costs(frames: list, spec: DescriptorSpec, repeats: int = 1) -> dict:
-    """Seconds per frame of descriptors (LAMMPS) for atoms alone and with each kind of point,
-    and rows per frame: what a point model costs against an atom-centred one."""
+    """Seconds per frame of descriptors (LAMMPS) for atoms alone, for bond points (+ atoms,
+    which the same compute gives) and for grid points (+ atoms), rows per frame, and one
+    tanh-16 network on those rows: what a point model costs against an atom-centred one."""
     from toolkit.descriptors import DescriptorSession
     from toolkit.points.descriptors import PointSession
 
@@ -426,20 +434,40 @@ def point_costs(frames: list, spec: DescriptorSpec, repeats: int = 1) -> dict:
                 compute(atoms)
         return (time.perf_counter() - start) / (repeats * len(frames))
 
+    import torch
+
+    from toolkit.models.networks import EnsembleNetworks
+
+    def network_seconds(rows: float) -> float:
+        """One tanh-16 network evaluated on ``rows`` descriptor rows (per frame)."""
+        layout = EnsembleNetworks(Architecture((16,), "tanh"), 1, spec.n_descriptors)
+        theta = layout.initial_theta([0])
+        x = torch.randn(max(1, int(round(rows))), spec.n_descriptors, dtype=torch.float64)
+        start = time.perf_counter()
+        with torch.no_grad():
+            for _ in range(200):
+                layout.raw_atomic(theta, 0, x)
+        return (time.perf_counter() - start) / 200
+
     out = {"frames": len(frames), "atoms_per_frame": float(np.mean([len(a) for a in frames]))}
     with DescriptorSession(spec.atoms_only) as session:
         session.compute(frames[0])
         out["atoms"] = {"s_per_frame": timed(session, session.compute),
                         "rows_per_frame": out["atoms_per_frame"]}
-    for point in spec.points:
-        sub = replace(spec, points=(point,))
-        kind = point.kind
-        key = f"{kind}:{point.name}" if kind == "bond" else kind
-        with PointSession(sub) as session:
+    groups = {"bonds": tuple(p for p in spec.points if p.kind == "bond"),
+              "grid": tuple(p for p in spec.points if p.kind == "grid")}
+    for kind, points in groups.items():
+        if not points:
+            continue
+        with PointSession(replace(spec, points=points)) as session:
             session.compute(frames[0])
             seconds = timed(session, session.compute)
             rows = np.mean([len(session.compute(a)[2]) for a in frames[:3]])
-        out[key] = {"s_per_frame": seconds, "rows_per_frame": float(rows)}
+        out[kind] = {"s_per_frame": seconds, "rows_per_frame": float(rows),
+                     "point_types": [p.name for p in points]}
+    for entry in out.values():
+        if isinstance(entry, dict):
+            entry["network_tanh16_s_per_frame"] = network_seconds(entry["rows_per_frame"])
     return out
 
 
@@ -721,3 +749,80 @@ def dft_grid_figure(study: str | Path, out: str | Path, width: int = 0,
         fig.savefig(path, dpi=150)
     plt.close(fig)
     return paths
+
+
+# -- tables for the documentation ---------------------------------------------------------------
+def _pm(entry: dict, metric: str, digits: int = 4) -> str:
+    value, spread = entry[metric], entry[f"{metric}_std"]
+    if np.isnan(value):
+        return "-"
+    return f"{value:.{digits}f} +- {spread:.{digits}f}"
+
+
+def lj_markdown(rows: list[dict]) -> str:
+    """Mean +- std over seeds per model and width: totals, atomic and bond energies."""
+    metrics = ("total_r2", "local_r2_aligned", "local_r2", "bond_r2", "bond_r2_aligned",
+               "best_iteration")
+    lines = ["| model | width | total R2 | atomic R2 aligned | atomic R2 raw | bond R2 | "
+             "bond R2 aligned | best iteration |", "|---|---|---|---|---|---|---|---|"]
+    for e in summary_table(rows, metrics):
+        width = "linear" if e["activation"] == "linear" else f"tanh {e['width']}"
+        lines.append(f"| {e['model']} | {width} | {_pm(e, 'total_r2')} | "
+                     f"{_pm(e, 'local_r2_aligned')} | {_pm(e, 'local_r2')} | "
+                     f"{_pm(e, 'bond_r2')} | {_pm(e, 'bond_r2_aligned')} | "
+                     f"{e['best_iteration']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def search_markdown(search: dict) -> str:
+    lines = ["| bond cutoff (sigma_ab) | reach | point radii (A) | bonds/frame | direct: bond R2 "
+             "(RMSE meV) | totals: total R2 | totals: bond R2 (RMSE meV) | totals: atomic R2 "
+             "aligned |", "|---|---|---|---|---|---|---|---|"]
+    for row in search["rows"]:
+        d, t = row["direct"], row["totals"]
+        lines.append(f"| {row['bond_cutoff_factor']} | {row['reach']} | "
+                     f"{', '.join(f'{r:.3f}' for r in row['radii'])} | "
+                     f"{row['bonds_per_frame']:.0f} | {d['bond_r2']:.5f} "
+                     f"({d['bond_rmse_meV']:.3f}) | {t['total_r2']:.5f} | {t['bond_r2']:.5f} "
+                     f"({t['bond_rmse_meV']:.3f}) | {t['local_r2_aligned']:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def grid_markdown(rows: list[dict], summary: dict) -> str:
+    lines = ["| system | model | total R2 (test frames) | cell R2, deformation | cell r, "
+             "deformation | cell R2, raw | cell r, raw |", "|---|---|---|---|---|---|---|"]
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["system"], row["activation"], row["width"]), []).append(row)
+    def pm(members: list[dict], metric: str) -> str:
+        values = np.array([m[metric] for m in members], dtype=float)
+        return f"{values.mean():.3f} +- {values.std():.3f}"
+
+    for (system, activation, width), members in groups.items():
+        name = "linear" if activation == "linear" else f"{activation} {width}"
+        lines.append(f"| {system} | {name} | {pm(members, 'total_r2')} | "
+                     f"{pm(members, 'cell_r2_deformation')} | "
+                     f"{pm(members, 'cell_pearson_deformation')} | "
+                     f"{pm(members, 'cell_r2_raw')} | {pm(members, 'cell_pearson_raw')} |")
+    lines += ["", "| system | grid | spacing (A) | radius (A) | cube frames | in test split | "
+              "linear ceiling R2 (r), leave one frame out |", "|---|---|---|---|---|---|---|"]
+    for system, e in summary["systems"].items():
+        c = e["linear_ceiling_deformation"]
+        lines.append(f"| {system} | {'x'.join(map(str, e['grid_shape']))} | "
+                     f"{e['spacing_A']:.3f} | {e['radius_A']:.3f} | {e['cube_frames']} | "
+                     f"{e['cube_frames_in_test']} | {c['r2']:.3f} ({c['pearson']:.3f}) |")
+    return "\n".join(lines) + "\n"
+
+
+def cost_markdown(cost: dict) -> str:
+    base = cost["atoms"]["s_per_frame"]
+    lines = ["| rows | rows per frame | descriptors, s per frame | x atoms alone | tanh-16 "
+             "network, ms per frame |", "|---|---|---|---|---|"]
+    for key in ("atoms", "bonds", "grid"):
+        if key in cost:
+            e = cost[key]
+            name = "atoms alone" if key == "atoms" else f"atoms + {key}"
+            lines.append(f"| {name} | {e['rows_per_frame']:.0f} | {e['s_per_frame']:.4f} | "
+                         f"{e['s_per_frame'] / base:.1f} | "
+                         f"{1e3 * e['network_tanh16_s_per_frame']:.3f} |")
+    return "\n".join(lines) + "\n"
