@@ -18,6 +18,15 @@ Defaults, for liquid Ar/Kr at 120 K (justified in the README):
 - weights Ar 1.0, Kr sqrt(C6_Kr / C6_Ar) (see :func:`toolkit.species.snap_weight`), so Ar
   and Kr neighbours differ in every environment;
 - ``rfac0 0.99363``, ``rmin0 0``, ``switchflag 1``, ``bzeroflag 1`` (LAMMPS/FitSNAP defaults).
+
+Reference points off the atoms (CEMT, see toolkit/points/ and docs/reference_points.md): a
+spec may carry ``points``, extra :class:`PointType` species after the elements (bond
+centres of one element pair, or grid points). Each is an extra LAMMPS atom type with its own
+SNAP radius and SNAP weight 0: a point's neighbour density holds the real atoms within
+rcutfac (R_point + R_element), and no atom or point ever sees a point. Models index
+``spec.species`` (elements, then point types); for a spec without points ``species`` equals
+``elements`` and everything (dict, TOML, hash, LAMMPS text) is exactly what it was before
+points existed.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ import hashlib
 import json
 import tomllib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +91,70 @@ SILICON_RADIUS = 1.45
 OTHER_DEFAULTS: dict[str, tuple[float, float]] = {"Si": (SILICON_RADIUS, 1.0)}
 
 
+POINT_KINDS = ("bond", "grid")
+
+
+@dataclass(frozen=True)
+class PointType:
+    """A species of reference points off the atoms, and how LAMMPS sees it.
+
+    ``kind == "bond"``: one point at the minimum-image midpoint of every pair of elements
+    ``pair`` closer than ``bond_cutoff`` (A); ``name`` is conventionally ``"Ar-Kr"``.
+    ``kind == "grid"``: a regular grid of round(L / ``spacing``) points per box edge (A), at
+    (i / n) L along each axis (the placement of LAMMPS ``compute sna/grid``).
+    ``radius`` (A) is the point's SNAP radius R_P: it sees element c within
+    rcutfac (R_P + R_c). Its SNAP weight is always 0 (nobody sees a point).
+    """
+
+    name: str
+    kind: str
+    radius: float
+    pair: tuple[str, ...] = ()
+    bond_cutoff: float = 0.0
+    spacing: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pair", tuple(self.pair))
+        object.__setattr__(self, "radius", float(self.radius))
+        object.__setattr__(self, "bond_cutoff", float(self.bond_cutoff))
+        object.__setattr__(self, "spacing", float(self.spacing))
+        where = f"point type {self.name!r}"
+        if self.kind not in POINT_KINDS:
+            raise SpecError(f"{where}: kind {self.kind!r} is not one of {POINT_KINDS}")
+        if not self.name or any(c.isspace() for c in self.name):
+            raise SpecError(f"{where}: the name must be non-empty without spaces")
+        if not (np.isfinite(self.radius) and self.radius > 0):
+            raise SpecError(f"{where}: radius must be positive (A)")
+        if self.kind == "bond":
+            if len(self.pair) != 2 or not self.bond_cutoff > 0 or self.spacing:
+                raise SpecError(f"{where}: a bond type needs pair = [A, B] and bond_cutoff > 0 "
+                                "(A), and no spacing")
+        elif self.pair or self.bond_cutoff or not self.spacing > 0:
+            raise SpecError(f"{where}: a grid type needs spacing > 0 (A), and no pair or "
+                            "bond_cutoff")
+
+    def to_dict(self) -> dict:
+        data = {"name": self.name, "kind": self.kind, "radius": self.radius}
+        if self.kind == "bond":
+            data.update(pair=list(self.pair), bond_cutoff=self.bond_cutoff)
+        else:
+            data["spacing"] = self.spacing
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "point type") -> PointType:
+        if isinstance(data, PointType):
+            return data
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise SpecError(f"{source}: unknown keys {sorted(unknown)}; known are {sorted(known)}")
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise SpecError(f"{source}: {exc}") from None
+
+
 @dataclass(frozen=True)
 class DescriptorSpec:
     """SNAP descriptor settings shared by every model that must work together."""
@@ -96,9 +169,13 @@ class DescriptorSpec:
     weights: tuple[float, ...] | None = None
     switchflag: int = 1
     bzeroflag: int = 1
+    points: tuple[PointType, ...] = ()  # reference points off the atoms (see module doc)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "elements", tuple(self.elements))
+        object.__setattr__(self, "points", tuple(
+            PointType.from_dict(p, f"descriptor spec point {k}")
+            for k, p in enumerate(self.points)))
         for symbol in self.elements:
             element(symbol)
         if self.radii is None:
@@ -121,6 +198,14 @@ class DescriptorSpec:
             raise SpecError("descriptor spec: rfac0 must be in (0, 1]")
         if any(not np.isfinite(w) for w in self.weights):
             raise SpecError("descriptor spec: weights must be finite")
+        names = [p.name for p in self.points]
+        if len(set(names)) != len(names) or set(names) & set(self.elements):
+            raise SpecError(f"descriptor spec: point type names {names} must be unique and "
+                            f"differ from the elements {list(self.elements)}")
+        for point in self.points:
+            if set(point.pair) - set(self.elements):
+                raise SpecError(f"point type {point.name!r}: pair {list(point.pair)} names an "
+                                f"element outside the spec {list(self.elements)}")
 
     # -- derived -------------------------------------------------------------------------
     @property
@@ -139,19 +224,47 @@ class DescriptorSpec:
         """Largest pair cutoff, A: rcutfac x (R_i + R_j) over element pairs."""
         return self.rcutfac * 2 * max(self.radii)
 
+    @property
+    def species(self) -> tuple[str, ...]:
+        """What models index: the elements, then the point types' names."""
+        return self.elements + tuple(p.name for p in self.points)
+
+    @property
+    def n_species(self) -> int:
+        return len(self.elements) + len(self.points)
+
+    @property
+    def atoms_only(self) -> DescriptorSpec:
+        """The same spec without point types (what the atom-centred descriptors use)."""
+        return replace(self, points=())
+
+    @property
+    def lammps_cutoff(self) -> float:
+        """Longest cutoff LAMMPS's sna/atom derives, A: rcutfac x 2 R over every type.
+
+        The pair style's cutoff must reach it, or LAMMPS refuses the compute. Equals
+        :attr:`cutoff` without points.
+        """
+        return self.rcutfac * 2 * max(self.radii + tuple(p.radius for p in self.points))
+
+    def point_reach(self, point: PointType) -> float:
+        """How far a point of this type sees, A: rcutfac (R_P + R_c) over the elements c."""
+        return self.rcutfac * (point.radius + max(self.radii))
+
     def type_of(self, symbol: str) -> int:
-        """LAMMPS atom type (1-based) of an element, in spec order."""
+        """LAMMPS atom type (1-based) of an element or point type, in ``species`` order."""
         try:
-            return self.elements.index(symbol) + 1
+            return self.species.index(symbol) + 1
         except ValueError:
             raise SpecError(
-                f"element {symbol!r} is not in the descriptor spec {list(self.elements)}"
+                f"element {symbol!r} is not in the descriptor spec {list(self.species)}"
             ) from None
 
     # -- LAMMPS text ---------------------------------------------------------------------
     def compute_command(self, compute_id: str = "sna") -> str:
-        radii = " ".join(f"{r!r}" for r in self.radii)
-        weights = " ".join(f"{w!r}" for w in self.weights)
+        """``compute sna/atom`` over every type: elements, then point types with weight 0."""
+        radii = " ".join(f"{r!r}" for r in self.radii + tuple(p.radius for p in self.points))
+        weights = " ".join(f"{w!r}" for w in self.weights + (0.0,) * len(self.points))
         return (
             f"compute {compute_id} all sna/atom {self.rcutfac!r} {self.rfac0!r} {self.twojmax} "
             f"{radii} {weights} rmin0 {self.rmin0!r} switchflag {self.switchflag} "
@@ -160,6 +273,11 @@ class DescriptorSpec:
 
     def mliap_descriptor_text(self) -> str:
         """The ML-IAP ``descriptor sna`` file: same numbers as :meth:`compute_command`."""
+        if self.points:
+            raise SpecError(
+                f"point types {[p.name for p in self.points]} have no LAMMPS pair style "
+                "(ML-IAP evaluates atoms only); reference-point models are evaluated in "
+                "Python (toolkit.points), or drop the points to export an atom model")
         lines = [
             "# SNAP descriptor for pair_style mliap, written by aetk from its descriptor spec",
             f"rcutfac {self.rcutfac!r}",
@@ -177,7 +295,11 @@ class DescriptorSpec:
 
     # -- (de)serialisation ---------------------------------------------------------------
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        data = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()
+                if k != "points"}
+        if self.points:  # absent otherwise, so atom-only specs keep their dicts and hashes
+            data["points"] = [p.to_dict() for p in self.points]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "descriptor spec") -> DescriptorSpec:
@@ -193,6 +315,8 @@ class DescriptorSpec:
 
     def to_toml(self) -> str:
         def value(v):
+            if isinstance(v, dict):
+                return "{" + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + "}"
             if isinstance(v, (list, tuple)):
                 return "[" + ", ".join(value(x) for x in v) + "]"
             if isinstance(v, str):
@@ -298,7 +422,8 @@ class Descriptors:
     """Per-atom descriptors of a list of frames, atoms in frame order, frames concatenated.
 
     ``values[k]`` belongs to atom ``k - offsets[frame_index[k]]`` of frame
-    ``frame_index[k]``; ``species_index`` indexes ``spec.elements``.
+    ``frame_index[k]``; ``species_index`` indexes ``spec.species`` (the elements, then any
+    point types: a row may be a reference point, see toolkit/points).
     """
 
     values: np.ndarray  # (n_atoms_total, n_descriptors), float64

@@ -136,14 +136,17 @@ class Lammps:
         return array.reshape(n, width)
 
     # -- loading structures ------------------------------------------------------------
-    def setup_box(self, elements: Sequence[str]) -> None:
+    def setup_box(self, elements: Sequence[str], extra_types: int = 0) -> None:
         """Metal units, periodic placeholder box with one atom type per element (in order).
 
+        ``extra_types`` more types follow the elements, with mass 1 g/mol: pseudo-atoms that
+        only carry descriptors (reference points, toolkit/points), never dynamics.
         Frames are then loaded with :meth:`load_atoms`; atoms are never sorted, so gathers
         come back in frame order.
         """
         from toolkit.species import element
 
+        n = len(elements)
         self.commands(
             [
                 "units metal",
@@ -151,8 +154,9 @@ class Lammps:
                 "atom_modify map array sort 0 0.0",
                 "boundary p p p",
                 "region box block 0 1 0 1 0 1",
-                f"create_box {len(elements)} box",
+                f"create_box {n + extra_types} box",
                 *[f"mass {t + 1} {element(s).mass}" for t, s in enumerate(elements)],
+                *[f"mass {n + k + 1} 1.0" for k in range(extra_types)],
             ]
         )
 

@@ -1,7 +1,7 @@
 """`aetk`: the command line. Each module parses one group of subcommands and calls library
 functions, nothing more: :mod:`~toolkit.cli.data`, :mod:`~toolkit.cli.models`,
 :mod:`~toolkit.cli.studies`, :mod:`~toolkit.cli.dft`, :mod:`~toolkit.cli.md`,
-:mod:`~toolkit.cli.fitsnap`.
+:mod:`~toolkit.cli.fitsnap`, :mod:`~toolkit.cli.points`.
 
 Errors: an :class:`toolkit.errors.AetkError` (something the user can fix) is printed as one
 line. Anything else is a bug in the toolkit: one line says so and where the traceback went
@@ -20,7 +20,7 @@ from pathlib import Path
 from toolkit import __version__
 from toolkit.errors import AetkError
 
-GROUPS = ("data", "models", "studies", "dft", "md", "fitsnap")
+GROUPS = ("data", "models", "studies", "dft", "md", "fitsnap", "points")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -100,7 +100,7 @@ def ensemble_scores(ensemble: TrainedEnsemble, dataset: Dataset, frames) -> list
     for member in local:
         totals = np.bincount(subset.frame_index, weights=member, minlength=len(frames))
         out.append(energy_metrics(dataset.energies[frames], totals, reference_local, member,
-                                  subset.species_index, dataset.descriptors.spec.elements,
+                                  subset.species_index, dataset.descriptors.spec.species,
                                   n_atoms))
     return out
 

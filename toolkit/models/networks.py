@@ -229,16 +229,17 @@ class SpeciesNetworks:
         if theta.numel() != self.layout.n_params:
             raise ArchitectureError(
                 f"{theta.numel()} parameters for {self.architecture.label} on "
-                f"{len(self.spec.elements)} elements x {self.spec.n_descriptors} descriptors, "
+                f"{self.spec.n_species} species x {self.spec.n_descriptors} descriptors, "
                 f"which need {self.layout.n_params}")
-        unknown = set(self.trained_elements) - set(self.spec.elements)
+        unknown = set(self.trained_elements) - set(self.spec.species)
         if unknown:
             raise ArchitectureError(f"trained elements {sorted(unknown)} are not in the spec "
-                                    f"{list(self.spec.elements)}")
+                                    f"{list(self.spec.species)}")
 
     @property
     def layout(self) -> EnsembleNetworks:
-        return EnsembleNetworks(self.architecture, len(self.spec.elements),
+        # species = elements, then any reference-point types (toolkit/points)
+        return EnsembleNetworks(self.architecture, self.spec.n_species,
                                 self.spec.n_descriptors)
 
     def atomic_energies(self, values: np.ndarray, species_index: np.ndarray) -> np.ndarray:
@@ -254,7 +255,7 @@ class SpeciesNetworks:
         """The same functions with the energy scale folded into each output layer (scale 1)."""
         theta = self.theta.clone()
         layout = self.layout
-        for s in range(len(self.spec.elements)):
+        for s in range(self.spec.n_species):
             theta[layout.output_block(s)] *= self.normalisation.scale
         norm = Normalisation(self.normalisation.mean.copy(), self.normalisation.std.copy(),
                              1.0, self.normalisation.shift.copy())

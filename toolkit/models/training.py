@@ -91,7 +91,7 @@ class TrainedEnsemble:
 
     @property
     def trained_elements(self) -> tuple[str, ...]:
-        return tuple(self.spec.elements[s] for s in self.trained_species)
+        return tuple(self.spec.species[s] for s in self.trained_species)
 
     def member(self, index: int) -> SpeciesNetworks:
         return SpeciesNetworks(self.spec, self.architecture, self.theta[index],
@@ -134,7 +134,7 @@ def composition_counts(descriptors: Descriptors, n_species: int) -> np.ndarray:
 
 
 def fit_normalisation(descriptors: Descriptors, energies: np.ndarray) -> Normalisation:
-    n_species, n_desc = len(descriptors.spec.elements), descriptors.values.shape[1]
+    n_species, n_desc = descriptors.spec.n_species, descriptors.values.shape[1]
     mean = np.zeros((n_species, n_desc))
     std = np.ones((n_species, n_desc))
     for s in range(n_species):
@@ -357,7 +357,7 @@ def train_ensemble(
                           np.asarray(frame_weights, dtype=np.float64)[list(train)])
     val_set = frame_set(val_d, energies[list(validation)], norm)
 
-    networks = EnsembleNetworks(architecture, len(descriptors.spec.elements),
+    networks = EnsembleNetworks(architecture, descriptors.spec.n_species,
                                 descriptors.values.shape[1])
     theta = networks.initial_theta(list(seeds))
     trained = [s for s, b in enumerate(train_set.blocks) if b is not None]
