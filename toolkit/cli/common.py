@@ -16,3 +16,11 @@ def liquid_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--atoms", type=int, default=108, help="4 n^3 atoms (32, 108, 256, 500, ...)")
     p.add_argument("--temperature", type=float, default=120.0, help="K")
     p.add_argument("--seed", type=int, default=1, help="velocities, mixture species, frames")
+
+
+def device_argument(p: argparse.ArgumentParser, default: str | None = "cpu") -> None:
+    """``--device cpu|cuda``: where networks train (float64 on both)."""
+    p.add_argument("--device", default=default,
+                   help="cpu or cuda (cuda:N); training runs in float64 on both; a machine "
+                   "without a GPU refuses cuda" + ("" if default else
+                                                  " (default: the config's [training] device)"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from toolkit.cli.common import WALL_HELP
+from toolkit.cli.common import WALL_HELP, device_argument
 from toolkit.errors import AetkError
 
 
@@ -15,9 +15,11 @@ def _cmd_fit(args: argparse.Namespace) -> None:
     from toolkit.descriptors import read_spec
     from toolkit.models.fitting import fit_potential
     from toolkit.models.networks import Architecture
-    from toolkit.models.training import TrainingSettings
+    from toolkit.models.training import TrainingSettings, resolve_device
 
-    settings = TrainingSettings(max_iterations=args.max_iterations, patience=args.patience)
+    settings = TrainingSettings(max_iterations=args.max_iterations, patience=args.patience,
+                                device=args.device)
+    resolve_device(settings.device)  # before reading data: a missing GPU is refused at once
     architecture = Architecture(tuple(args.hidden or [16]), args.activation)
     potential, metrics = fit_potential(
         args.data, args.out, architecture, seed=args.seed,
@@ -101,6 +103,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--spec", help="descriptor spec TOML; default built in")
     p.add_argument("--max-iterations", type=int, default=1000)
     p.add_argument("--patience", type=int, default=50)
+    device_argument(p)
     p.add_argument("--out", required=True, help="potential directory to write")
     p.add_argument("--no-wall", action="store_true", help=WALL_HELP)
     p.add_argument("--quiet", action="store_true")
