@@ -25,14 +25,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from toolkit.data import atomic_write_text
-from toolkit.descriptors import DescriptorSpec
+from toolkit.descriptor_spec import DescriptorSpec
 from toolkit.errors import AetkError
 from toolkit.models.fitting import Dataset, ensemble_scores, load_dataset
 from toolkit.models.networks import ACTIVATIONS, Architecture, SpeciesNetworks
 from toolkit.models.training import TrainedEnsemble, TrainingSettings, train_ensemble
+from toolkit.portable import progress_bar
 
 RESULT_COLUMNS = [
     "system", "activation", "depth", "width", "seed", "hidden", "n_params",
@@ -54,6 +54,8 @@ class DataConfig:
     frames: int = 1000
     seed: int = 1
     files: dict[str, str] = field(default_factory=dict)
+    bundle: str = ""  # folder of descriptor bundles <system>.npz (toolkit/bundle.py): train
+    # from them instead of frames, where LAMMPS and ASE are not needed
 
 
 @dataclass(frozen=True)
@@ -68,17 +70,29 @@ class SweepConfig:
     data: DataConfig = DataConfig()
     spec: DescriptorSpec = field(default_factory=DescriptorSpec)
     training: TrainingSettings = TrainingSettings()
+    train_frames: tuple[int, ...] = ()  # data-size axis: train on the first n frames of a
+    # fixed shuffle of the training split (nested sets; validation and test unchanged)
 
-    def cells(self) -> list[tuple[str, str, int, int]]:
-        return [(s, a, d, w) for s in self.systems for a in self.activations
+    def cells(self) -> list[tuple]:
+        """(system, activation, depth, width), with n_train appended on a data-size axis."""
+        base = [(s, a, d, w) for s in self.systems for a in self.activations
                 for d in self.depths for w in self.widths]
+        if not self.train_frames:
+            return base
+        return [(*cell, n) for cell in base for n in self.train_frames]
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "systems": list(self.systems),
-                "activations": list(self.activations), "depths": list(self.depths),
-                "widths": list(self.widths), "seeds": list(self.seeds),
-                "split_seed": self.split_seed, "data": asdict(self.data),
-                "descriptor": self.spec.to_dict(), "training": self.training.to_dict()}
+        data = asdict(self.data)
+        if not data["bundle"]:  # keys of new options only when used: older sweeps' stored
+            del data["bundle"]  # config.json files stay equal to their configs
+        out = {"name": self.name, "systems": list(self.systems),
+               "activations": list(self.activations), "depths": list(self.depths),
+               "widths": list(self.widths), "seeds": list(self.seeds),
+               "split_seed": self.split_seed, "data": data,
+               "descriptor": self.spec.to_dict(), "training": self.training.to_dict()}
+        if self.train_frames:
+            out["train_frames"] = list(self.train_frames)
+        return out
 
 
 def _take(table: dict, known: set[str], where: str) -> dict:
@@ -97,7 +111,8 @@ def read_config(path: str | Path) -> SweepConfig:
         raise SweepConfigError(f"{path}: unreadable sweep config ({exc})") from None
     _take(raw, {"sweep", "data", "descriptor", "training"}, str(path))
     sweep = _take(raw.get("sweep", {}), {"name", "systems", "activations", "depths", "widths",
-                                         "seeds", "split_seed"}, f"{path} [sweep]")
+                                         "seeds", "split_seed", "train_frames"},
+                  f"{path} [sweep]")
     for key in ("systems", "activations", "depths", "widths", "seeds"):
         if not sweep.get(key):
             raise SweepConfigError(f"{path} [sweep]: '{key}' must be a non-empty list")
@@ -109,9 +124,14 @@ def read_config(path: str | Path) -> SweepConfig:
 
     if set(sweep["systems"]) - set(SYSTEMS):
         raise SweepConfigError(f"{path}: systems must be among {sorted(SYSTEMS)}")
-    data = _take(raw.get("data", {}), {"reference", "frames", "seed", "files"}, f"{path} [data]")
+    data = _take(raw.get("data", {}), {"reference", "frames", "seed", "files", "bundle"},
+                 f"{path} [data]")
     training = _take(raw.get("training", {}), set(TrainingSettings.__dataclass_fields__),
                      f"{path} [training]")
+    train_frames = tuple(int(n) for n in sweep.get("train_frames", ()))
+    if any(n < 1 for n in train_frames) or len(set(train_frames)) != len(train_frames):
+        raise SweepConfigError(f"{path} [sweep]: train_frames must be distinct positive "
+                               f"numbers of training frames, got {list(train_frames)}")
     spec = (DescriptorSpec.from_dict(raw["descriptor"], source=f"{path} [descriptor]")
             if "descriptor" in raw else DescriptorSpec())
     return SweepConfig(
@@ -121,11 +141,16 @@ def read_config(path: str | Path) -> SweepConfig:
         widths=tuple(int(w) for w in sweep["widths"]),
         seeds=tuple(int(s) for s in sweep["seeds"]), split_seed=int(sweep.get("split_seed", 0)),
         data=DataConfig(**data), spec=spec, training=TrainingSettings(**training),
+        train_frames=train_frames,
     )
 
 
 # -- data --------------------------------------------------------------------------------------
 def data_path(config: SweepConfig, system: str, out: Path) -> Path:
+    if config.data.bundle:  # the frames the bundle was made from (for export, transfer)
+        from toolkit.bundle import bundle_meta
+
+        return Path(bundle_meta(bundle_path(config, system))["source"]["path"])
     if system in config.data.files:
         return Path(config.data.files[system])
     return out / "data" / f"{system}-{config.data.reference}-{config.data.frames}" \
@@ -150,29 +175,88 @@ def ensure_data(config: SweepConfig, out: Path, progress: bool = True) -> dict[s
     return paths
 
 
+def bundle_path(config: SweepConfig, system: str) -> Path:
+    """The descriptor bundle of ``system`` in the config's bundle folder."""
+    return Path(config.data.bundle) / f"{system}.npz"
+
+
+def load_system(config: SweepConfig, system: str, path: Path | None) -> Dataset:
+    """A system's data set: from its bundle (numpy only) or from frames (LAMMPS)."""
+    if config.data.bundle:
+        from toolkit.bundle import BundleError, read_bundle
+
+        dataset = read_bundle(bundle_path(config, system), spec=config.spec)
+        if dataset.split_seed != config.split_seed:
+            raise BundleError(f"{bundle_path(config, system)} holds the split of seed "
+                              f"{dataset.split_seed}, the sweep uses split_seed "
+                              f"{config.split_seed}; remake the bundle with this config")
+        return dataset
+    return load_dataset(path, config.spec, config.split_seed, progress=False)
+
+
+def write_sweep_bundles(config: SweepConfig, out: str | Path, work: str | Path,
+                        precision: str = "float32", progress: bool = True) -> list[Path]:
+    """A descriptor bundle per system of ``config`` in ``out`` (frames made in ``work``).
+
+    Frames come from ``[data.files]`` or are generated into ``work/data/`` exactly as
+    :func:`run_sweep` would; descriptors through LAMMPS (cached).
+    """
+    from toolkit.bundle import write_bundle
+
+    if config.data.bundle:
+        raise SweepConfigError("this config reads bundles ([data] bundle); write bundles from "
+                               "a config that names frames or the classical reference")
+    paths = ensure_data(config, Path(work), progress=progress)
+    written = []
+    for system, path in paths.items():
+        dataset = load_dataset(path, config.spec, config.split_seed, progress=progress)
+        written.append(write_bundle(Path(out) / f"{system}.npz", dataset, system, precision))
+    return written
+
+
 # -- cells -------------------------------------------------------------------------------------
-def cell_id(system: str, activation: str, depth: int, width: int) -> str:
-    return f"{system}_{activation}_d{depth}_w{width}"
+def cell_id(system: str, activation: str, depth: int, width: int,
+            n_train: int | None = None) -> str:
+    base = f"{system}_{activation}_d{depth}_w{width}"
+    return base if n_train is None else f"{base}_n{n_train}"
 
 
-def cell_cost(config: SweepConfig, cell: tuple[str, str, int, int]) -> float:
-    _, _, depth, width = cell
+def cell_cost(config: SweepConfig, cell: tuple) -> float:
+    _, _, depth, width = cell[:4]
     d = config.spec.n_descriptors
-    return d * width + (depth - 1) * width * width + width
+    frames = cell[4] if len(cell) > 4 else config.data.frames
+    return (d * width + (depth - 1) * width * width + width) * frames
 
 
-def assign_cells(config: SweepConfig, rank: int, size: int) -> list[tuple]:
+def training_frames(dataset: Dataset, n_train: int | None, where: str = "") -> np.ndarray:
+    """The training frames of a cell: all of the split, or the first ``n_train`` of a fixed
+    shuffle of them (seeded by the split seed), so smaller sets are subsets of larger ones."""
+    train = np.asarray(dataset.split.train)
+    if n_train is None:
+        return train
+    if n_train > len(train):
+        raise SweepConfigError(f"{where}train_frames {n_train} is more than the {len(train)} "
+                               "training frames of the data (70% of its frames); make more "
+                               "frames ([data] frames) or use smaller train_frames")
+    order = np.random.default_rng(dataset.split_seed).permutation(len(train))
+    return np.sort(train[order[:n_train]])
+
+
+def assign_cells(config: SweepConfig, rank: int, size: int,
+                 only: dict[str, set[str]] | None = None) -> list[tuple]:
     """Largest cells first, dealt round robin: a fixed rule, so every rank knows its share."""
-    ordered = sorted(config.cells(), key=lambda c: (-cell_cost(config, c), c))
+    ordered = sorted((c for c in config.cells() if selected(c, only)),
+                     key=lambda c: (-cell_cost(config, c), c))
     return ordered[rank::size]
 
 
 def train_cell(config: SweepConfig, dataset: Dataset, cell: tuple,
                progress: bool = False) -> tuple[TrainedEnsemble, list[dict]]:
-    system, activation, depth, width = cell
+    system, activation, depth, width = cell[:4]
+    train = training_frames(dataset, cell[4] if len(cell) > 4 else None, f"{system}: ")
     architecture = Architecture((width,) * depth, activation)
     ensemble = train_ensemble(architecture, dataset.descriptors, dataset.energies,
-                              dataset.split.train, dataset.split.validation,
+                              train, dataset.split.validation,
                               seeds=list(config.seeds), settings=config.training,
                               progress=progress)
     scores = ensemble_scores(ensemble, dataset, dataset.split.test)
@@ -194,7 +278,7 @@ def train_cell(config: SweepConfig, dataset: Dataset, cell: tuple,
             "local_rmse_aligned": aligned.get("rmse", float("nan")),
             "best_iteration": ensemble.iterations[m], "train_loss": ensemble.train_loss[m],
             "validation_loss": ensemble.validation_loss[m], "cell_seconds": ensemble.seconds,
-            "n_train": len(dataset.split.train), "n_test": len(dataset.split.test),
+            "n_train": len(train), "n_test": len(dataset.split.test),
         })
     return ensemble, rows
 
@@ -223,6 +307,29 @@ def finished_cells(out: Path) -> set[str]:
     return {p.stem for p in (out / "cells").glob("*.csv")} if (out / "cells").is_dir() else set()
 
 
+def missing_cells(config: SweepConfig, out: str | Path) -> list[tuple]:
+    """Cells of ``config`` without a finished result in ``out``, in the config's order."""
+    done = finished_cells(Path(out))
+    return [cell for cell in config.cells() if cell_id(*cell) not in done]
+
+
+def describe_missing(config: SweepConfig, missing: list[tuple]) -> str:
+    """Which cells have not run, grouped by (system, activation, depth[, n_train])."""
+    if not missing:
+        return f"all {len(config.cells())} cells finished"
+    groups: dict[tuple, list[int]] = {}
+    for cell in missing:
+        key = (*cell[:3], *cell[4:])
+        groups.setdefault(key, []).append(cell[3])
+    lines = [f"{len(missing)} of {len(config.cells())} cells have not run (no row is reported "
+             "for them):"]
+    for key, widths in groups.items():
+        label = f"{key[0]} {key[1]} depth {key[2]}" + (f" n_train {key[3]}" if len(key) > 3
+                                                       else "")
+        lines.append(f"  {label}: widths {', '.join(map(str, sorted(widths)))}")
+    return "\n".join(lines)
+
+
 def collect_results(config: SweepConfig, out: Path) -> Path:
     """Rebuild results.csv from finished cells, in the config's cell order, seeds ascending."""
     rows = []
@@ -239,30 +346,61 @@ def collect_results(config: SweepConfig, out: Path) -> Path:
     return out / "results.csv"
 
 
+CELL_FIELDS = ("system", "activation", "depth", "width", "n_train")
+
+
+def parse_only(items: list[str] | None) -> dict[str, set[str]]:
+    """``["system=ArKr", "width=1,2,4"]`` -> {field: allowed values as text}."""
+    only: dict[str, set[str]] = {}
+    for item in items or []:
+        key, sep, values = item.partition("=")
+        if not sep or key not in CELL_FIELDS or not values:
+            raise SweepConfigError(f"--only {item!r}: write FIELD=V1,V2 with FIELD one of "
+                                   f"{', '.join(CELL_FIELDS)}")
+        only.setdefault(key, set()).update(v.strip() for v in values.split(","))
+    return only
+
+
+def selected(cell: tuple, only: dict[str, set[str]] | None) -> bool:
+    """Whether ``cell`` passes the ``--only`` filters."""
+    return all(str(value) in only[field] for field, value in zip(CELL_FIELDS, cell,
+                                                                 strict=False)
+               if only and field in only)
+
+
 def run_sweep(config: SweepConfig, out: str | Path, progress: bool = True, comm=None,
-              stop_after: int | None = None) -> Path:
+              stop_after: int | None = None, only: dict[str, set[str]] | None = None) -> Path:
     """Train every unfinished cell (this rank's share under MPI) and write results.csv.
 
     ``stop_after``: train at most this many cells, then return (for tests of resuming).
+    ``only``: train only the cells these filters select (:func:`parse_only`), e.g. a slice
+    of a grid too large for one machine; ``aetk report`` lists the cells still missing.
     """
-    from toolkit.lammps import world_comm
+    from toolkit.models.training import resolve_device
+    from toolkit.portable import world_comm
 
+    resolve_device(config.training.device)  # a missing GPU is refused before any work
     comm = comm or world_comm()
     rank, size = comm.Get_rank(), comm.Get_size()
     out = Path(out)
+    paths: dict[str, Path | None] = {s: None for s in config.systems}
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=1) + "\n")
-        paths = ensure_data(config, out, progress=progress)
+        if not config.data.bundle:
+            paths = ensure_data(config, out, progress=progress)
     comm.Barrier()
-    if rank != 0:
+    if rank != 0 and not config.data.bundle:
         paths = {s: data_path(config, s, out) for s in config.systems}
 
     done = finished_cells(out)
-    todo = [c for c in assign_cells(config, rank, size) if cell_id(*c) not in done]
+    chosen = [c for c in config.cells() if selected(c, only)]
+    if not chosen:
+        raise SweepConfigError(f"--only selects none of the {len(config.cells())} cells")
+    todo = [c for c in assign_cells(config, rank, size, only) if cell_id(*c) not in done]
     datasets: dict[str, Dataset] = {}
-    bar = tqdm(total=len(todo), desc=f"sweep {config.name}", unit="cell",
-               disable=not progress or rank != 0)
+    bar = progress_bar(total=len(todo), desc=f"sweep {config.name}", unit="cell",
+                       disable=not progress or rank != 0)
     trained = 0
     with bar:
         for cell in todo:
@@ -270,8 +408,7 @@ def run_sweep(config: SweepConfig, out: str | Path, progress: bool = True, comm=
                 break
             system = cell[0]
             if system not in datasets:
-                datasets[system] = load_dataset(paths[system], config.spec, config.split_seed,
-                                                progress=False)
+                datasets[system] = load_system(config, system, paths[system])
             start = time.perf_counter()
             ensemble, rows = train_cell(config, datasets[system], cell)
             save_cell(out, cell, ensemble, rows)
@@ -357,7 +494,8 @@ def _config_from_dict(data: dict) -> SweepConfig:
         widths=tuple(data["widths"]), seeds=tuple(data["seeds"]),
         split_seed=data["split_seed"], data=DataConfig(**data["data"]),
         spec=DescriptorSpec.from_dict(data["descriptor"]),
-        training=TrainingSettings(**data["training"]))
+        training=TrainingSettings(**data["training"]),
+        train_frames=tuple(data.get("train_frames", ())))
 
 
 def summarise(rows: list[dict], metric: str) -> dict[tuple, tuple[np.ndarray, np.ndarray,
