@@ -171,27 +171,125 @@ def training() -> dict:
     return out
 
 
+def _cpu_seconds(call) -> tuple[float, float]:
+    """(process CPU seconds, wall seconds) of ``call()``: CPU time is what a one-thread run
+    costs; on a shared machine wall time also counts other people's work."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    call()
+    return time.process_time() - cpu, time.perf_counter() - wall
+
+
 @benchmark
 def batched_vs_one_by_one() -> dict:
-    """5 seeds as one batched ensemble vs 5 separate trainings, same iterations and data."""
+    """5 seeds as one batched ensemble vs the 5 members trained one by one (issue 14).
+
+    Same data (210 Ar frames, 1 thread), same number of L-BFGS iterations (early stopping
+    off), whole train_ensemble calls, measured interleaved (batched, one by one, batched,
+    ...) in this process, 3 rounds; the ratio is of the medians, in process CPU time. A
+    batched step does 5 members' arithmetic, so the ratio can reach 5 only where a single
+    member's step is dominated by fixed costs (Python, reading the descriptors), i.e. at
+    small widths; see docs/paper_regime.md.
+    """
+    import numpy as np
+
     from toolkit.models.networks import Architecture
     from toolkit.models.training import TrainingSettings, train_ensemble
 
     _, descriptors, energies = _ar_dataset()
-    fixed = TrainingSettings(max_iterations=20, patience=1000, gradient_tolerance=0.0,
+    fixed = TrainingSettings(max_iterations=50, patience=1000, gradient_tolerance=0.0,
                              min_improvement=0.0)
     train, val = list(range(210)), list(range(210, 240))
     out = {}
-    for width in (1, 4, 16, 64, 256):
+    for width in (1, 4, 16, 64):
         arch = Architecture((width,), "tanh")
-        batched, _ = _timed(lambda a=arch: train_ensemble(
-            a, descriptors, energies, train, val, [0, 1, 2, 3, 4], settings=fixed,
-            progress=False))
-        single, _ = _timed(lambda a=arch: [train_ensemble(
-            a, descriptors, energies, train, val, [seed], settings=fixed, progress=False)
-            for seed in range(5)])
-        out[f"w{width}"] = {"batched_s": batched, "one_by_one_s": single,
-                            "speedup": single / batched}
+        batched, single = [], []
+        for _ in range(3):
+            batched.append(_cpu_seconds(lambda a=arch: train_ensemble(
+                a, descriptors, energies, train, val, [0, 1, 2, 3, 4], settings=fixed,
+                progress=False)))
+            single.append(_cpu_seconds(lambda a=arch: [train_ensemble(
+                a, descriptors, energies, train, val, [seed], settings=fixed, progress=False)
+                for seed in range(5)]))
+        cpu_b, cpu_s = (float(np.median([t[0] for t in x])) for x in (batched, single))
+        wall_b, wall_s = (float(np.median([t[1] for t in x])) for x in (batched, single))
+        out[f"w{width}"] = {"batched_cpu_s": cpu_b, "one_by_one_cpu_s": cpu_s,
+                            "speedup_cpu": cpu_s / cpu_b, "speedup_wall": wall_s / wall_b,
+                            "iterations": fixed.max_iterations}
+    return out
+
+
+def _layer_flops(architecture, n_descriptors: int, members: int, atoms: int) -> float:
+    """Multiply-add flops (x2) of one value-and-gradient evaluation, counting the work a
+    per-member implementation must do: forward, weight gradients, and input gradients of
+    every layer but the first."""
+    flops = 0.0
+    for index, (n_in, n_out) in enumerate(architecture.layer_sizes(n_descriptors)):
+        flops += 2 * 2 * atoms * members * (n_in + 1) * n_out  # forward + weight gradient
+        if index > 0:
+            flops += 2 * atoms * members * n_in * n_out  # gradient to the layer's input
+    return flops
+
+
+def _matmul_peak(threads: int) -> float:
+    """GFLOP/s of a 2000 x 2000 float64 matmul on ``threads`` threads (best of 5)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    a = torch.randn(2000, 2000, dtype=torch.float64)
+    b = torch.randn(2000, 2000, dtype=torch.float64)
+    best = min(_cpu_seconds(lambda: a @ b)[1] for _ in range(5))
+    torch.set_num_threads(previous)
+    return 2 * 2000 ** 3 / best / 1e9
+
+
+@benchmark
+def training_gflops() -> dict:
+    """GFLOP/s of a 5-member value-and-gradient evaluation (210 Ar frames, 22,680 atoms,
+    one thread) at widths 64-500, against this machine's measured float64 matmul peak on
+    one thread; with a GPU, the same evaluation's time on it next to the CPU's.
+
+    Wall time, best of 3 (the best is the least disturbed by other processes)."""
+    import numpy as np
+    import torch
+
+    from toolkit.models import objective
+    from toolkit.models.networks import Architecture, EnsembleNetworks
+    from toolkit.models.training import fit_normalisation, frame_set
+
+    torch.set_num_threads(1)
+    _, descriptors, energies = _ar_dataset()
+    train = descriptors.select_frames(list(range(210)))
+    norm = fit_normalisation(train, np.asarray(energies[:210]))
+    frames = frame_set(train, np.asarray(energies[:210]), norm)
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    packed = {d: objective.PackedFrames.pack(frames.blocks, frames.target, frames.n_atoms, d)
+              for d in devices}
+    atoms = len(train.values)
+    out = {"matmul_peak_gflops_1thread": _matmul_peak(1),
+           "matmul_peak_gflops_2threads": _matmul_peak(2), "atoms": atoms, "members": 5}
+    for depth in (1, 2):
+        for width in (64, 128, 256, 500):
+            arch = Architecture((width,) * depth, "tanh")
+            networks = EnsembleNetworks(arch, 2, descriptors.values.shape[1])
+            flops = _layer_flops(arch, descriptors.values.shape[1], 5, atoms)
+            row = {"gflop": flops / 1e9}
+            for device in devices:
+                theta = networks.initial_theta([0, 1, 2, 3, 4]).to(device)
+
+                def step(t=theta, d=device, n=networks):
+                    objective.value_and_grad(n, t, packed[d])
+                    if d == "cuda":
+                        torch.cuda.synchronize()
+
+                step()
+                seconds = min(_cpu_seconds(step)[1] for _ in range(3))
+                row[f"{device}_s"] = seconds
+                row[f"{device}_gflops"] = flops / seconds / 1e9
+            row["cpu_fraction_of_peak"] = row["cpu_gflops"] / out["matmul_peak_gflops_1thread"]
+            out[f"tanh_{'x'.join([str(width)] * depth)}"] = row
+    if not torch.cuda.is_available():
+        out["cuda"] = "not available on this machine"
     return out
 
 

@@ -30,15 +30,15 @@ import torch
 
 from toolkit.models.networks import EnsembleNetworks
 
-# Chunk size: atoms x members x widest layer, at most this many elements, but at least
-# MIN_CHUNK_ATOMS atoms (each chunk costs ~40 small torch calls, ~0.2 ms here). Measured here
-# (value and gradient, 210 Ar frames, 1 and 5 members, widths 1-256; process CPU time on a
-# loaded machine): 2^18 elements (2 MB per intermediate, the L2 of one core) with at least
-# 1,024 atoms was within noise of the best of 2^14..2^22 at every width, and 2-3x faster than
-# autograd on unchunked tensors. On a GPU a chunk should hold as much as memory allows.
+# Chunk size: atoms x members x widest layer, about this many elements (2 MB of float64 per
+# intermediate: the L2 cache of one core here), but at least MIN_CHUNK_ATOMS atoms (each
+# chunk costs ~40 small torch calls, ~0.2 ms). Measured here (5-member value and gradient,
+# 210 Ar frames, one thread, process CPU time): 2^17-2^19 elements were fastest at widths 16,
+# 64 and 500; 2^21 (one 1,024-atom chunk at width 500) was 5x slower than 2^18, autograd on
+# whole tensors 2-3x slower. On a GPU a chunk should hold as much as memory allows.
 CPU_CHUNK_ELEMENTS = 1 << 18
 GPU_CHUNK_ELEMENTS = 1 << 28
-MIN_CHUNK_ATOMS = 1024
+MIN_CHUNK_ATOMS = 128
 
 
 @dataclass
@@ -145,22 +145,45 @@ def _block_diagonal(w: torch.Tensor) -> torch.Tensor:
     return (w.unsqueeze(2) * eye.unsqueeze(1)).reshape(m * h, m)
 
 
-def _forward(networks: EnsembleNetworks, layers, x: torch.Tensor,
-             keep: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+class Workspace:
+    """Buffers reused by every chunk of one evaluation.
+
+    Fresh multi-megabyte tensors per chunk are new pages for the OS to fault in (measured
+    here: a 2 MB ``addcmul`` into a fresh tensor took 22 ns per element, in place 1.5 ns), so
+    the large per-chunk tensors live in buffers made once per evaluation.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[tuple, torch.Tensor] = {}
+
+    def get(self, key: tuple, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        numel = 1
+        for size in shape:
+            numel *= size
+        buffer = self._buffers.get(key)
+        if buffer is None or buffer.numel() < numel:
+            buffer = torch.empty(numel, dtype=like.dtype, device=like.device)
+            self._buffers[key] = buffer
+        return buffer[:numel].view(shape)
+
+
+def _forward(networks: EnsembleNetworks, layers, x: torch.Tensor, keep: bool,
+             work: Workspace, tag: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Outputs (n, M) of all members for rows x (n, D + 1; last column ones).
 
     With ``keep``, the activations of the hidden layers, (n, M, H) each (the activation
-    function is applied in place: they are the outputs, not the pre-activations).
+    function is applied in place: they are the outputs, not the pre-activations); they sit
+    in ``work`` buffers tagged ``tag`` until the next chunk.
     """
     m = layers[0][0].shape[0]
     n = x.shape[0]
     w, b = layers[0]
     n_out = w.shape[1]
     first = torch.cat([w, b.unsqueeze(2)], dim=2).reshape(m * n_out, -1)  # (M H, D + 1)
-    h = (x @ first.t()).view(n, m, n_out)
+    h = torch.mm(x, first.t(), out=work.get((tag, 0), (n, m * n_out), x)).view(n, m, n_out)
     kept = []
     activation = networks.architecture.activation
-    for w, b in layers[1:]:
+    for index, (w, b) in enumerate(layers[1:], start=1):
         h = _activate(h, activation)
         if keep:
             kept.append(h)
@@ -168,9 +191,11 @@ def _forward(networks: EnsembleNetworks, layers, x: torch.Tensor,
         if n_out == 1:  # one output per member
             h = torch.addmm(b.reshape(1, m), h.view(n, m * n_in), _block_diagonal(w[:, 0, :]))
             h = h.view(n, m, 1)
-        else:  # hidden to hidden: one matrix per member
-            h = torch.baddbmm(b.unsqueeze(1), h.transpose(0, 1), w.transpose(1, 2))
-            h = h.transpose(0, 1).contiguous()
+        else:  # hidden to hidden: one matrix per member, then back to (n, M, K)
+            z = torch.baddbmm(b.unsqueeze(1), h.transpose(0, 1), w.transpose(1, 2),
+                              out=work.get((tag, index, "t"), (m, n, n_out), x))
+            h = work.get((tag, index), (n, m, n_out), x)
+            h.copy_(z.transpose(0, 1))
     return h.view(n, m), kept
 
 
@@ -185,7 +210,7 @@ def _activate(h: torch.Tensor, activation: str) -> torch.Tensor:
 
 
 def _backward(networks: EnsembleNetworks, layers, grads, x: torch.Tensor,
-              kept: list[torch.Tensor], de: torch.Tensor) -> None:
+              kept: list[torch.Tensor], de: torch.Tensor, work: Workspace) -> None:
     """Add d(loss)/d(parameters) of these rows to ``grads`` (views into the gradient).
 
     ``de`` (n, M): d(loss)/d(atomic output). The kept activations are overwritten.
@@ -199,14 +224,18 @@ def _backward(networks: EnsembleNetworks, layers, grads, x: torch.Tensor,
         a = kept[index - 1]  # (n, M, H): this layer's input
         n_out, n_in = w.shape[1], w.shape[2]
         gb.add_(upstream.sum(0))
+        da = work.get(("da",), (n, m, n_in), x)
         if n_out == 1:
             full = de.t() @ a.view(n, m * n_in)  # (M, M H); member m's block is row m
             gw[:, 0, :].add_(torch.diagonal(full.view(m, m, n_in), dim1=0, dim2=1).t())
-            da = (de @ _block_diagonal(w[:, 0, :]).t()).view(n, m, n_in)
+            torch.mm(de, _block_diagonal(w[:, 0, :]).t(), out=da.view(n, m * n_in))
         else:
             up = upstream.transpose(0, 1)  # (M, n, K)
             gw.add_(torch.bmm(up.transpose(1, 2), a.transpose(0, 1)))
-            da = torch.bmm(up, w).transpose(0, 1).contiguous()  # (n, M, H)
+            da.copy_(torch.bmm(up, w, out=work.get(("da", "t"), (m, n, n_in), x))
+                     .transpose(0, 1))
+        # the next layer down reads upstream (this buffer) into its own "t" buffer before
+        # it overwrites this one, so one da buffer serves every layer
         upstream = _times_derivative(da, a, activation)
     gw, gb = grads[0]
     n_out = gw.shape[1]
@@ -217,9 +246,9 @@ def _backward(networks: EnsembleNetworks, layers, grads, x: torch.Tensor,
 
 
 def _times_derivative(da: torch.Tensor, a: torch.Tensor, activation: str) -> torch.Tensor:
-    """da * f'(z) from the activation a = f(z); overwrites a."""
+    """da * f'(z) from the activation a = f(z), in place in ``da``; overwrites a."""
     if activation == "tanh":  # f' = 1 - a^2
-        return torch.addcmul(da, da, a.mul_(a), value=-1.0)
+        return da.addcmul_(da, a.mul_(a), value=-1.0)
     if activation == "sigmoid":  # f' = a - a^2
         return da.mul_(a.sub_(a * a))
     if activation == "relu":
@@ -228,7 +257,8 @@ def _times_derivative(da: torch.Tensor, a: torch.Tensor, activation: str) -> tor
 
 
 def _chunk(networks: EnsembleNetworks, theta: torch.Tensor, frames: PackedFrames,
-           first: int, last: int, n_total: int, grad: torch.Tensor | None) -> torch.Tensor:
+           first: int, last: int, n_total: int, grad: torch.Tensor | None,
+           work: Workspace) -> torch.Tensor:
     """Loss contribution (M,) of frames [first, last); adds their gradient to ``grad``."""
     m = theta.shape[0]
     totals = torch.zeros(last - first, m, dtype=theta.dtype, device=theta.device)
@@ -241,7 +271,7 @@ def _chunk(networks: EnsembleNetworks, theta: torch.Tensor, frames: PackedFrames
             continue
         layers = networks.unpack(theta, s)
         x = block.x[r0:r1]
-        e, kept = _forward(networks, layers, x, keep=grad is not None)
+        e, kept = _forward(networks, layers, x, grad is not None, work, s)
         if block.per_frame is not None:
             totals += e.view(last - first, block.per_frame, m).sum(1)
         else:
@@ -258,7 +288,7 @@ def _chunk(networks: EnsembleNetworks, theta: torch.Tensor, frames: PackedFrames
                 de = residual.unsqueeze(1).expand(-1, block.per_frame, -1).reshape(-1, m)
             else:
                 de = residual.index_select(0, block.frame[r0:r1] - first)
-            _backward(networks, layers, networks.unpack(grad, s), x, kept, de)
+            _backward(networks, layers, networks.unpack(grad, s), x, kept, de, work)
     return value
 
 
@@ -270,9 +300,10 @@ def value(networks: EnsembleNetworks, theta: torch.Tensor, frames: PackedFrames,
     budget = budget or chunk_elements(theta.device)
     width = _width(networks, theta)
     total = torch.zeros(theta.shape[0], dtype=theta.dtype, device=theta.device)
+    work = Workspace()
     with torch.no_grad():
         for first, last in frames.chunks(start, stop, width, budget):
-            total += _chunk(networks, theta, frames, first, last, stop - start, None)
+            total += _chunk(networks, theta, frames, first, last, stop - start, None, work)
     return total
 
 
@@ -286,9 +317,10 @@ def value_and_grad(networks: EnsembleNetworks, theta: torch.Tensor, frames: Pack
     theta = theta.detach()
     grad = torch.zeros_like(theta)
     total = torch.zeros(theta.shape[0], dtype=theta.dtype, device=theta.device)
+    work = Workspace()
     with torch.no_grad():
         for first, last in frames.chunks(start, stop, width, budget):
-            total += _chunk(networks, theta, frames, first, last, stop - start, grad)
+            total += _chunk(networks, theta, frames, first, last, stop - start, grad, work)
     return total, grad
 
 
