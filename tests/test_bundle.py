@@ -156,6 +156,7 @@ sys.exit(code)
 """
 
 
+@pytest.mark.slow
 def test_training_from_bundles_needs_no_lammps_ase_mpi_or_tqdm(arkr_file, tmp_path):
     config_path = _config(tmp_path, arkr_file)
     write_sweep_bundles(read_config(config_path), tmp_path / "bundles", tmp_path / "work",

@@ -138,6 +138,7 @@ def test_adam_and_lbfgs_sweeps_are_compared_in_one_figure_and_table(root, tmp_pa
     assert (tmp_path / "figs" / "compare_local_r2_aligned_tanh_d1.png").is_file()
     table = (tmp_path / "figs" / "comparison.md").read_text()
     assert "| width | L-BFGS ArKr | Adam ArKr |" in table
+    assert "| Adam | 4 |" in table  # the same 4 members (2 widths x 2 seeds) in both
     assert len([line for line in table.splitlines() if line.startswith("| 3 |")]) == 2
 
 
@@ -174,3 +175,17 @@ def test_older_sweep_configs_still_compare_equal(root, tmp_path):
     assert "bundle" not in stored["data"] and "train_frames" not in stored
     changed = replace(config, training=replace(config.training, optimizer="adam"))
     assert _config_from_dict(stored).to_dict() != changed.to_dict()
+
+
+def test_paired_table_measures_member_differences():
+    from toolkit.studies.regime import paired_table
+
+    rows = [{"system": "Ar", "activation": "tanh", "depth": 1, "width": w, "seed": seed,
+             "n_train": 10, "local_r2_aligned": 0.9 + 0.01 * w, "total_r2": 0.99}
+            for w in (1, 2) for seed in (0, 1)]
+    shifted = [dict(r, local_r2_aligned=r["local_r2_aligned"] + (3e-4 if r["width"] == 2
+                                                                 else 1e-4)) for r in rows]
+    table = paired_table({"a": rows, "same": [dict(r) for r in rows], "b": shifted[:3]},
+                         ["local_r2_aligned", "total_r2"])
+    assert "| same | 4 | 0.00e+00 | 0.00e+00 | 0.00e+00 | 0.00e+00 |" in table
+    assert "| b | 3 | 3.00e-04 | 1.67e-04 | 0.00e+00 | 0.00e+00 |" in table

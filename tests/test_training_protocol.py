@@ -7,9 +7,6 @@ fast; training on real LAMMPS descriptors is covered by test_potential.py and th
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -204,22 +201,24 @@ def test_impossible_protocol_settings_are_refused_by_name(bad):
 
 
 @pytest.mark.skipif(CUDA, reason="this machine has a GPU: the refusal cannot happen here")
-def test_cuda_without_a_gpu_is_refused_in_one_line(tmp_path):
+def test_cuda_without_a_gpu_is_refused_in_one_line(tmp_path, capsys):
     with pytest.raises(TrainingSettingsError, match="no CUDA GPU"):
         resolve_device("cuda")
     descriptors, energies = _synthetic()
     with pytest.raises(TrainingSettingsError, match="use --device cpu"):
         train_ensemble(Architecture((2,), "tanh"), descriptors, energies, [0, 1, 2], [3], [0],
                        settings=TrainingSettings(device="cuda"), progress=False)
-    result = subprocess.run([sys.executable, "-m", "toolkit.cli", "fit", "--data",
-                             str(tmp_path / "missing.extxyz"), "--out", str(tmp_path / "p"),
-                             "--device", "cuda"], capture_output=True, text=True)
-    assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and "no CUDA GPU" in result.stderr
+    from toolkit.cli import main
+
+    # refused before the (missing) data file is even looked at
+    assert main(["fit", "--data", str(tmp_path / "missing.extxyz"), "--out",
+                 str(tmp_path / "p"), "--device", "cuda"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "no CUDA GPU" in error
 
 
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU (torch.cuda.is_available() is False "
-                    "here); runs on the device machine via scripts/gpu_sweep.sh --check")
+                    "here); scripts/gpu_sweep.sh runs it first on a GPU machine")
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_cuda_results_equal_cpu_results(optimizer):
     descriptors, energies = _synthetic(30)

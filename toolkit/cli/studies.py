@@ -81,7 +81,7 @@ def _compare(args: argparse.Namespace, label: str) -> list[Path]:
     """--compare LABEL=SWEEP ...: the sweeps' curves on shared axes, and a table."""
     from toolkit.errors import AetkError
     from toolkit.plots import comparison_figure
-    from toolkit.studies.regime import width_table
+    from toolkit.studies.regime import paired_table, width_table
     from toolkit.studies.sweep import read_results
 
     tables = {}
@@ -103,6 +103,8 @@ def _compare(args: argparse.Namespace, label: str) -> list[Path]:
                                        depth)
             text += (f"\n{metric}, {activation}, depth {depth} (mean ± std over seeds):\n\n"
                      + width_table(tables, metric, systems, activation, depth))
+    text += ("\nThe same members across the sweeps (e.g. float32 vs float64 storage, cuda vs "
+             "cpu):\n\n" + paired_table(tables, [args.local_metric, "total_r2"]))
     Path(args.out, "comparison.md").write_text(text)
     return paths
 

@@ -76,6 +76,35 @@ def data_size_table(rows: list[dict], metric: str, system: str, activation: str 
     return "\n".join(lines) + "\n"
 
 
+def paired_table(tables: dict[str, list[dict]], metrics: Sequence[str]) -> str:
+    """Markdown: per label after the first, how far each member's ``metrics`` are from the
+    same member (system, activation, depth, width, seed, n_train) in the first table.
+
+    For runs that should agree (float32 vs float64 storage, cuda vs cpu): max and mean
+    |difference| over the members both tables have, and how many those are.
+    """
+    fields = ("system", "activation", "depth", "width", "seed", "n_train")
+    labels = list(tables)
+
+    def keyed(rows):
+        return {tuple(str(r[f]) for f in fields): r for r in rows}
+
+    reference = keyed(tables[labels[0]])
+    lines = [f"| vs {labels[0]} | members | " + " | ".join(
+        f"max abs diff {m} | mean abs diff {m}" for m in metrics) + " |",
+        "|---|---|" + "---|---|" * len(metrics)]
+    for label in labels[1:]:
+        other = keyed(tables[label])
+        shared = sorted(set(reference) & set(other))
+        cells = []
+        for metric in metrics:
+            diff = np.array([abs(float(other[k][metric]) - float(reference[k][metric]))
+                             for k in shared])
+            cells += [f"{diff.max():.2e}", f"{diff.mean():.2e}"] if len(diff) else ["", ""]
+        lines.append(f"| {label} | {len(shared)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 # -- where a sweep ran ------------------------------------------------------------------------
 def code_version(root: str | Path | None = None) -> dict:
     """The git commit of the toolkit's checkout (and whether it had local changes)."""
