@@ -30,14 +30,16 @@ import torch
 
 from toolkit.models.networks import EnsembleNetworks
 
-# Chunk size: atoms x members x widest layer, about this many elements (2 MB of float64 per
-# intermediate: the L2 cache of one core here), but at least MIN_CHUNK_ATOMS atoms (each
-# chunk costs ~40 small torch calls, ~0.2 ms). Measured here (5-member value and gradient,
-# 210 Ar frames, one thread, process CPU time): 2^17-2^19 elements were fastest at widths 16,
-# 64 and 500; 2^21 (one 1,024-atom chunk at width 500) was 5x slower than 2^18, autograd on
-# whole tensors 2-3x slower. On a GPU a chunk should hold as much as memory allows.
-CPU_CHUNK_ELEMENTS = 1 << 18
-GPU_CHUNK_ELEMENTS = 1 << 28
+# Chunk size: atoms x widest layer, about this many elements per member (so 2^18 for five
+# members: 2 MB of float64 per intermediate, the L2 cache of one core here), but at least
+# MIN_CHUNK_ATOMS atoms (each chunk costs ~40 small torch calls, ~0.2 ms). Measured here
+# (5-member value and gradient, 210 Ar frames, one thread, process CPU time): 2^17-2^19
+# elements in all were fastest at widths 16, 64 and 500; 2^21 (one 1,024-atom chunk at
+# width 500) was 5x slower than 2^18, autograd on whole tensors 2-3x slower. The chunks do
+# not depend on the number of members, so a member's sums are grouped the same way
+# whichever members it is evaluated with. On a GPU a chunk holds as much as memory allows.
+CPU_CHUNK_ELEMENTS = 1 << 16
+GPU_CHUNK_ELEMENTS = 1 << 26
 MIN_CHUNK_ATOMS = 128
 
 
@@ -128,6 +130,7 @@ def _with_ones(x: torch.Tensor) -> torch.Tensor:
 
 
 def chunk_elements(device: torch.device) -> int:
+    """Chunk budget per member (see CPU_CHUNK_ELEMENTS)."""
     return GPU_CHUNK_ELEMENTS if device.type == "cuda" else CPU_CHUNK_ELEMENTS
 
 
@@ -325,5 +328,5 @@ def value_and_grad(networks: EnsembleNetworks, theta: torch.Tensor, frames: Pack
 
 
 def _width(networks: EnsembleNetworks, theta: torch.Tensor) -> int:
-    """Elements per atom of a chunk's largest intermediate: members x widest layer."""
-    return theta.shape[0] * max(n_out for _, n_out in networks.layers)
+    """Elements per atom and member of a chunk's largest intermediate: the widest layer."""
+    return max(n_out for _, n_out in networks.layers)

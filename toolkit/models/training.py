@@ -319,6 +319,7 @@ def batched_lbfgs(
     # parameters still follow every gain
     last_gain, gain_level = np.zeros(m, dtype=int), best_val.clone()
     best_train = value.clone()
+    last_val = best_val.clone()
     active = torch.ones(m, dtype=torch.bool, device=device)
     history = []
     iteration = 0
@@ -340,23 +341,29 @@ def batched_lbfgs(
         step[fresh] = torch.clamp(1.0 / grad[fresh].abs().sum(1), max=1.0)
         direction[~active] = 0.0
 
-        # backtracking line search, all pending members evaluated together; the first trial
+        # backtracking line search; only the members still searching are evaluated (stopped
+        # members, and members that already accepted a step, cost nothing), the first trial
         # with its gradient
         pending = active.clone()
         new_theta = theta.clone()
         new_value = value.clone()
-        first_grad = None
-        late = False  # did any member accept only after backtracking?
+        new_grad = grad.clone()
+        late = torch.zeros_like(active)  # accepted only after backtracking
         for attempt in range(settings.max_backtracks):
             trial = theta + step.unsqueeze(1) * direction
+            members = pending.nonzero().squeeze(1)
             if attempt == 0:
-                trial_value, first_grad = value_and_grad(trial)
+                part_value, part_grad = value_and_grad(trial.index_select(0, members))
+                new_grad[members] = part_grad
             else:
                 with torch.no_grad():
-                    trial_value = objective(trial)
+                    part_value = objective(trial.index_select(0, members))
+            trial_value = torch.full_like(value, float("inf"))
+            trial_value[members] = part_value
             ok = pending & torch.isfinite(trial_value) & (
                 trial_value <= value + settings.armijo * step * slope)
-            late = late or (attempt > 0 and bool(ok.any()))
+            if attempt > 0:
+                late |= ok
             new_theta[ok] = trial[ok]
             new_value[ok] = trial_value[ok]
             pending &= ~ok
@@ -365,10 +372,11 @@ def batched_lbfgs(
             step[pending] *= 0.5
         stalled = pending  # no acceptable step: this member has converged as far as it can
         moved = active & ~stalled
-        # members that accepted the first trial sit where first_grad was evaluated; members
-        # that did not move keep their gradient below, so first_grad serves unless a member
-        # accepted a shorter step
-        new_grad = value_and_grad(new_theta)[1] if late else first_grad
+        # members that accepted the first trial sit where their gradient was evaluated;
+        # members that accepted a shorter step need theirs
+        if late.any():
+            members = late.nonzero().squeeze(1)
+            new_grad[members] = value_and_grad(new_theta.index_select(0, members))[1]
 
         s_vec = new_theta - theta
         y_vec = new_grad - grad
@@ -385,8 +393,11 @@ def batched_lbfgs(
         grad = torch.where(moved.unsqueeze(1), new_grad, grad)
         value = torch.where(moved, new_value, value)
 
+        members = active.nonzero().squeeze(1)
+        val = last_val.clone()  # stopped members keep their last validation loss
         with torch.no_grad():
-            val = validation(theta)
+            val[members] = validation(theta.index_select(0, members))
+        last_val = val
         improved = active & (val < best_val)
         best_val = torch.where(improved, val, best_val)
         best_train = torch.where(improved, value, best_train)
