@@ -23,14 +23,15 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
     if args.bundle:
         config = dataclasses.replace(config, data=dataclasses.replace(config.data,
                                                                       bundle=args.bundle))
+    from toolkit.studies.regime import code_version, run_record
+
     comm = world_comm()
     started, before = time.time(), len(finished_cells(Path(args.out)))
+    code = code_version() if comm.Get_rank() == 0 else {}  # the code this run imported
     results = run_sweep(config, args.out, progress=not args.quiet, comm=comm,
                         only=parse_only(args.only))
     if comm.Get_rank() == 0:
-        from toolkit.studies.regime import run_record
-
-        run_record(args.out, started, before, len(finished_cells(Path(args.out))),
+        run_record(args.out, started, code, before, len(finished_cells(Path(args.out))),
                    comm.Get_size(), config.training.device, " ".join(sys.argv))
         print(f"wrote {results} ({len(config.cells())} cells x {len(config.seeds)} seeds)")
 

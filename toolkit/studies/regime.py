@@ -146,13 +146,16 @@ def machine() -> dict:
     return info
 
 
-def run_record(out: str | Path, started: float, cells_before: int, cells_after: int,
-               ranks: int, device: str, command: str) -> dict:
-    """Append one line about a finished ``aetk sweep`` call to ``out/runs.jsonl``."""
+def run_record(out: str | Path, started: float, code: dict, cells_before: int,
+               cells_after: int, ranks: int, device: str, command: str) -> dict:
+    """Append one line about a finished ``aetk sweep`` call to ``out/runs.jsonl``.
+
+    ``code``: :func:`code_version` taken when the run started (the code it imported).
+    """
     record = {"started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
               "wall_s": round(time.time() - started, 1), "ranks": ranks, "device": device,
               "cells_trained": cells_after - cells_before, "cells_finished": cells_after,
-              "command": command, "code": code_version(), "machine": machine()}
+              "command": command, "code": code, "machine": machine()}
     with open(Path(out) / "runs.jsonl", "a") as handle:
         handle.write(json.dumps(record) + "\n")
     return record
