@@ -230,15 +230,15 @@ def _layer_flops(architecture, n_descriptors: int, members: int, atoms: int) -> 
     return flops
 
 
-def _matmul_peak(threads: int) -> float:
-    """GFLOP/s of a 2000 x 2000 float64 matmul on ``threads`` threads (best of 5)."""
+def _matmul_peak() -> float:
+    """GFLOP/s of a 2000 x 2000 float64 matmul on one thread (best of 5, CPU time)."""
     import torch
 
     previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    torch.set_num_threads(1)
     a = torch.randn(2000, 2000, dtype=torch.float64)
     b = torch.randn(2000, 2000, dtype=torch.float64)
-    best = min(_cpu_seconds(lambda: a @ b)[1] for _ in range(5))
+    best = min(_cpu_seconds(lambda: a @ b)[0] for _ in range(5))
     torch.set_num_threads(previous)
     return 2 * 2000 ** 3 / best / 1e9
 
@@ -249,7 +249,7 @@ def training_gflops() -> dict:
     one thread) at widths 64-500, against this machine's measured float64 matmul peak on
     one thread; with a GPU, the same evaluation's time on it next to the CPU's.
 
-    Wall time, best of 3 (the best is the least disturbed by other processes)."""
+    Best of 3; CPU time on the CPU (one thread), wall time on the GPU."""
     import numpy as np
     import torch
 
@@ -266,8 +266,7 @@ def training_gflops() -> dict:
     packed = {d: objective.PackedFrames.pack(frames.blocks, frames.target, frames.n_atoms, d)
               for d in devices}
     atoms = len(train.values)
-    out = {"matmul_peak_gflops_1thread": _matmul_peak(1),
-           "matmul_peak_gflops_2threads": _matmul_peak(2), "atoms": atoms, "members": 5}
+    out = {"matmul_peak_gflops_1thread": _matmul_peak(), "atoms": atoms, "members": 5}
     for depth in (1, 2):
         for width in (64, 128, 256, 500):
             arch = Architecture((width,) * depth, "tanh")
@@ -283,7 +282,10 @@ def training_gflops() -> dict:
                         torch.cuda.synchronize()
 
                 step()
-                seconds = min(_cpu_seconds(step)[1] for _ in range(3))
+                # CPU time of the one CPU thread (wall time on a shared machine also counts
+                # others' work); wall time for the GPU
+                seconds = min(_cpu_seconds(step)[0 if device == "cpu" else 1]
+                              for _ in range(3))
                 row[f"{device}_s"] = seconds
                 row[f"{device}_gflops"] = flops / seconds / 1e9
             row["cpu_fraction_of_peak"] = row["cpu_gflops"] / out["matmul_peak_gflops_1thread"]
