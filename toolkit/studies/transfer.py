@@ -104,6 +104,11 @@ def run_transfer(sweep_dir: str | Path, out: str | Path | None = None, comm=None
     rank, size = comm.Get_rank(), comm.Get_size()
     sweep_dir = Path(sweep_dir)
     config = _config_from_dict(json.loads((sweep_dir / "config.json").read_text()))
+    if config.train_frames:
+        from toolkit.studies.sweep import SweepConfigError
+
+        raise SweepConfigError(f"{sweep_dir}: transfer takes sweeps without a train_frames "
+                               "axis (one network per architecture, width and seed)")
     test_frames = {}
     for system in config.systems:
         frames = read_frames(data_path(config, system, sweep_dir))
