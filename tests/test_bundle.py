@@ -15,7 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from toolkit.bundle import BundleError, bundle_meta, read_bundle, write_bundle
+from toolkit.bundle import (
+    BundleError,
+    bundle_meta,
+    read_bundle,
+    structures_of_test_frames,
+    write_bundle,
+)
 from toolkit.data import write_frames
 from toolkit.descriptor_spec import DescriptorSpec
 from toolkit.models.fitting import load_dataset
@@ -64,6 +70,14 @@ def test_bundle_round_trip(dataset, tmp_path, precision):
         span = original.max(axis=0) - original.min(axis=0)
         assert np.all(error <= span / 131070 * (1 + 1e-9) + 1e-300) and error.max() > 0
     assert bundle_meta(path)["precision"] == precision
+    structures = structures_of_test_frames(path)
+    assert len(structures) == len(dataset.split.test)
+    for structure, frame in zip(structures, dataset.split.test, strict=True):
+        atoms = dataset.frames[int(frame)]
+        np.testing.assert_array_equal(structure["positions"], atoms.positions)
+        np.testing.assert_array_equal(structure["cell"], atoms.cell.array)
+        assert [DescriptorSpec().elements[s] for s in structure["species"]] == \
+            atoms.get_chemical_symbols()
 
 
 def test_damaged_edited_or_foreign_bundles_are_refused(dataset, tmp_path):
