@@ -296,6 +296,34 @@ def training_gflops() -> dict:
 
 
 @benchmark
+def bundle_sizes() -> dict:
+    """Descriptor bundles of the paper's data (2,000 frames x 108 atoms x 30 descriptors,
+    Ar, Kr, ArKr; sweeps/paper.toml) at each storage precision: MiB per system and for all
+    three, against the 64 MiB a device machine receives with the working tree."""
+    from pathlib import Path
+
+    from toolkit.bundle import PRECISIONS, bundle_bytes, write_bundle
+    from toolkit.models.fitting import load_dataset
+    from toolkit.studies.sweep import ensure_data, read_config
+
+    config = read_config(Path(__file__).resolve().parents[1] / "sweeps" / "paper.toml")
+    out: dict = {"frames": config.data.frames}
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = ensure_data(config, Path(tmp), progress=False)
+        datasets = {s: load_dataset(p, config.spec, config.split_seed, progress=False)
+                    for s, p in paths.items()}
+        for precision in PRECISIONS:
+            sizes = {}
+            for system, dataset in datasets.items():
+                path = write_bundle(Path(tmp) / precision / f"{system}.npz", dataset, system,
+                                    precision)
+                sizes[system] = bundle_bytes(path)["file"] / 2 ** 20
+            out[precision] = {"mib": sizes, "total_mib": sum(sizes.values()),
+                              "three_fit_64_mib": sum(sizes.values()) < 64}
+    return out
+
+
+@benchmark
 def lammps_evaluation() -> dict:
     """Atoms/s of per-atom energies through LAMMPS: NN (tanh 16) vs linear SNAP, same spec."""
     import tempfile
