@@ -37,9 +37,11 @@ from toolkit.models.networks import EnsembleNetworks
 # elements in all were fastest at widths 16, 64 and 500; 2^21 (one 1,024-atom chunk at
 # width 500) was 5x slower than 2^18, autograd on whole tensors 2-3x slower. The chunks do
 # not depend on the number of members, so a member's sums are grouped the same way
-# whichever members it is evaluated with. On a GPU a chunk holds as much as memory allows.
+# whichever members it is evaluated with. On a GPU chunks are large: their overhead is a
+# few kernel launches, and fewer, larger matrix products keep the device busy.
 CPU_CHUNK_ELEMENTS = 1 << 16
-GPU_CHUNK_ELEMENTS = 1 << 26
+GPU_CHUNK_ELEMENTS = 1 << 25  # 1.3 GB per intermediate for 5 members: three sweep
+# processes of two-layer width-500 networks share an 80 GB GPU
 MIN_CHUNK_ATOMS = 128
 
 
