@@ -181,6 +181,25 @@ def test_adam_lowers_the_loss_and_keeps_the_last_epoch():
     assert last["validation"][0] == pytest.approx(ensemble.validation_loss[0], rel=1e-12)
 
 
+def test_lbfgs_without_early_stopping_keeps_the_last_parameters():
+    descriptors, energies = _synthetic(30)
+    common = dict(max_iterations=12, patience=1, gradient_tolerance=0.0, min_improvement=0.5)
+    train, validation = list(range(22)), list(range(22, 26))
+    architecture = Architecture((5,), "tanh")
+    stopped = train_ensemble(architecture, descriptors, energies, train, validation, [0, 1],
+                             settings=TrainingSettings(**common), progress=False)
+    assert max(stopped.iterations) < 12  # patience 1 with a 50 % gain demanded: stops early
+    last = train_ensemble(architecture, descriptors, energies, train, validation, [0, 1],
+                          settings=TrainingSettings(**common, keep="last"), progress=False)
+    assert last.iterations == [12, 12]
+    assert last.validation_loss == pytest.approx(last.history[-1]["validation"], rel=1e-12)
+    assert last.train_loss == pytest.approx(last.history[-1]["train"], rel=1e-12)
+    assert not torch.allclose(last.theta, stopped.theta)
+    alone = train_ensemble(architecture, descriptors, energies, train, validation, [1],
+                           settings=TrainingSettings(**common, keep="last"), progress=False)
+    torch.testing.assert_close(alone.theta[0], last.theta[1], rtol=1e-10, atol=1e-12)
+
+
 def test_learning_rate_schedules():
     base = dict(optimizer="adam", learning_rate=0.01, lr_final=0.1)
     cosine = TrainingSettings(**base, lr_schedule="cosine")
@@ -193,6 +212,7 @@ def test_learning_rate_schedules():
 
 
 @pytest.mark.parametrize("bad", [{"optimizer": "sgd"}, {"lr_schedule": "linear"},
+                                 {"keep": "first"},
                                  {"device": "gpu"}, {"batch_size": -1}, {"epochs": 0},
                                  {"learning_rate": 0.0}, {"lr_final": 2.0}])
 def test_impossible_protocol_settings_are_refused_by_name(bad):

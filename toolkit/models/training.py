@@ -60,6 +60,9 @@ class TrainingSettings:
     lr_final: float = 0.01  # adam: last learning rate / first (cosine, exponential)
     shuffle_seed: int = 0  # adam: order of the mini-batches, the same for every member, so
     # members differ only by their initialisation seed, as under L-BFGS
+    keep: str = "best"  # lbfgs: "best" = the best-validation parameters, stopped by patience
+    # (early stopping); "last" = no early stopping: each member runs until converged
+    # (gradient_tolerance, no acceptable step) or max_iterations, and its last parameters
 
     def __post_init__(self) -> None:
         _check_protocol(self)
@@ -81,6 +84,9 @@ def _check_protocol(settings: TrainingSettings) -> None:
     if settings.optimizer not in OPTIMIZERS:
         raise TrainingSettingsError(f"[training] optimizer {settings.optimizer!r}: choose one "
                                     f"of {OPTIMIZERS}")
+    if settings.keep not in ("best", "last"):
+        raise TrainingSettingsError(f"[training] keep {settings.keep!r}: 'best' (early "
+                                    "stopping on validation loss) or 'last'")
     if settings.lr_schedule not in LR_SCHEDULES:
         raise TrainingSettingsError(f"[training] lr_schedule {settings.lr_schedule!r}: choose "
                                     f"one of {LR_SCHEDULES}")
@@ -299,7 +305,9 @@ def batched_lbfgs(
     iteration costs one gradient evaluation, not a value plus a gradient.
 
     Returns best-validation parameters, best iteration, train and validation loss there, and a
-    short history.
+    short history; with ``settings.keep == "last"`` (no early stopping) the parameters where
+    each member stopped (converged, or ``max_iterations``), that iteration and the losses
+    there.
     """
     value_and_grad = gradient or (lambda t: _value_and_grad(objective, t))
     m, p = theta.shape
@@ -320,6 +328,7 @@ def batched_lbfgs(
     last_gain, gain_level = np.zeros(m, dtype=int), best_val.clone()
     best_train = value.clone()
     last_val = best_val.clone()
+    stopped_at = np.zeros(m, dtype=int)
     active = torch.ones(m, dtype=torch.bool, device=device)
     history = []
     iteration = 0
@@ -407,10 +416,14 @@ def batched_lbfgs(
         gain_level = torch.where(significant, val, gain_level)
         last_gain[significant.cpu().numpy()] = iteration
         patience_out = torch.from_numpy(iteration - last_gain > settings.patience).to(device)
+        if settings.keep == "last":  # no early stopping: run to convergence or the cap
+            patience_out = torch.zeros_like(active)
         converged = grad.abs().amax(dim=1) < settings.gradient_tolerance
+        was_active = active.clone()
         active &= ~(stalled | patience_out | converged)
+        stopped_at[(was_active & ~active).cpu().numpy()] = iteration
 
-        if iteration % 10 == 0 or not active.any():
+        if iteration % 10 == 0 or not active.any() or iteration == settings.max_iterations:
             history.append({"iteration": iteration, "train": value.tolist(),
                             "validation": val.tolist()})
         if on_iteration is not None:
@@ -421,6 +434,9 @@ def batched_lbfgs(
                                  val=f"{float(best_val.min()):.3g}", active=int(active.sum()))
         if not active.any():
             break
+    if settings.keep == "last":  # the parameters where each member stopped
+        stopped_at[stopped_at == 0] = iteration
+        return theta, stopped_at, value.cpu().numpy(), last_val.cpu().numpy(), history
     return (best_theta, best_iter, best_train.cpu().numpy(), best_val.cpu().numpy(),
             history)
 
