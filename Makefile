@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 SYSSTAMP := $(VENV)/.system-packages
 NP      ?= 2
 
-.PHONY: setup system-packages test test-fast bench demo lint clean
+.PHONY: setup system-packages test test-fast bench demo bundles lint clean
 
 setup: $(STAMP)
 
@@ -45,6 +45,11 @@ demo: setup
 	$(VENV)/bin/mpirun -np $(NP) $(VENV)/bin/aetk sweep --config sweeps/quick.toml --out $(DEMO)
 	$(VENV)/bin/mpirun -np $(NP) $(VENV)/bin/aetk transfer --results $(DEMO) --quiet
 	$(VENV)/bin/aetk report --results $(DEMO) --out $(DEMO)/figures
+
+# Descriptor bundles of the paper's grid for training without LAMMPS (a GPU machine):
+# then `scripts/gpu_sweep.sh sweeps/paper.toml bundles/paper` there (docs/paper_regime.md).
+bundles: setup
+	$(VENV)/bin/aetk bundle --config sweeps/paper.toml --out bundles/paper --precision fixed16
 
 lint: setup
 	$(VENV)/bin/ruff check toolkit tests benchmarks

@@ -143,24 +143,156 @@ def training(sizes: Sizes) -> dict:
     return out
 
 
+def _cpu_seconds(call) -> tuple[float, float]:
+    """(process CPU seconds, wall seconds) of ``call()``: CPU time is what a one-thread run
+    costs; on a shared machine wall time also counts other people's work."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    call()
+    return time.process_time() - cpu, time.perf_counter() - wall
+
+
 @benchmark
 def batched_vs_one_by_one(sizes: Sizes) -> dict:
-    """5 seeds as one batched ensemble vs 5 separate trainings, same iterations and data."""
+    """5 seeds as one batched ensemble vs the 5 members trained one by one (issue 14).
+
+    Same data (210 Ar frames, 1 thread), same number of L-BFGS iterations (early stopping
+    off), whole train_ensemble calls, measured interleaved (batched, one by one, batched,
+    ...) in this process, 3 rounds; the ratio is of the medians, in process CPU time. A
+    batched step does 5 members' arithmetic, so the ratio can reach 5 only where a single
+    member's step is dominated by fixed costs (Python, reading the descriptors), i.e. at
+    small widths; see docs/paper_regime.md.
+    """
+    import numpy as np
+
     from toolkit.models.networks import Architecture
     from toolkit.models.training import train_ensemble
 
-    descriptors, energies, train, val, fixed = _training_setup(sizes, sizes.pick(20, 2))
+    descriptors, energies, train, val, fixed = _training_setup(sizes, sizes.pick(50, 2))
     out = {}
-    for width in sizes.pick((1, 4, 16, 64, 256), (1, 4)):
+    for width in sizes.pick((1, 4, 16, 64), (1, 4)):
         arch = Architecture((width,), "tanh")
-        batched, _ = _timed(lambda a=arch: train_ensemble(
-            a, descriptors, energies, train, val, [0, 1, 2, 3, 4], settings=fixed,
-            progress=False))
-        single, _ = _timed(lambda a=arch: [train_ensemble(
-            a, descriptors, energies, train, val, [seed], settings=fixed, progress=False)
-            for seed in range(5)])
-        out[f"w{width}"] = {"batched_s": batched, "one_by_one_s": single,
-                            "speedup": single / batched}
+        batched, single = [], []
+        for _ in range(3):
+            batched.append(_cpu_seconds(lambda a=arch: train_ensemble(
+                a, descriptors, energies, train, val, [0, 1, 2, 3, 4], settings=fixed,
+                progress=False)))
+            single.append(_cpu_seconds(lambda a=arch: [train_ensemble(
+                a, descriptors, energies, train, val, [seed], settings=fixed, progress=False)
+                for seed in range(5)]))
+        cpu_b, cpu_s = (float(np.median([t[0] for t in x])) for x in (batched, single))
+        wall_b, wall_s = (float(np.median([t[1] for t in x])) for x in (batched, single))
+        out[f"w{width}"] = {"batched_cpu_s": cpu_b, "one_by_one_cpu_s": cpu_s,
+                            "speedup_cpu": cpu_s / cpu_b, "speedup_wall": wall_s / wall_b,
+                            "iterations": fixed.max_iterations}
+    return out
+
+
+def _layer_flops(architecture, n_descriptors: int, members: int, atoms: int) -> float:
+    """Multiply-add flops (x2) of one value-and-gradient evaluation, counting the work a
+    per-member implementation must do: forward, weight gradients, and input gradients of
+    every layer but the first."""
+    flops = 0.0
+    for index, (n_in, n_out) in enumerate(architecture.layer_sizes(n_descriptors)):
+        flops += 2 * 2 * atoms * members * (n_in + 1) * n_out  # forward + weight gradient
+        if index > 0:
+            flops += 2 * atoms * members * n_in * n_out  # gradient to the layer's input
+    return flops
+
+
+def _matmul_peak() -> float:
+    """GFLOP/s of a 2000 x 2000 float64 matmul on one thread (best of 5, CPU time)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    a = torch.randn(2000, 2000, dtype=torch.float64)
+    b = torch.randn(2000, 2000, dtype=torch.float64)
+    best = min(_cpu_seconds(lambda: a @ b)[0] for _ in range(5))
+    torch.set_num_threads(previous)
+    return 2 * 2000 ** 3 / best / 1e9
+
+
+@benchmark
+def training_gflops(sizes: Sizes) -> dict:
+    """GFLOP/s of a 5-member value-and-gradient evaluation (210 Ar frames, 22,680 atoms,
+    one thread) at widths 64-500, against this machine's measured float64 matmul peak on
+    one thread; with a GPU, the same evaluation's time on it next to the CPU's.
+
+    Best of 3; CPU time on the CPU (one thread), wall time on the GPU."""
+    import numpy as np
+    import torch
+
+    from toolkit.models import objective
+    from toolkit.models.networks import Architecture, EnsembleNetworks
+    from toolkit.models.training import fit_normalisation, frame_set
+
+    torch.set_num_threads(1)
+    n_train = sizes.pick(210, 7)
+    _, descriptors, energies = _ar_dataset(sizes.pick(300, 10), "Ar", sizes)
+    train = descriptors.select_frames(list(range(n_train)))
+    norm = fit_normalisation(train, np.asarray(energies[:n_train]))
+    frames = frame_set(train, np.asarray(energies[:n_train]), norm)
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    packed = {d: objective.PackedFrames.pack(frames.blocks, frames.target, frames.n_atoms, d)
+              for d in devices}
+    atoms = len(train.values)
+    out = {"matmul_peak_gflops_1thread": _matmul_peak(), "atoms": atoms, "members": 5}
+    for depth in (1, 2):
+        for width in sizes.pick((64, 128, 256, 500), (64,)):
+            arch = Architecture((width,) * depth, "tanh")
+            networks = EnsembleNetworks(arch, 2, descriptors.values.shape[1])
+            flops = _layer_flops(arch, descriptors.values.shape[1], 5, atoms)
+            row = {"gflop": flops / 1e9}
+            for device in devices:
+                theta = networks.initial_theta([0, 1, 2, 3, 4]).to(device)
+
+                def step(t=theta, d=device, n=networks):
+                    objective.value_and_grad(n, t, packed[d])
+                    if d == "cuda":
+                        torch.cuda.synchronize()
+
+                step()
+                # CPU time of the one CPU thread (wall time on a shared machine also counts
+                # others' work); wall time for the GPU
+                seconds = min(_cpu_seconds(step)[0 if device == "cpu" else 1]
+                              for _ in range(3))
+                row[f"{device}_s"] = seconds
+                row[f"{device}_gflops"] = flops / seconds / 1e9
+            row["cpu_fraction_of_peak"] = row["cpu_gflops"] / out["matmul_peak_gflops_1thread"]
+            out[f"tanh_{'x'.join([str(width)] * depth)}"] = row
+    if not torch.cuda.is_available():
+        out["cuda"] = "not available on this machine"
+    return out
+
+
+@benchmark
+def bundle_sizes(sizes: Sizes) -> dict:
+    """Descriptor bundles of the paper's data (2,000 frames x 108 atoms x 30 descriptors,
+    Ar, Kr, ArKr; sweeps/paper.toml) at each storage precision: MiB per system and for all
+    three, against the 64 MiB a device machine receives with the working tree."""
+    import dataclasses
+    from pathlib import Path
+
+    from toolkit.bundle import PRECISIONS, bundle_bytes, write_bundle
+    from toolkit.models.fitting import load_dataset
+    from toolkit.studies.sweep import ensure_data, read_config
+
+    config = read_config(Path(__file__).resolve().parents[1] / "sweeps" / "paper.toml")
+    config = dataclasses.replace(config, data=dataclasses.replace(
+        config.data, frames=sizes.pick(config.data.frames, 10)))
+    out: dict = {"frames": config.data.frames}
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = ensure_data(config, Path(tmp), progress=False)
+        datasets = {s: load_dataset(p, config.spec, config.split_seed, progress=False)
+                    for s, p in paths.items()}
+        for precision in PRECISIONS:
+            mib = {}
+            for system, dataset in datasets.items():
+                path = write_bundle(Path(tmp) / precision / f"{system}.npz", dataset, system,
+                                    precision)
+                mib[system] = bundle_bytes(path)["file"] / 2 ** 20
+            out[precision] = {"mib": mib, "total_mib": sum(mib.values()),
+                              "three_fit_64_mib": sum(mib.values()) < 64}
     return out
 
 

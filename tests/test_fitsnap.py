@@ -107,7 +107,7 @@ def test_wselfallflag_does_not_change_lammps_descriptors_without_chemflag(arkr_l
     (("chemflag = 0", "chemflag = 0\nbikflg = 1"), "bikflg"),
     (("twojmax = 6 6", "twojmax = 6 8"), "twojmax"),
     (("numTypes = 2", "numTypes = 3"), "numTypes = 3"),
-    (("type = Ar Kr", "type = Ar Ta"), "'Ta'"),
+    (("type = Ar Kr", "type = Ar Xx"), "'Xx'"),
     (("type = Ar Kr", "type = Ar Ar"), "twice"),
     (("calculator = LAMMPSSNAP", "calculator = LAMMPSPACE"), "LAMMPSPACE"),
     (("bzeroflag = 1", "bzeroflag = maybe"), "bzeroflag"),
@@ -119,6 +119,15 @@ def test_unsupported_settings_are_refused_by_name(edit, named, tmp_path):
     with pytest.raises(FitsnapError) as info:
         read_fitsnap_input(path)
     assert named in str(info.value) and str(path) in str(info.value)
+
+
+def test_any_element_with_its_radius_and_weight_is_read(tmp_path):
+    """FitSNAP inputs give radelem and wj for every type, so elements without a toolkit
+    default (Ta here) are read with the input's numbers."""
+    text = fitsnap_input_text(DescriptorSpec()).replace("type = Ar Kr", "type = Ar Ta")
+    spec = read_fitsnap_input(_write(tmp_path, text)).spec
+    assert spec.elements == ("Ar", "Ta")
+    assert spec.radii == DescriptorSpec().radii and spec.weights == DescriptorSpec().weights
 
 
 @pytest.mark.parametrize("sizes, hidden", [("num_desc 10 8 1", (10, 8)), ("30 5 1", (5,)),

@@ -19,12 +19,15 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from ase import Atoms
 
 from toolkit.errors import FrameError  # noqa: F401  (re-exported)
 from toolkit.species import ELEMENTS
+
+if TYPE_CHECKING:  # ASE is imported where frames are read: training from descriptor
+    from ase import Atoms  # bundles (toolkit/bundle.py) runs where ASE is not installed
 
 # Closer than this (A) two noble-gas atoms are unphysical (the LJ wall is ~3 A); such
 # a frame is almost always a unit or wrapping mistake.

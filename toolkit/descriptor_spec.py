@@ -438,14 +438,21 @@ class Descriptors:
     def of_frame(self, index: int) -> np.ndarray:
         return self.values[self.frame_index == index]
 
-    def select_frames(self, indices: Sequence[int]) -> Descriptors:
-        """Descriptors of a subset of frames, renumbered 0..len(indices)-1 in that order."""
+    def frame_rows(self, indices: Sequence[int]) -> np.ndarray:
+        """Rows of the frames ``indices``, frame after frame in that order."""
         # one stable sort, then a slice per frame: a mask per frame would cost
         # O(frames x atoms), which is seconds for thousands of frames, once per sweep cell
         order = np.argsort(self.frame_index, kind="stable")
         counts = np.bincount(self.frame_index, minlength=self.n_frames)
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        rows = np.concatenate([order[starts[old]:starts[old] + counts[old]] for old in indices])
+        if not len(indices):
+            return np.zeros(0, dtype=np.int64)
+        return np.concatenate([order[starts[old]:starts[old] + counts[old]] for old in indices])
+
+    def select_frames(self, indices: Sequence[int]) -> Descriptors:
+        """Descriptors of a subset of frames, renumbered 0..len(indices)-1 in that order."""
+        rows = self.frame_rows(indices)
+        counts = np.bincount(self.frame_index, minlength=self.n_frames)
         frame_ids = np.repeat(np.arange(len(indices), dtype=np.int64), counts[list(indices)])
         return Descriptors(self.values[rows], frame_ids, self.species_index[rows], self.spec)
 

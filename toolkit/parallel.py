@@ -20,11 +20,39 @@ from toolkit.errors import AetkError
 T = TypeVar("T")
 
 
+class SerialComm:
+    """The few communicator methods the toolkit uses, for one process: stands in for
+    ``COMM_WORLD`` where mpi4py is not installed (e.g. a GPU node training from descriptor
+    bundles, docs/paper_regime.md)."""
+
+    def Get_rank(self) -> int:  # noqa: N802  (mpi4py's names)
+        return 0
+
+    def Get_size(self) -> int:  # noqa: N802
+        return 1
+
+    def Barrier(self) -> None:  # noqa: N802
+        return None
+
+    def bcast(self, value: Any, root: int = 0) -> Any:
+        return value
+
+    def allgather(self, value: Any) -> list:
+        return [value]
+
+    def gather(self, value: Any, root: int = 0) -> list:
+        return [value]
+
+
 def world():
-    """``COMM_WORLD``: all ranks of this ``mpirun`` (one rank without it)."""
+    """``COMM_WORLD``: all ranks of this ``mpirun`` (one rank without it; a
+    :class:`SerialComm` where mpi4py is not installed)."""
     from toolkit.lammps import world_comm
 
-    return world_comm()
+    try:
+        return world_comm()
+    except ImportError:
+        return SerialComm()
 
 
 def serial():

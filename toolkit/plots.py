@@ -230,3 +230,66 @@ def training_figure(sweep_dir: str | Path, out: str | Path, system: str = "ArKr"
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return _save(fig, Path(out), f"local_r2_along_training_{system}")
+
+
+# -- the paper's regime (docs/paper_regime.md) ------------------------------------------------
+def _grouped_panels(panels: dict[str, dict[str, tuple]], ylabel: str, out: Path, name: str,
+                    title: str) -> list[Path]:
+    """One panel per system; in each, one line (mean, +-1 std band) per label."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.2), squeeze=False,
+                             sharey=True)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (system, lines) in zip(axes[0], panels.items(), strict=True):
+        for index, (label, (widths, mean, std)) in enumerate(lines.items()):
+            colour = colours[index % len(colours)]
+            ax.plot(widths, mean, "o-", color=colour, label=label, ms=3)
+            ax.fill_between(widths, mean - std, mean + std, color=colour, alpha=0.2, lw=0)
+        ax.set_xscale("log")
+        ax.set_xlabel("layer width")
+        ax.set_title(f"{SYSTEM_STYLE.get(system, (system,))[0]}, {title}", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0, 0].set_ylabel(ylabel)
+    fig.tight_layout()
+    return _save(fig, out, name)
+
+
+def _series(by_width: dict) -> tuple:
+    import numpy as np
+
+    widths = np.array(sorted(by_width))
+    values = [by_width[w] for w in widths]
+    return widths, np.array([v.mean() for v in values]), np.array([v.std() for v in values])
+
+
+def comparison_figure(tables: dict[str, list[dict]], metric: str, ylabel: str,
+                      out: str | Path, name: str, activation: str = "tanh",
+                      depth: int = 1) -> list[Path]:
+    """``metric`` vs width of several sweeps on one grid (e.g. L-BFGS vs Adam), per system."""
+    from toolkit.studies.regime import group_metric
+
+    panels: dict[str, dict[str, tuple]] = {}
+    for label, rows in tables.items():
+        chosen = [r for r in rows if r["activation"] == activation and int(r["depth"]) == depth]
+        for (system,), by_width in group_metric(chosen, metric, ["system"]).items():
+            panels.setdefault(system, {})[label] = _series(by_width)
+    order = [s for s in SYSTEM_STYLE if s in panels] + [s for s in panels
+                                                        if s not in SYSTEM_STYLE]
+    return _grouped_panels({s: panels[s] for s in order}, ylabel, Path(out), name,
+                           f"{activation}, depth {depth}")
+
+
+def data_size_figure(rows: list[dict], metric: str, ylabel: str, out: str | Path, name: str,
+                     activation: str = "tanh", depth: int = 1) -> list[Path]:
+    """``metric`` vs width, one line per number of training frames, one panel per system."""
+    from toolkit.studies.regime import group_metric
+
+    chosen = [r for r in rows if r["activation"] == activation and int(r["depth"]) == depth]
+    panels: dict[str, dict[str, tuple]] = {}
+    for (system, n_train), by_width in sorted(group_metric(chosen, metric,
+                                                           ["system", "n_train"]).items(),
+                                              key=lambda item: (item[0][0], item[0][1])):
+        panels.setdefault(system, {})[f"{n_train} frames"] = _series(by_width)
+    order = [s for s in SYSTEM_STYLE if s in panels]
+    return _grouped_panels({s: panels[s] for s in order}, ylabel, Path(out), name,
+                           f"{activation}, depth {depth}")

@@ -18,7 +18,10 @@ import time
 from collections.abc import Iterable
 from typing import IO, Any
 
-from tqdm import tqdm
+try:
+    from tqdm import tqdm
+except ImportError:  # a machine with torch and numpy only (a GPU node): silent bars
+    tqdm = None
 
 DEFAULT_SECONDS = 30.0  # between plain lines when the output is not a terminal
 PLAIN_FORMAT = ("{desc}{percentage:3.0f}% {n_fmt}/{total_fmt} "  # tqdm's desc ends in ": "
@@ -48,7 +51,35 @@ class _Discard:
         pass
 
 
-class PlainLines(tqdm):
+class _SilentBar:
+    """tqdm's interface doing nothing, where tqdm is not installed."""
+
+    def __init__(self, iterable: Iterable | None = None, **kwargs: Any) -> None:
+        self.iterable, self.n = iterable, 0
+
+    def __iter__(self):
+        return iter(self.iterable if self.iterable is not None else ())
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+
+    def set_postfix(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def set_description(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def __enter__(self) -> _SilentBar:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+class PlainLines(tqdm if tqdm is not None else _SilentBar):
     """A tqdm bar whose status goes out as whole lines: at start, every ``interval`` seconds
     at most, and once at the end (also for ``leave=False`` bars)."""
 
@@ -91,11 +122,13 @@ class PlainLines(tqdm):
 
 
 def progress(iterable: Iterable | None = None, *, enabled: bool = True,
-             stream: IO[str] | None = None, **kwargs: Any) -> tqdm:
+             stream: IO[str] | None = None, **kwargs: Any):
     """A progress bar over ``iterable`` (or ``total=``), tqdm's keywords (``desc``, ``unit``,
     ``total``, ``leave``, ...). ``enabled=False`` gives a silent bar with the same interface
     (e.g. on MPI ranks other than 0). ``stream`` defaults to stderr."""
     stream = stream if stream is not None else sys.stderr
+    if tqdm is None:
+        return _SilentBar(iterable, **kwargs)
     if not enabled:
         return tqdm(iterable, disable=True, **kwargs)
     isatty = getattr(stream, "isatty", None)

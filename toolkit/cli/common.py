@@ -18,3 +18,11 @@ def liquid_arguments(p: argparse.ArgumentParser) -> None:
                    "diamond 64, 216, ...); default 108, or 64 for a diamond lattice")
     p.add_argument("--temperature", type=float, default=120.0, help="K")
     p.add_argument("--seed", type=int, default=1, help="velocities, mixture species, frames")
+
+
+def device_argument(p: argparse.ArgumentParser, default: str | None = "cpu") -> None:
+    """``--device cpu|cuda``: where networks train (float64 on both)."""
+    p.add_argument("--device", default=default,
+                   help="cpu or cuda (cuda:N); training runs in float64 on both; a machine "
+                   "without a GPU refuses cuda" + ("" if default else
+                                                  " (default: the config's [training] device)"))

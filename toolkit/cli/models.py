@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from toolkit.cli.common import WALL_HELP
+from toolkit.cli.common import WALL_HELP, device_argument
 from toolkit.errors import AetkError
 
 
@@ -15,17 +15,20 @@ def _cmd_fit(args: argparse.Namespace) -> None:
 
     from toolkit.descriptors import read_spec
     from toolkit.models.fitting import FitConfig, fit_potential, undefined_scores
-    from toolkit.models.training import TrainingSettings
+    from toolkit.models.training import TrainingSettings, resolve_device
 
     spec, hidden = read_spec(args.spec), args.hidden or [16]
     if args.fitsnap_input:
         from toolkit.interop.fitsnap import fit_setup_from_fitsnap
 
         spec, hidden = fit_setup_from_fitsnap(args.fitsnap_input, args.spec, args.hidden)
+    settings = TrainingSettings(max_iterations=args.max_iterations, patience=args.patience,
+                                device=args.device)
+    resolve_device(settings.device)  # before reading data: a missing GPU is refused at once
     config = FitConfig(
         data=args.data, hidden=tuple(hidden), activation=args.activation,
         seed=args.seed, split_seed=args.split_seed, split_mode=args.split, spec=spec,
-        training=TrainingSettings(max_iterations=args.max_iterations, patience=args.patience),
+        training=settings,
         wall=not args.no_wall, anchors=args.anchors, anchor_weight=args.anchor_weight)
     potential, metrics = fit_potential(config, args.out, progress=not args.quiet)
     summary = {"total_r2": metrics["total"]["r2"],
@@ -114,6 +117,7 @@ def add_parsers(sub) -> None:
                    "widths ([PYTORCH] layer_sizes) from a FitSNAP input file")
     p.add_argument("--max-iterations", type=int, default=1000)
     p.add_argument("--patience", type=int, default=50)
+    device_argument(p)
     p.add_argument("--out", required=True, help="potential directory to write")
     p.add_argument("--no-wall", action="store_true", help=WALL_HELP)
     p.add_argument("--anchors", help="extxyz frames with reference totals always added to the "

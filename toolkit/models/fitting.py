@@ -4,45 +4,72 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from ase import Atoms
 
 from toolkit.config import ConfigError, JobConfig
-from toolkit.data import Split, file_hash, frames_hash, make_split, read_frames, validate_frames
-from toolkit.descriptors import Descriptors, DescriptorSpec, compute_descriptors
+from toolkit.data import Split, file_hash, make_split
+from toolkit.descriptor_spec import Descriptors, DescriptorSpec
 from toolkit.metrics import energy_metrics
 from toolkit.models.networks import Architecture, atomic_energies
-from toolkit.models.potential import Potential, read_potential, write_potential
 from toolkit.models.training import TrainedEnsemble, TrainingSettings, train_ensemble
-from toolkit.models.wall import wall_for
+
+if TYPE_CHECKING:  # LAMMPS and ASE load only where frames are read or potentials written:
+    # a sweep from a descriptor bundle (toolkit/bundle.py) trains and scores without them
+    from ase import Atoms
+
+    from toolkit.models.potential import Potential
 
 
 @dataclass
 class Dataset:
-    """Frames with their descriptors and a fixed split: what training and scoring need."""
+    """Frames with their descriptors and a fixed split: what training and scoring need.
+
+    ``frames`` is None for a data set read from a descriptor bundle (no ASE there); its
+    energies, local energies and content hashes then come from the bundle.
+    """
 
     path: Path | None
-    frames: list[Atoms]
+    frames: list[Atoms] | None
     descriptors: Descriptors
     split: Split
     split_seed: int
     split_mode: str = "random"
+    energies: np.ndarray | None = None  # (F,) total energies, eV
+    local_energy: np.ndarray | None = None  # (n_atoms,) eV, in descriptor-row order
+    frames_hash: str | None = None  # toolkit.data.frames_hash of the structures
+    source: dict | None = None  # provenance of a bundle (its file, hash, source frames)
 
-    @property
-    def energies(self) -> np.ndarray:
-        return np.array([a.info["energy"] for a in self.frames])
+    def __post_init__(self) -> None:
+        if self.frames is not None:
+            if self.energies is None:
+                self.energies = np.array([a.info["energy"] for a in self.frames])
+            if self.local_energy is None and all("local_energy" in a.arrays
+                                                 for a in self.frames):
+                self.local_energy = np.concatenate([a.arrays["local_energy"]
+                                                    for a in self.frames])
+        if self.energies is None:
+            raise ValueError("a Dataset needs frames or energies")
+        self.energies = np.asarray(self.energies, dtype=np.float64)
 
     @property
     def local_energies(self) -> np.ndarray | None:
-        if all("local_energy" in a.arrays for a in self.frames):
-            return np.concatenate([a.arrays["local_energy"] for a in self.frames])
-        return None
+        return self.local_energy
+
+    def structures_hash(self) -> str:
+        if self.frames_hash is None:
+            from toolkit.data import frames_hash
+
+            self.frames_hash = frames_hash(self.frames)
+        return self.frames_hash
 
     def provenance(self) -> dict:
+        if self.source is not None:
+            return {**self.source, "split_seed": self.split_seed, "split": self.split.as_dict()}
         return {"path": str(self.path) if self.path else None,
                 "sha256": file_hash(self.path) if self.path else None,
-                "frames_hash": frames_hash(self.frames), "n_frames": len(self.frames),
+                "frames_hash": self.structures_hash(), "n_frames": len(self.energies),
                 "split_seed": self.split_seed, "split_mode": self.split_mode,
                 "split": self.split.as_dict(), **self._test_trajectories()}
 
@@ -57,6 +84,9 @@ def load_dataset(path: str | Path, spec: DescriptorSpec, split_seed: int = 0,
                  progress: bool = True, comm=None, split_mode: str = "random") -> Dataset:
     """Frames, descriptors and the split (``split_mode``: random 70/10/20, or whole
     trajectories held out for testing, see :func:`toolkit.data.make_split`)."""
+    from toolkit.data import read_frames, validate_frames
+    from toolkit.descriptors import compute_descriptors
+
     frames = read_frames(path)
     validate_frames(frames, path, require=("energy",), cutoff=spec.cutoff, species=spec.elements)
     descriptors = compute_descriptors(frames, spec, source=path, progress=progress, comm=comm)
@@ -71,6 +101,9 @@ def with_anchors(dataset: Dataset, frames: list[Atoms], spec: DescriptorSpec,
 
     Validation and test frames are unchanged (same indices), so scores stay comparable.
     """
+    from toolkit.data import validate_frames
+    from toolkit.descriptors import compute_descriptors
+
     validate_frames(frames, source, require=("energy",), cutoff=spec.cutoff,
                     species=spec.elements)
     extra = compute_descriptors(frames, spec, source=source, progress=progress)
@@ -92,9 +125,8 @@ def ensemble_scores(ensemble: TrainedEnsemble, dataset: Dataset, frames) -> list
     local = atomic_energies(ensemble.networks, ensemble.theta, ensemble.normalisation,
                             subset.values, subset.species_index)
     reference_local = None
-    if dataset.local_energies is not None:
-        reference_local = np.concatenate(
-            [dataset.frames[f].arrays["local_energy"] for f in frames])
+    if dataset.local_energy is not None:
+        reference_local = dataset.local_energy[dataset.descriptors.frame_rows(frames)]
     n_atoms = np.bincount(subset.frame_index).astype(float)
     out = []
     for member in local:
@@ -155,6 +187,10 @@ def fit_potential(config: FitConfig, out: str | Path, progress: bool = True
     potential and the PyTorch metrics on the held-out test frames (NaN scores:
     :func:`undefined_scores`).
     """
+    from toolkit.data import read_frames
+    from toolkit.models.potential import read_potential, write_potential
+    from toolkit.models.wall import wall_for
+
     spec = config.spec
     dataset = load_dataset(config.data, spec, split_seed=config.split_seed, progress=progress,
                            split_mode=config.split_mode)

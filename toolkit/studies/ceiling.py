@@ -140,7 +140,7 @@ def ridge_predictions(kind: str, descriptors: Descriptors, targets: np.ndarray,
 def _atom_loss(networks: EnsembleNetworks, theta: torch.Tensor,
                blocks: list[tuple[torch.Tensor, torch.Tensor] | None]) -> torch.Tensor:
     """Per-member mean over atoms of (target - output)^2, normalised units: (M,)."""
-    total = torch.zeros(theta.shape[0], dtype=theta.dtype)
+    total = torch.zeros(theta.shape[0], dtype=theta.dtype, device=theta.device)
     count = 0
     for s, block in enumerate(blocks):
         if block is None:
@@ -165,7 +165,10 @@ def fit_local_energies(
     (:func:`toolkit.models.training.train_ensemble`), only the loss is per atom; the result
     exports with :func:`toolkit.models.potential.write_potential` like any trained ensemble.
     """
+    from toolkit.models.training import resolve_device
+
     settings = settings or TrainingSettings()
+    device = resolve_device(settings.device)
     torch.set_num_threads(settings.threads)
     local_energy = np.asarray(local_energy, dtype=np.float64)
     n_species, n_desc = len(descriptors.spec.elements), descriptors.values.shape[1]
@@ -189,8 +192,8 @@ def fit_local_energies(
         out = []
         for s in range(n_species):
             m = mask & (descriptors.species_index == s)
-            out.append((torch.from_numpy(norm.standardise(descriptors.values[m], s)),
-                        torch.from_numpy(centred[m] / scale)) if m.any() else None)
+            out.append((torch.from_numpy(norm.standardise(descriptors.values[m], s)).to(device),
+                        torch.from_numpy(centred[m] / scale).to(device)) if m.any() else None)
         return out
 
     networks = EnsembleNetworks(architecture, n_species, n_desc)
@@ -198,12 +201,14 @@ def fit_local_energies(
     for s in range(n_species):
         if s not in trained:
             theta[:, networks.species_block(s)] = 0.0
+    theta = theta.to(device)
     train_blocks, val_blocks = blocks(train_mask), blocks(val_mask)
     start = time.perf_counter()
     best, best_iter, train_loss, val_loss, history = batched_lbfgs(
         lambda t: _atom_loss(networks, t, train_blocks), theta, settings,
         lambda t: _atom_loss(networks, t, val_blocks))
-    return TrainedEnsemble(descriptors.spec, architecture, [int(s) for s in seeds], best, norm,
+    return TrainedEnsemble(descriptors.spec, architecture, [int(s) for s in seeds], best.cpu(),
+                           norm,
                            trained,
                            best_iter.tolist(), train_loss.tolist(), val_loss.tolist(),
                            time.perf_counter() - start, history)

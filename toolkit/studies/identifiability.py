@@ -493,8 +493,10 @@ class DatasetGauge:
     def __init__(self, dataset, frames: Sequence[int] | None = None):
         self.dataset = dataset
         self.frames = list(dataset.split.test if frames is None else frames)
-        self.has_local = dataset.local_energies is not None
-        test_frames = [dataset.frames[f] for f in self.frames]
+        # a descriptor bundle (toolkit/bundle.py) has no structures: the pair distances the
+        # transfer directions need are not there, so its gauge columns stay NaN (LPR is kept)
+        self.has_local = dataset.local_energies is not None and dataset.frames is not None
+        test_frames = [dataset.frames[f] for f in self.frames] if self.has_local else []
         self.projector = GaugeProjector(test_frames, dataset.descriptors.spec) \
             if self.has_local else None
         self.reference = (np.concatenate([a.arrays["local_energy"] for a in test_frames])

