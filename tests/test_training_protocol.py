@@ -76,6 +76,42 @@ def test_hand_gradient_equals_autograd_over_many_chunks(architecture, uniform, m
     assert not torch.allclose(other, grad, rtol=1e-6)
 
 
+def test_frame_weights_and_weight_decay_in_the_hand_written_objective():
+    """Frame weights (anchors) fold into the packed frames: equal to the autograd loss with
+    weights; a weight of 1 changes nothing. Weight decay: training with it equals training on
+    the autograd objective loss + decay mean(theta^2) (the gradient is added by hand)."""
+    descriptors, energies = _synthetic()
+    frames = list(range(20))
+    sub = descriptors.select_frames(frames)
+    norm = fit_normalisation(sub, energies[frames])
+    weights = np.linspace(0.5, 3.0, 20)
+    fs = frame_set(sub, energies[frames], norm, weights)
+    packed = objective.PackedFrames.pack(fs.blocks, fs.target, fs.n_atoms, weight=fs.weight)
+    networks = EnsembleNetworks(Architecture((4,), "tanh"), 2, 30)
+    theta = networks.initial_theta([0, 1])
+    reference_value, reference_grad = _value_and_grad(lambda t: loss(networks, t, fs), theta)
+    value, grad = objective.value_and_grad(networks, theta, packed)
+    torch.testing.assert_close(value, reference_value, rtol=1e-12, atol=0)
+    torch.testing.assert_close(grad, reference_grad, rtol=1e-11, atol=1e-14)
+    unweighted = _packed(descriptors, energies, frames)[1]
+    assert not torch.allclose(objective.value(networks, theta, unweighted), value, rtol=1e-6)
+    ones = objective.PackedFrames.pack(fs.blocks, fs.target, fs.n_atoms,
+                                       weight=torch.ones(20, dtype=torch.float64))
+    torch.testing.assert_close(objective.value(networks, theta, ones),
+                               objective.value(networks, theta, unweighted), rtol=1e-14, atol=0)
+    # weight decay: the decayed objective's optimum is smaller in norm than the plain one's
+    settings = dict(max_iterations=40, patience=1000)
+    plain = train_ensemble(Architecture((4,), "tanh"), descriptors, energies, frames,
+                           list(range(20, 24)), [0], TrainingSettings(**settings),
+                           progress=False)
+    decayed = train_ensemble(Architecture((4,), "tanh"), descriptors, energies, frames,
+                             list(range(20, 24)), [0],
+                             TrainingSettings(**settings, weight_decay=1.0), progress=False)
+    assert decayed.theta.norm() < 0.9 * plain.theta.norm()
+    with pytest.raises(TrainingSettingsError, match="weight_decay"):
+        TrainingSettings(optimizer="adam", weight_decay=0.1)
+
+
 def test_hand_gradient_matches_finite_differences():
     descriptors, energies = _synthetic()
     _, packed = _packed(descriptors, energies, list(range(20)))
