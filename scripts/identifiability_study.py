@@ -6,6 +6,8 @@
     .venv/bin/python scripts/identifiability_study.py dft            # the DFT mixture
     .venv/bin/python scripts/identifiability_study.py all
     .venv/bin/python scripts/identifiability_study.py tables      # markdown of the results
+    .venv/bin/python scripts/identifiability_study.py sweeps [--runs DIR] [--figures DIR]
+                                        # the sweeps' tables (from finished cells), figures
 
 Each writes ``results/identifiability/<study>.csv`` (one row per model) and
 ``<study>.json`` (settings, code version, machine), atomically; frames are generated into
@@ -281,15 +283,306 @@ def tables() -> None:
             print("| " + " | ".join(list(key) + cells) + " |")
 
 
+SWEEPS = {  # name in results/identifiability/: (directory under runs/, sweep TOML)
+    "sweep_mixture": ("identifiability", "sweeps/identifiability.toml"),
+    "sweep_pure": ("identifiability-pure", "sweeps/identifiability_pure.toml"),
+}
+SUMMARY_COLUMNS = ("total_r2", "local_r2_aligned", "local_r2_gauge", "gauge_share_constants",
+                   "aligned_share_transfer", "aligned_share_symmetric", "lpr_Ar", "lpr_Kr",
+                   "best_iteration")
+
+
+def _member_lpr(row: dict) -> float:
+    """A member's mean LPR over the lpr_<element> columns its system has (as `aetk report`)."""
+    values = [float(v) for k, v in row.items() if k.startswith("lpr_") and v not in ("", "nan")]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _copy_sweep(name: str, source: Path, toml: str) -> None:
+    """The sweep's member table, assembled from its finished cells exactly as
+    toolkit.studies.sweep.collect_results does (a killed sweep has no results.csv: rank 0
+    writes it only after every rank is done), its config, and what ran or not."""
+    import shutil
+
+    from toolkit.data import atomic_write_text
+    from toolkit.studies.sweep import cell_id, result_columns, stored_config
+    from toolkit.tables import read_table, write_table
+
+    config = stored_config(source)
+    columns = result_columns(config.spec)
+    rows, finished, missing = [], [], []
+    for cell in config.cells():
+        path = source / "cells" / f"{cell_id(*cell)}.csv"
+        if path.is_file():
+            rows += read_table(path, texts=columns)  # copied as written, unparsed
+            finished.append(cell_id(*cell))
+        else:
+            missing.append(cell_id(*cell))
+    if not rows:
+        print(f"{source}: no finished cells; {name}.csv left as it is")
+        return
+    write_table(RESULTS / f"{name}.csv", rows, columns)
+    shutil.copy(source / "config.json", RESULTS / f"{name}.config.json")
+    training = _training_rows(source, finished)
+    if training:
+        write_table(RESULTS / f"{name}_training.csv", training, list(training[0]))
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip()
+    command = f"mpirun -np 2 aetk sweep --config {toml} --out runs/{source.name}"
+    meta = {"sweep": name, "source": f"runs/{source.name}", "config": toml,
+            "command": command, "finished_cells": finished, "missing_cells": missing,
+            "complete": not missing,
+            "resume": command + " (finished cells are kept)" if missing else None,
+            "copied_by": "python scripts/identifiability_study.py sweeps",
+            "copied_at_commit": commit, "copied": time.strftime("%Y-%m-%d %H:%M:%S")}
+    atomic_write_text(RESULTS / f"{name}.json", json.dumps(meta, indent=1) + "\n")
+    print(f"wrote {RESULTS / name}.csv ({len(rows)} rows from {len(finished)} of "
+          f"{len(finished) + len(missing)} cells)")
+
+
+def _training_rows(source: Path, cells: list[str]) -> list[dict]:
+    """Per member, from the cells' scores along training (cells/*.monitor.json, test frames
+    every monitor_every L-BFGS iterations): the scores at the record nearest the iteration
+    early stopping chose, and at the record where the aligned local R2 peaked."""
+    out = []
+    for name in cells:
+        path = source / "cells" / f"{name}.monitor.json"
+        if not path.is_file():
+            continue
+        data = json.loads(path.read_text())
+        system, width = name.split("_")[0], int(name.rsplit("_w", 1)[1])
+        iterations = [r["iteration"] for r in data["records"]]
+        for m, seed in enumerate(data["seeds"]):
+            scores = [r["members"][m] for r in data["records"]]
+            best = data["best_iteration"][m]
+            at = min(range(len(iterations)), key=lambda k: abs(iterations[k] - best))
+            peak = max(range(len(iterations)), key=lambda k: scores[k]["local_r2_aligned"])
+            out.append({"system": system, "width": width, "seed": seed,
+                        "best_iteration": best, "record_nearest_best": iterations[at],
+                        "last_record": iterations[-1],
+                        "aligned_at_best": scores[at]["local_r2_aligned"],
+                        "gauge_at_best": scores[at]["local_r2_gauge"],
+                        "aligned_share_transfer_at_best": scores[at]["aligned_share_transfer"],
+                        "aligned_peak": scores[peak]["local_r2_aligned"],
+                        "aligned_peak_record": iterations[peak],
+                        "gauge_at_aligned_peak": scores[peak]["local_r2_gauge"],
+                        "aligned_share_transfer_at_aligned_peak":
+                            scores[peak]["aligned_share_transfer"],
+                        "gauge_max": max(s["local_r2_gauge"] for s in scores)})
+    return out
+
+
+def _summary_rows(name: str) -> list[dict]:
+    """Per (system, width) of the sweep's config: seeds present, mean and sd over seeds of
+    SUMMARY_COLUMNS and the Spearman rank correlation of mean LPR with local R2 over those
+    members; then per system the same correlation over all its members (width "all").
+    Cells of the config that did not run are rows with n_seeds 0."""
+    from scipy.stats import spearmanr
+
+    rows = list(csv.DictReader(open(RESULTS / f"{name}.csv")))
+    config = json.loads((RESULTS / f"{name}.config.json").read_text())
+    out = []
+
+    def rho(members, metric):  # empty (None) where it cannot be computed
+        if len(members) < 3:
+            return None
+        return float(spearmanr([_member_lpr(m) for m in members],
+                               [float(m[metric]) for m in members]).statistic)
+
+    for system in config["systems"]:
+        ran = [r for r in rows if r["system"] == system]
+        for width in config["widths"]:
+            members = [r for r in ran if int(r["width"]) == width]
+            row = {"sweep": name, "system": system, "width": width, "n_seeds": len(members)}
+            for column in SUMMARY_COLUMNS:
+                values = np.array([float(m[column]) for m in members])
+                row[f"{column}_mean"] = float(values.mean()) if len(values) else None
+                row[f"{column}_sd"] = float(values.std()) if len(values) else None
+            for metric in ("local_r2_aligned", "local_r2_gauge"):
+                row[f"spearman_lpr_{metric}"] = rho(members, metric)
+            out.append(row)
+        row = {"sweep": name, "system": system, "width": "all", "n_seeds": len(ran)}
+        for metric in ("local_r2_aligned", "local_r2_gauge"):
+            row[f"spearman_lpr_{metric}"] = rho(ran, metric)
+        out.append(row)
+    return out
+
+
+def _print_training(name: str, rows: list[dict]) -> None:
+    """Mean +- sd over seeds of <name>_training.csv, per system and width."""
+    columns = ("aligned_peak", "aligned_peak_record", "gauge_at_aligned_peak",
+               "aligned_share_transfer_at_aligned_peak", "aligned_at_best", "gauge_at_best",
+               "aligned_share_transfer_at_best")
+    print(f"\nalong training ({name}, results/identifiability/{name}_training.csv)\n")
+    print("| system | width | " + " | ".join(columns) + " |")
+    print("|" + "---|" * (len(columns) + 2))
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["system"], int(row["width"])), []).append(row)
+    for (system, width), members in sorted(groups.items()):
+        cells = []
+        for column in columns:
+            values = np.array([float(m[column]) for m in members])
+            fmt = ".0f" if column.endswith("record") else ".3f"
+            cells.append(f"{values.mean():{fmt}} +- {values.std():{fmt}}")
+        print(f"| {system} | {width} | " + " | ".join(cells) + " |")
+
+
+def _sig3(x: float) -> str:
+    """Three significant figures without exponent below 10^4 (22.0, 8.87, 284, 6.24e+07)."""
+    if abs(x) >= 1e4:
+        return f"{x:.2e}"
+    if abs(x) >= 100:
+        return f"{x:.0f}"
+    return f"{x:#.3g}"
+
+
+FIGURES = {  # sweep: {figure of toolkit.plots (as `aetk report` names it): docs name}
+    "sweep_mixture": {"gauge_local_r2_tanh": "mixture_gauge_local_r2",
+                      "lpr_vs_local_r2_aligned": "mixture_lpr_vs_local_r2_aligned",
+                      "lpr_vs_local_r2_gauge": "mixture_lpr_vs_local_r2_gauge",
+                      "local_r2_along_training_ArKr": "mixture_local_r2_along_training"},
+    "sweep_pure": {"gauge_local_r2_tanh": "pure_gauge_local_r2",
+                   "lpr_vs_local_r2_aligned": "pure_lpr_vs_local_r2_aligned"},
+}
+
+
+def _figures(name: str, source: Path, target: Path) -> None:
+    """`aetk report`'s identifiability figures of one sweep, drawn from the committed member
+    table (a killed sweep has no results.csv for `aetk report` to read) and, for the scores
+    along training, the run's cells/*.monitor.json; PNGs copied to
+    ``target/identifiability_<FIGURES name>.png``."""
+    import shutil
+    import tempfile
+
+    from toolkit.plots import gauge_figure, rigidity_figure, training_figure
+    from toolkit.studies.sweep import read_results
+
+    rows = read_results(RESULTS / f"{name}.csv")
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = gauge_figure(rows, tmp)
+        paths += rigidity_figure(rows, tmp, "local_r2_aligned")
+        paths += rigidity_figure(rows, tmp, "local_r2_gauge")
+        if (source / "cells").is_dir():
+            for system in sorted({r["system"] for r in rows}):
+                paths += training_figure(source, tmp, system)
+        drawn = {p.stem: p for p in paths if p.suffix == ".png"}
+        for stem, docs_name in FIGURES[name].items():
+            if stem not in drawn:
+                print(f"{name}: no figure {stem} (nothing to draw it from)")
+                continue
+            shutil.copy(drawn[stem], target / f"identifiability_{docs_name}.png")
+            print(f"wrote {target / f'identifiability_{docs_name}.png'}")
+
+
+def sweeps(runs: Path, figures: Path | None = None) -> None:
+    """The identifiability sweeps (runs/identifiability*, made by the commands in
+    sweeps/identifiability*.toml): copy each one's member table, assembled from its finished
+    cells, with its config into results/identifiability/<name>.csv, .config.json, .json
+    (finished and missing cells, the resume command); then write sweep_summary.csv (per
+    width: mean +- sd over seeds, Spearman of mean LPR with local R2) from the committed
+    tables and print it as markdown, saying which widths did not run."""
+    from toolkit.species import system_composition
+    from toolkit.tables import write_table
+
+    for name, (run, toml) in SWEEPS.items():
+        source = runs / run
+        if (source / "config.json").is_file():
+            _copy_sweep(name, source, toml)
+        else:
+            print(f"{source}: no sweep here; summarising the committed {name}.csv")
+        if figures is not None and (RESULTS / f"{name}.csv").is_file():
+            _figures(name, source, figures)
+    summary = []
+    for name in SWEEPS:
+        if (RESULTS / f"{name}.csv").is_file():
+            summary += _summary_rows(name)
+    if not summary:
+        print("no sweep tables in results/identifiability/")
+        return
+    columns = ["sweep", "system", "width", "n_seeds"]
+    columns += [f"{c}_{s}" for c in SUMMARY_COLUMNS for s in ("mean", "sd")]
+    columns += ["spearman_lpr_local_r2_aligned", "spearman_lpr_local_r2_gauge"]
+    write_table(RESULTS / "sweep_summary.csv", summary, columns)
+    print(f"wrote {RESULTS / 'sweep_summary.csv'}")
+
+    def pm(row, column, fmt=".3f"):
+        mean, sd = row[column + "_mean"], row[column + "_sd"]
+        if mean != mean:  # NaN: the column does not apply (LPR of the absent species)
+            return "-"
+        if fmt == "lpr":
+            return f"{_sig3(mean)} +- {_sig3(sd)}"
+        return f"{mean:{fmt}} +- {sd:{fmt}}"
+
+    def rho(value):
+        return "" if value is None or value != value else f"{value:+.2f}"
+
+    for name in SWEEPS:
+        rows = [r for r in summary if r["sweep"] == name]
+        if not rows:
+            continue
+        print(f"\nscores ({name}, results/identifiability/sweep_summary.csv)\n")
+        print("| system | width | seeds | total R2 | aligned local R2 | gauge-projected local R2 "
+              "| share constants | transfer share of the aligned error | symmetric-control "
+              "share of the aligned error |")
+        print("|" + "---|" * 9)
+        for row in rows:
+            if row["width"] == "all":
+                continue
+            if row["n_seeds"] == 0:
+                print(f"| {row['system']} | {row['width']} | 0 (not run) |" + " |" * 6)
+                continue
+            mixture = len(system_composition(row["system"])) > 1
+            shares = [pm(row, c) if mixture else "n/a (no cross pairs)"
+                      for c in ("aligned_share_transfer", "aligned_share_symmetric")]
+            print(f"| {row['system']} | {row['width']} | {row['n_seeds']} | "
+                  f"{pm(row, 'total_r2', '.4f')} | {pm(row, 'local_r2_aligned')} | "
+                  f"{pm(row, 'local_r2_gauge', '.4f')} | {pm(row, 'gauge_share_constants')} | "
+                  f"{shares[0]} | {shares[1]} |")
+        print(f"\nlocal prediction rigidity ({name}, results/identifiability/sweep_summary.csv;"
+              " Spearman over the members of the row)\n")
+        print("| system | width | members | mean LPR Ar | mean LPR Kr | Spearman(LPR, aligned "
+              "local R2) | Spearman(LPR, gauge-projected local R2) |")
+        print("|" + "---|" * 7)
+        for row in rows:
+            if row["width"] != "all" and row["n_seeds"] == 0:
+                print(f"| {row['system']} | {row['width']} | 0 (not run) |" + " |" * 4)
+                continue
+            lpr = (["", ""] if row["width"] == "all"
+                   else [pm(row, c, "lpr") for c in ("lpr_Ar", "lpr_Kr")])
+            print(f"| {row['system']} | {row['width']} | {row['n_seeds']} | {lpr[0]} | "
+                  f"{lpr[1]} | {rho(row['spearman_lpr_local_r2_aligned'])} | "
+                  f"{rho(row['spearman_lpr_local_r2_gauge'])} |")
+        training_path = RESULTS / f"{name}_training.csv"
+        if training_path.is_file():
+            _print_training(name, list(csv.DictReader(open(training_path))))
+        missing = [f"{r['system']} w{r['width']}" for r in rows
+                   if r["width"] != "all" and r["n_seeds"] == 0]
+        if missing:
+            run, toml = SWEEPS[name]
+            print(f"\n{name}: NOT RUN: {', '.join(missing)}; resume with `mpirun -np 2 aetk "
+                  f"sweep --config {toml} --out runs/{run}` (finished cells are kept)")
+
+
 STUDIES = {"compositions": compositions, "decay": decay, "teachers": teachers, "dft": dft}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("study", choices=[*STUDIES, "all", "tables"])
+    parser.add_argument("study", choices=[*STUDIES, "all", "tables", "sweeps"])
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs",
+                        help="where the sweep directories are (sweeps; default runs/)")
+    parser.add_argument("--figures", type=Path, default=None,
+                        help="sweeps: also draw the identifiability figures into this folder "
+                        "(docs/figures)")
     args = parser.parse_args()
-    if args.study == "tables":
-        tables()
+    if args.study in ("tables", "sweeps"):
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        if args.study == "tables":
+            tables()
+        else:
+            sweeps(args.runs.resolve(), args.figures)
         return
     WORK.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)

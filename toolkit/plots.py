@@ -161,29 +161,47 @@ def _finite(value) -> bool:
 
 
 def rigidity_figure(rows, out: str | Path, metric: str = "local_r2_aligned") -> list[Path]:
-    """Mean LPR of each member (log scale) against its local R2, one colour per system, with
-    the Spearman rank correlation across the members of each system."""
+    """Mean LPR of each member (log scale) against its local R2, one colour per system and
+    one marker per width (LPR falls with width, so a correlation across all members mixes
+    width in), with the Spearman rank correlation across the members of each system."""
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
     from scipy.stats import spearmanr
 
+    markers = "osD^vPX*"
+    widths = sorted({int(r["width"]) for r in rows})
+    marker = {w: markers[k % len(markers)] for k, w in enumerate(widths)}
     fig, ax = plt.subplots(figsize=(4.6, 3.4))
-    drawn = False
+    handles, drawn = [], []
     for system, (label, colour) in SYSTEM_STYLE.items():
-        points = [(_member_lpr(r), r[metric]) for r in rows if r["system"] == system]
-        points = [(x, y) for x, y in points if _finite(x) and _finite(y) and x > 0]
+        points = [(_member_lpr(r), r[metric], int(r["width"])) for r in rows
+                  if r["system"] == system]
+        points = [(x, y, w) for x, y, w in points if _finite(x) and _finite(y) and x > 0]
         if len(points) < 3:
             continue
-        x, y = (list(v) for v in zip(*points, strict=True))
+        x, y, w = (list(v) for v in zip(*points, strict=True))
         rho = spearmanr(x, y).statistic
-        ax.scatter(x, y, s=10, color=colour, alpha=0.7, label=f"{label} (rho {rho:+.2f})")
-        drawn = True
+        for width in sorted(set(w)):
+            ax.scatter([a for a, b in zip(x, w, strict=True) if b == width],
+                       [a for a, b in zip(y, w, strict=True) if b == width], s=14,
+                       color=colour, alpha=0.7, marker=marker[width])
+        handles.append(Line2D([], [], ls="", marker="o", color=colour,
+                              label=f"{label} (rho {rho:+.2f})"))
+        drawn += x
     if not drawn:
         plt.close(fig)
         return []
+    handles += [Line2D([], [], ls="", marker=marker[w], color="grey", label=f"width {w}")
+                for w in widths]
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # 2x10^0, 3x10^0, ... overlap
+    if max(drawn) / min(drawn) < 100:  # within two decades: label 1, 2, 5 x 10^k plainly
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_xlabel("mean local prediction rigidity (test atoms)")
     ax.set_ylabel(metric.replace("_", " "))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(handles=handles, fontsize=7)
     return _save(fig, Path(out), f"lpr_vs_{metric}")
 
 
