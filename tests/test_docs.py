@@ -62,3 +62,28 @@ def test_table_shows_each_measured_number_and_a_changed_file_is_caught(bench):
     results["descriptors"]["cost_ratio_8_over_6"] = 2.3  # the number drifts: caught
     assert bench.readme_with_table(current, results) != current
     assert "No benchmark results" in bench.table_markdown({**results, "quick": True})
+
+
+def test_reference_points_tables_are_the_committed_results():
+    """docs/reference_points.md shows exactly the tables `aetk points report` renders from
+    results/reference_points/ (no placeholder left, no hand-edited number)."""
+    from toolkit.studies import reference_points as study
+
+    doc = (ROOT / "docs" / "reference_points.md").read_text()
+    results = ROOT / "results" / "reference_points"
+    tables = {
+        "lj_results.csv": study.lj_markdown(study.read_table(results / "lj_results.csv")),
+        "bond_search.json": study.search_markdown(
+            json.loads((results / "bond_search.json").read_text())),
+        "grid_results.csv": study.grid_markdown(
+            study.read_table(results / "grid_results.csv"),
+            json.loads((results / "grid.json").read_text())),
+        "cost.json": study.cost_markdown(json.loads((results / "cost.json").read_text())),
+    }
+    for name, table in tables.items():
+        assert table in doc, f"docs/reference_points.md: the table from {name} differs"
+        assert table in (results / "tables.md").read_text()
+    for placeholder in ("_TABLE", "_TEXT", "PLACEHOLDER"):
+        assert placeholder not in doc
+    for figure in ("points_lj_width.png", "points_lj_bonds.png", "points_dft_grid.png"):
+        assert f"figures/{figure}" in doc and (ROOT / "docs" / "figures" / figure).is_file()

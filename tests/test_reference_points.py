@@ -396,3 +396,54 @@ def test_lj_study_resumes_and_writes_one_row_per_member(tmp_path, arkr_lj_frames
     config_path.write_text('[points]\nwidth = [2]\n')
     with pytest.raises(PointsConfigError, match="points.width"):
         read_lj_config(config_path)
+
+
+def test_lj_rescore_rescores_saved_cells_without_training(tmp_path, arkr_lj_frames):
+    """`aetk points lj --rescore`: score columns recomputed from the saved ensembles (so a
+    stale or missing score is filled in), training columns kept, unfinished cells untouched."""
+    import csv
+
+    from toolkit.cli import main
+    from toolkit.data import write_frames
+    from toolkit.studies.reference_points import (
+        PointsConfigError,
+        lj_data_path,
+        read_lj_config,
+        read_table,
+        rescore_lj_study,
+        run_lj_study,
+    )
+
+    config_path = tmp_path / "study.toml"
+    config_path.write_text('[points]\nmodels = ["atoms", "bonds"]\nwidths = []\nseeds = [0, 1]\n'
+                           'frames = 6\nbond_cutoff_factor = 1.6\n[training]\n'
+                           'max_iterations = 3\n')
+    config = read_lj_config(config_path)
+    out = tmp_path / "study"
+    write_frames(lj_data_path(config, out), arkr_lj_frames)
+    run_lj_study(config, out, progress=False, stop_after=1)  # atoms_linear_w0 only
+    cell = out / "cells" / "atoms_linear_w0.csv"
+    before = read_table(cell)
+    # a stale cell: scored before the gauge column existed, with a wrong total score
+    with open(cell) as handle:
+        stale = list(csv.DictReader(handle))
+    for row in stale:
+        row.update(local_r2_gauge="nan", total_r2="-7.0", cell_seconds="123.5")
+    with open(cell, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(stale[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(stale)
+    assert main(["points", "lj", "--rescore", "--out", str(out), "--quiet"]) == 0
+    after = read_table(out / "results.csv")
+    assert len(after) == 2 and {r["model"] for r in after} == {"atoms"}  # nothing trained
+    assert not (out / "cells" / "bonds_linear_w0.pt").exists()
+    for old, new in zip(before, after, strict=True):
+        assert new["total_r2"] == pytest.approx(old["total_r2"], abs=1e-12) or (
+            np.isnan(new["total_r2"]) and np.isnan(old["total_r2"]))  # one test frame: NaN
+        assert new["local_r2_aligned"] == pytest.approx(old["local_r2_aligned"], abs=1e-12)
+        assert new["local_r2_gauge"] == pytest.approx(old["local_r2_gauge"], abs=1e-12)
+        assert np.isfinite(new["local_r2_gauge"])
+        assert new["cell_seconds"] == 123.5  # training columns are kept, not recomputed
+    (out / "cells" / "atoms_linear_w0.pt").unlink()
+    with pytest.raises(PointsConfigError, match="cannot be rescored"):
+        rescore_lj_study(out, progress=False)

@@ -65,9 +65,19 @@ def _cmd_search(args: argparse.Namespace) -> None:
 
 
 def _cmd_lj(args: argparse.Namespace) -> None:
-    from toolkit.studies.reference_points import read_lj_config, run_lj_study
+    from toolkit.studies.reference_points import (
+        PointsConfigError,
+        read_lj_config,
+        rescore_lj_study,
+        run_lj_study,
+    )
 
-    path = run_lj_study(read_lj_config(args.config), args.out, progress=not args.quiet)
+    if args.rescore:
+        path = rescore_lj_study(args.out, progress=not args.quiet)
+    elif args.config is None:
+        raise PointsConfigError("--config is required (or --rescore an existing --out)")
+    else:
+        path = run_lj_study(read_lj_config(args.config), args.out, progress=not args.quiet)
     print(f"wrote {path}")
 
 
@@ -173,8 +183,10 @@ def add_parsers(sub) -> None:
 
     p = jobs.add_parser("lj", help="atom-, bond-centred and combined networks of every width "
                         "on LJ totals; bond and atomic energies against the exact partition")
-    p.add_argument("--config", required=True, help="study TOML, e.g. sweeps/points_lj.toml")
+    p.add_argument("--config", help="study TOML, e.g. sweeps/points_lj.toml")
     p.add_argument("--out", required=True, help="study directory (results.csv, cells/)")
+    p.add_argument("--rescore", action="store_true", help="score the finished cells of --out "
+                   "again from their saved ensembles (OUT/config.json; no training)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_lj)
 

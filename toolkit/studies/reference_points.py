@@ -293,14 +293,63 @@ def run_lj_study(config: LjStudyConfig, out: str | Path, progress: bool = True,
         (cells_dir / f".{name}.pt.tmp").replace(cells_dir / f"{name}.pt")
         atomic_write_text(cells_dir / f"{name}.csv", _csv_text(rows, RESULT_COLUMNS))
         trained += 1
+    return _write_results(config, out)
+
+
+def _write_results(config: LjStudyConfig, out: Path) -> Path:
+    """``OUT/results.csv``: the rows of every finished cell, in the config's cell order."""
     results = []
     for cell in config.cells():
-        path = cells_dir / f"{cell_name(*cell)}.csv"
+        path = out / "cells" / f"{cell_name(*cell)}.csv"
         if path.is_file():
             with open(path) as handle:
                 results += list(csv.DictReader(handle))
     atomic_write_text(out / "results.csv", _csv_text(results, RESULT_COLUMNS))
     return out / "results.csv"
+
+
+def lj_config_from_json(path: str | Path) -> LjStudyConfig:
+    """The :class:`LjStudyConfig` a study wrote to ``OUT/config.json``."""
+    data = json.loads(Path(path).read_text())
+    return LjStudyConfig(**{k: tuple(v) if isinstance(v, list) else v
+                            for k, v in data.items() if k not in ("spec", "training")},
+                         spec=DescriptorSpec.from_dict(data["spec"]),
+                         training=TrainingSettings(**data["training"]))
+
+
+def rescore_lj_study(out: str | Path, progress: bool = True) -> Path:
+    """Score every finished cell again from its saved ensemble, without training.
+
+    The score columns (totals, atomic, gauge-projected and bond scores) are recomputed on the
+    test frames; the training columns (n_params, best_iteration, cell_seconds, ...) are kept.
+    Unfinished cells stay unfinished. Rewrites ``OUT/cells/<cell>.csv`` and
+    ``OUT/results.csv``.
+    """
+    import torch
+
+    out = Path(out)
+    config = lj_config_from_json(out / "config.json")
+    data = load_lj_data(config, out, progress=progress)
+    score_keys = None
+    finished = [c for c in config.cells()
+                if (out / "cells" / f"{cell_name(*c)}.csv").is_file()]
+    for cell in tqdm(finished, desc="points lj rescore", unit="cell", disable=not progress):
+        name = cell_name(*cell)
+        csv_path, pt_path = out / "cells" / f"{name}.csv", out / "cells" / f"{name}.pt"
+        if not pt_path.is_file():
+            raise PointsConfigError(f"{pt_path} missing: cell {name} cannot be rescored")
+        ensemble = TrainedEnsemble.from_dict(torch.load(pt_path, weights_only=True))
+        with open(csv_path) as handle:
+            old = list(csv.DictReader(handle))
+        if [int(r["seed"]) for r in old] != list(ensemble.seeds):
+            raise PointsConfigError(f"{csv_path}: seeds {[r['seed'] for r in old]} differ "
+                                    f"from the saved ensemble's {ensemble.seeds}")
+        scores = score_ensemble(ensemble, data, cell[0], data.split.test)
+        score_keys = score_keys or set(scores[0])
+        rows = [{**{k: v for k, v in o.items() if k not in score_keys}, **s}
+                for o, s in zip(old, scores, strict=True)]
+        atomic_write_text(csv_path, _csv_text(rows, RESULT_COLUMNS))
+    return _write_results(config, out)
 
 
 def read_table(path: str | Path) -> list[dict]:
@@ -616,15 +665,18 @@ MODEL_STYLE = {"atoms": ("C0", "o", "atom-centred"), "bonds": ("C3", "s", "bond-
 
 
 def lj_width_figure(rows: list[dict], out: str | Path) -> list[Path]:
-    """Aligned local R2 (half-bond sums for bond models) and bond R2 against width."""
+    """Aligned and gauge-projected local R2 (half-bond sums for bond models), bond R2 and
+    total R2 against width."""
     import matplotlib.pyplot as plt
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    table = summary_table(rows, ("local_r2_aligned", "bond_r2", "total_r2"))
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    for ax, metric, label in zip(axes, ("local_r2_aligned", "bond_r2", "total_r2"),
+    metrics = ("local_r2_aligned", "local_r2_gauge", "bond_r2", "total_r2")
+    table = summary_table(rows, metrics)
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
+    for ax, metric, label in zip(axes, metrics,
                                  ("atomic energies: aligned R$^2$ vs pe/atom",
+                                  "atomic energies: gauge-projected R$^2$",
                                   "bond energies: R$^2$ vs exact pair energies",
                                   "total energies: R$^2$"), strict=True):
         for model, (color, marker, name) in MODEL_STYLE.items():
@@ -662,11 +714,7 @@ def lj_bond_figure(study: str | Path, out: str | Path, model: str = "bonds",
     from toolkit.points.pair_energy import lj_pair_energy
 
     study, out = Path(study), Path(out)
-    config_data = json.loads((study / "config.json").read_text())
-    config = LjStudyConfig(**{k: tuple(v) if isinstance(v, list) else v
-                              for k, v in config_data.items() if k not in ("spec", "training")},
-                           spec=DescriptorSpec.from_dict(config_data["spec"]),
-                           training=TrainingSettings(**config_data["training"]))
+    config = lj_config_from_json(study / "config.json")
     data = load_lj_data(config, study, progress=False)
     ensemble = TrainedEnsemble.from_dict(torch.load(
         study / "cells" / f"{cell_name(model, activation, width)}.pt", weights_only=True))
@@ -752,14 +800,16 @@ def _pm(entry: dict, metric: str, digits: int = 4) -> str:
 
 def lj_markdown(rows: list[dict]) -> str:
     """Mean +- std over seeds per model and width: totals, atomic and bond energies."""
-    metrics = ("total_r2", "local_r2_aligned", "local_r2", "bond_r2", "bond_r2_aligned",
-               "best_iteration")
-    lines = ["| model | width | total R2 | atomic R2 aligned | atomic R2 raw | bond R2 | "
-             "bond R2 aligned | best iteration |", "|---|---|---|---|---|---|---|---|"]
+    metrics = ("total_r2", "local_r2_aligned", "local_r2_gauge", "local_r2", "bond_r2",
+               "bond_r2_aligned", "best_iteration")
+    lines = ["| model | width | total R2 | atomic R2 aligned | atomic R2 gauge-projected | "
+             "atomic R2 raw | bond R2 | bond R2 aligned | best iteration |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for e in summary_table(rows, metrics):
         width = "linear" if e["activation"] == "linear" else f"tanh {e['width']}"
         lines.append(f"| {e['model']} | {width} | {_pm(e, 'total_r2')} | "
-                     f"{_pm(e, 'local_r2_aligned')} | {_pm(e, 'local_r2')} | "
+                     f"{_pm(e, 'local_r2_aligned')} | {_pm(e, 'local_r2_gauge')} | "
+                     f"{_pm(e, 'local_r2')} | "
                      f"{_pm(e, 'bond_r2')} | {_pm(e, 'bond_r2_aligned')} | "
                      f"{e['best_iteration']:.0f} |")
     return "\n".join(lines) + "\n"
