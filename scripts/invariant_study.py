@@ -21,9 +21,15 @@ killed run resumes):
   Si diverse set and the Ar liquid, then ``aetk invariant`` on each (LAMMPS evaluation):
   ``runs/invariant/invariant/NAME/invariant.csv`` and ``docs/figures/invariant_NAME.png``;
 - ``report``: ``docs/invariant_points.json`` (every number the doc quotes), the figures
-  ``docs/figures/invariant_*.png`` and ``runs/invariant/tables.md`` (the doc's tables).
+  ``docs/figures/invariant_*.png`` and ``runs/invariant/tables.md`` (the doc's tables,
+  rendered from the JSON by :func:`tables_markdown`). It trains nothing and reports what
+  the other stages left: a case, sweep cell or command-line run that has not run is listed
+  under ``missing`` (with the command that finishes it; ``complete`` is false), and the
+  rank correlations of an unfinished sweep use its finished cells only.
 
-Everything runs serially on one core (torch threads 1) in about 30 minutes here.
+Everything runs serially on one core (torch threads 1). Training dominates: in the
+interrupted first run, one case at one width took 1.4 to 23 minutes (``train.log``), and
+the sweeps train 24 more cells of 5 seeds.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from toolkit.data import atomic_write_text, read_frames, write_frames  # noqa: E402
 from toolkit.descriptor_spec import DescriptorSpec  # noqa: E402
+from toolkit.studies.invariant import NEAR_RATIO  # noqa: E402
 
 SI_SPEC = DescriptorSpec(elements=("Si",))  # default Si radius 1.45 A: cutoff 4.205 A
 AR_SPEC = DescriptorSpec()  # the toolkit default (Ar, Kr)
@@ -353,37 +360,59 @@ def _summarise_case(result: dict) -> dict:
                      [m["own_test"]["total_rmse_per_atom"] for m in members]),
                  "best_iteration": _mean_std([m["best_iteration"] for m in members])}
         for test in members[0]["tests"]:
-            for key in ("local_r2", "local_rmse", "total_rmse_per_atom"):
+            for key in ("local_r2", "local_rmse", "local_offset", "total_rmse_per_atom"):
                 entry[f"{test}_{key}"] = _mean_std([m["tests"][test][key] for m in members])
         for key in members[0]["invariant"]:
             entry[key] = _mean_std([m["invariant"][key] for m in members])
+        far = _far_mask(result["points"])
+        entry["invariant_far_rmse"] = _mean_std(
+            [np.sqrt(np.mean(np.asarray(m["invariant_errors"])[far] ** 2)) if far.any()
+             else np.nan for m in members])
         entry["point_errors_mean"] = np.mean([m["invariant_errors"] for m in members],
                                              axis=0).tolist()
+        entry["point_errors_std"] = np.std([m["invariant_errors"] for m in members],
+                                           axis=0).tolist()
         out["widths"][str(width)] = entry
     out["points"] = [{k: r[k] for k in ("structure", "nn_distance", "reference", "nn_ratio")}
                      for r in result["points"]]
+    ratio = np.array([r["nn_ratio"] for r in result["points"]])
+    single = np.array([r["structure"] != "isolated" for r in result["points"]])
+    out["n_points"] = {"inside": int(np.sum(single & (ratio <= 1))),
+                       "near": int(np.sum(single & (ratio > 1) & (ratio <= NEAR_RATIO))),
+                       "far": int(np.sum(single & (ratio > NEAR_RATIO)))}
     return out
+
+
+def _far_mask(points: list[dict]) -> np.ndarray:
+    """Single-element points (isolated atom excluded) farther than NEAR_RATIO from the data."""
+    return np.array([r["structure"] != "isolated" and r["nn_ratio"] > NEAR_RATIO
+                     for r in points])
+
+
+def _pm(entry: dict, key: str, scale: float = 1.0, digits: int = 3) -> str:
+    """Mean ± std over seeds; n/a where there is no such number (null in the JSON)."""
+    mean, std = entry[key]
+    if mean is None:
+        return "n/a"
+    return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
 
 
 def _table(summary: dict, system: str, width: str) -> str:
     tests = ("liquid", "crystal", "amorphous") if system == "Si" else ("liquid", "crystal")
     head = ("| training set | own test totals (meV/atom) | "
             + " | ".join(f"{t}: local R2 / totals (meV/atom)" for t in tests)
-            + " | isolated atom (meV) | points near the data, RMSE (meV) |")
+            + " | isolated atom (meV) | RMSE (meV) at points with nn ratio <= 1 / <= 3 / > 3 |")
     lines = [head, "|" + "---|" * (4 + len(tests))]
     for case in summary.values():
-        if case["system"] != system:
+        if case["system"] != system or width not in case["widths"]:
             continue
         e = case["widths"][width]
-
-        def pm(key, scale=1.0, digits=3, e=e):
-            mean, std = e[key]
-            return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
-
-        cells = [case["label"], pm("own_test_total_rmse_per_atom", 1e3, 1)]
-        cells += [f"{pm(f'{t}_local_r2', 1, 2)} / {pm(f'{t}_total_rmse_per_atom', 1e3, 1)}"
-                  for t in tests]
-        cells += [pm("invariant_isolated_error", 1e3, 0), pm("invariant_near_rmse", 1e3, 0)]
+        cells = [case["label"], _pm(e, "own_test_total_rmse_per_atom", 1e3, 1)]
+        cells += [f"{_pm(e, f'{t}_local_r2', 1, 2)} / "
+                  f"{_pm(e, f'{t}_total_rmse_per_atom', 1e3, 1)}" for t in tests]
+        cells += [_pm(e, "invariant_isolated_error", 1e3, 0),
+                  " / ".join(_pm(e, k, 1e3, 0) for k in (
+                      "invariant_inside_rmse", "invariant_near_rmse", "invariant_far_rmse"))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -395,13 +424,35 @@ def _point_table(summary: dict, system: str, width: str, names: list[str]) -> st
              "|" + "---|" * (3 + len(cases))]
     for k, point in enumerate(cases[0]["points"]):
         if point["structure"] in ("fcc", "hcp") and system == "Si":
-            continue  # SW's close-packed points (+6 to +32 eV/atom) are in the JSON
-        cells = [point["structure"], f"{point['nn_distance']:.3f}", f"{point['reference']:.4f}"]
+            continue  # SW's close-packed points (E/N +1.8 to +40 eV here) are in the JSON
+        distance = ("-" if point["structure"] == "isolated"
+                    else f"{point['nn_distance']:.3f}")
+        cells = [point["structure"], distance, f"{point['reference']:.4f}"]
         for case in cases:
             error = case["widths"][width]["point_errors_mean"][k]
-            cells.append(f"{1e3 * error:+.0f}, {case['points'][k]['nn_ratio']:.2f}")
+            spread = case["widths"][width]["point_errors_std"][k]
+            cells.append(f"{1e3 * error:+.0f} ± {1e3 * spread:.0f}, "
+                         f"{case['points'][k]['nn_ratio']:.2f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def tables_markdown(report: dict) -> str:
+    """The doc's tables, rendered from the report (docs/invariant_points.json) alone."""
+    summary = report["cases"]
+    tables = []
+    for system in ("Si", "Ar"):
+        names = [n for n, c in summary.items() if c["system"] == system]
+        if not names:
+            continue
+        for width in map(str, report["settings"]["widths"]):
+            tables.append(f"### {system}, width {width}\n\n" + _table(summary, system, width))
+        tables.append(f"### {system} points, width 16\n\n"
+                      + _point_table(summary, system, "16", names))
+    if report["missing"]:
+        tables.append("### Not run\n\n" + "\n".join(
+            f"- {m['what']}: `{m['command']}`" for m in report["missing"]))
+    return "\n\n".join(tables) + "\n"
 
 
 def _figure(results: dict, system: str, names: list[str], path: Path) -> None:
@@ -440,18 +491,23 @@ def _figure(results: dict, system: str, names: list[str], path: Path) -> None:
     plt.close(fig)
 
 
-def _rank_figure(out: Path, path: Path) -> None:
+def _rank_figure(sweeps: dict, path: Path) -> None:
+    """Invariant error near the data vs local R2 across the members of the finished cells of
+    each sweep (``sweeps``: name -> (rows, finished cells, all cells))."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from toolkit.studies.sweep import read_results
-
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, name, column in ((axes[0], "invariant", "invariant_near_rmse"),
                              (axes[1], "invariant_si", "invariant_near_rmse")):
-        rows = read_results(out / f"sweep-{name}")
+        rows, done, total = sweeps[name]
+        ax.set_title(f"sweep {name}: {done} of {total} cells finished", fontsize=9)
+        if not rows:
+            ax.set_axis_off()
+            ax.text(0.5, 0.5, "not run", ha="center", va="center", transform=ax.transAxes)
+            continue
         for k, system in enumerate(sorted({r["system"] for r in rows})):
             mine = [r for r in rows if r["system"] == system]
             ax.scatter([1e3 * r[column] for r in mine], [r["local_r2_aligned"] for r in mine],
@@ -465,45 +521,141 @@ def _rank_figure(out: Path, path: Path) -> None:
     plt.close(fig)
 
 
+def _finite(value):
+    """NaN and infinities as null, so the report is strict JSON."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _sweep_rows(out: Path, name: str) -> tuple[list[dict], list[str], list[str]]:
+    """Rows of the finished cells of one sweep (nothing is trained), the finished and the
+    missing cell ids; refuses cells trained under another config."""
+    from toolkit.studies.sweep import (
+        INT_COLUMNS,
+        TEXT_COLUMNS,
+        cell_id,
+        read_config,
+        refuse_changed_config,
+    )
+    from toolkit.tables import read_table
+
+    config = read_config(ROOT / "sweeps" / f"{name}.toml")
+    directory = out / f"sweep-{name}"
+    rows, done, missing = [], [], []
+    for cell in config.cells():
+        path = directory / "cells" / f"{cell_id(*cell)}.csv"
+        if path.is_file():
+            rows += read_table(path, INT_COLUMNS, TEXT_COLUMNS)
+            done.append(cell_id(*cell))
+        else:
+            missing.append(cell_id(*cell))
+    if done:
+        refuse_changed_config(config, directory)
+    return rows, done, missing
+
+
 def stage_report(out: Path) -> None:
+    """The report of whatever has run: every number in it comes from a stage's outputs;
+    ``missing`` lists what has not run and the command that finishes it."""
+    from toolkit.studies.invariant import INVARIANT_COLUMNS, rank_correlation
+
+    def command(stage: str) -> str:
+        return f"nice -n 5 python scripts/invariant_study.py {stage} --out {out}"
+
+    missing = []
     results = {}
     for system, training, anchor in CASES:
         name = _case_name(system, training, anchor)
-        results[name] = json.loads((out / "cases" / f"{name}.json").read_text())
+        path = out / "cases" / f"{name}.json"
+        if path.is_file():
+            results[name] = json.loads(path.read_text())
+        else:
+            missing.append({"what": f"training case {name}", "stage": "train",
+                            "command": command("train")})
     summary = {name: {"system": r["system"], "training": r["training"], "anchor": r["anchor"],
                       "label": _label(r["training"], r["anchor"]), **_summarise_case(r)}
                for name, r in results.items()}
+    for case in summary.values():
+        extra = sorted(set(map(int, case["widths"])) - set(WIDTHS))
+        if extra:
+            case["note"] = (f"also width(s) {extra}: members trained by an earlier version "
+                            f"of this script (widths {list(WIDTHS)} now), same settings "
+                            "otherwise")
+    ceilings = None
+    if (out / "ceilings.json").is_file():
+        ceilings = json.loads((out / "ceilings.json").read_text())
+    else:
+        missing.append({"what": "representability ceilings of SW Si local energies "
+                        "(radii 1.31-1.72 A)", "stage": "ceilings",
+                        "command": command("ceilings")})
+    sweeps = {}
+    if (out / "correlations.json").is_file():
+        correlations = {"complete": True,
+                        **json.loads((out / "correlations.json").read_text())}
+    else:
+        correlations = {"complete": False}
+    for name in ("invariant", "invariant_si"):
+        rows, done, left = _sweep_rows(out, name)
+        sweeps[name] = (rows, len(done), len(done) + len(left))
+        if correlations["complete"]:
+            continue
+        correlations[name] = {
+            "finished_cells": done, "missing_cells": left, "members": len(rows),
+            "spearman_vs_local_r2_aligned": {
+                column: rank_correlation(rows, column, "local_r2_aligned")
+                for column in INVARIANT_COLUMNS + ["total_per_atom_rmse"]} if rows else {}}
+        if left:
+            missing.append({"what": f"sweep {name}: {len(left)} of {len(done) + len(left)} "
+                            "cells not run (the report's rank correlations use the finished "
+                            "cells only)",
+                            "stage": "sweeps", "command": command("sweeps")})
+    cli = {}
+    for name, _, _ in CLI_RUNS:
+        stored_path = out / "invariant" / name / "invariant.json"
+        meta_path = out / "potentials" / name / "meta.json"
+        if not (stored_path.is_file() and meta_path.is_file()):
+            missing.append({"what": f"aetk fit + aetk invariant: {name}", "stage": "cli",
+                            "command": command("cli")})
+            continue
+        stored = json.loads(stored_path.read_text())
+        metrics = json.loads(meta_path.read_text())["test_metrics_pytorch"]
+        cli[name] = {"scores": stored["scores"], "nn_grid": stored["nn_grid"],
+                     "test_total_per_atom_rmse": metrics["total_per_atom_rmse"],
+                     "test_local_r2": metrics["local"]["r2"]}
     report = {"command": "nice -n 5 python scripts/invariant_study.py all --out runs/invariant",
+              "written_by": command("report"),
+              "complete": not missing,
+              "missing": missing,
               "settings": {"widths": list(WIDTHS), "seeds": list(SEEDS),
                            "si_nn_range": SI_NN_RANGE, "ar_nn_range": AR_NN_RANGE,
-                           "monitor_every": MONITOR_EVERY,
+                           "near_ratio": NEAR_RATIO, "monitor_every": MONITOR_EVERY,
                            "si_spec": SI_SPEC.to_dict(), "ar_spec": AR_SPEC.to_dict()},
-              "ceilings": json.loads((out / "ceilings.json").read_text()),
+              "ceilings": ceilings,
               "cases": summary,
-              "correlations": json.loads((out / "correlations.json").read_text()),
-              "cli": {}}
-    for name, _, _ in CLI_RUNS:
-        stored = json.loads((out / "invariant" / name / "invariant.json").read_text())
-        metrics = json.loads((out / "potentials" / name / "meta.json").read_text())[
-            "test_metrics_pytorch"]
-        report["cli"][name] = {"scores": stored["scores"], "nn_grid": stored["nn_grid"],
-                               "test_total_per_atom_rmse": metrics["total_per_atom_rmse"],
-                               "test_local_r2": metrics["local"]["r2"]}
+              "correlations": correlations,
+              "cli": cli}
     atomic_write_text(ROOT / "docs" / "invariant_points.json",
-                      json.dumps(report, indent=1) + "\n")
+                      json.dumps(_finite(report), indent=1, allow_nan=False) + "\n")
     figures = ROOT / "docs" / "figures"
-    si_names = [_case_name(*c) for c in CASES if c[0] == "Si"]
-    ar_names = [_case_name(*c) for c in CASES if c[0] == "Ar"]
-    _figure(results, "Si (Stillinger-Weber)", si_names, figures / "invariant_si_training.png")
-    _figure(results, "Ar (LJ)", ar_names, figures / "invariant_ar_training.png")
-    _rank_figure(out, figures / "invariant_rank.png")
-    tables = []
-    for system, names in (("Si", si_names), ("Ar", ar_names)):
-        for width in map(str, WIDTHS):
-            tables.append(f"### {system}, width {width}\n\n" + _table(summary, system, width))
-        tables.append(f"### {system} points, width 16\n\n"
-                      + _point_table(summary, system, "16", names[:3]))
-    atomic_write_text(out / "tables.md", "\n\n".join(tables) + "\n")
+    names = [_case_name(*c) for c in CASES if _case_name(*c) in results]
+    si_names = [n for n in names if results[n]["system"] == "Si"]
+    ar_names = [n for n in names if results[n]["system"] == "Ar"]
+    if si_names:
+        _figure(results, "Si (Stillinger-Weber)", si_names,
+                figures / "invariant_si_training.png")
+    if ar_names:
+        _figure(results, "Ar (LJ)", ar_names, figures / "invariant_ar_training.png")
+    _rank_figure(sweeps, figures / "invariant_rank.png")
+    # rendered from the written JSON, so the doc's tables can be checked against it
+    stored = json.loads((ROOT / "docs" / "invariant_points.json").read_text())
+    atomic_write_text(out / "tables.md", tables_markdown(stored))
+    for m in missing:
+        print(f"missing: {m['what']} ({m['command']})", flush=True)
 
 
 def main() -> None:
