@@ -437,6 +437,17 @@ def _point_table(summary: dict, system: str, width: str, names: list[str]) -> st
     return "\n".join(lines)
 
 
+def _correlation_table(correlations: dict) -> str:
+    """Spearman rank correlation of each column with local R2 (aligned), per system."""
+    groups = sorted({g for v in correlations.values() for g in v} - {"all"}) + ["all"]
+    lines = ["| column | " + " | ".join(groups) + " |", "|" + "---|" * (1 + len(groups))]
+    for column, found in correlations.items():
+        cells = [f"{found[g]['spearman']:+.2f} (p {found[g]['p_value']:.1g}, n {found[g]['n']})"
+                 if g in found else "-" for g in groups]
+        lines.append(f"| {column} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def tables_markdown(report: dict) -> str:
     """The doc's tables, rendered from the report (docs/invariant_points.json) alone."""
     summary = report["cases"]
@@ -449,6 +460,12 @@ def tables_markdown(report: dict) -> str:
             tables.append(f"### {system}, width {width}\n\n" + _table(summary, system, width))
         tables.append(f"### {system} points, width 16\n\n"
                       + _point_table(summary, system, "16", names))
+    for name in ("invariant", "invariant_si"):
+        found = report["correlations"].get(name, {})
+        found = found.get("spearman_vs_local_r2_aligned", found)
+        if found:
+            tables.append(f"### Sweep {name}: rank correlation with local R2 (aligned)\n\n"
+                          + _correlation_table(found))
     if report["missing"]:
         tables.append("### Not run\n\n" + "\n".join(
             f"- {m['what']}: `{m['command']}`" for m in report["missing"]))
