@@ -87,3 +87,29 @@ def test_reference_points_tables_are_the_committed_results():
         assert placeholder not in doc
     for figure in ("points_lj_width.png", "points_lj_bonds.png", "points_dft_grid.png"):
         assert f"figures/{figure}" in doc and (ROOT / "docs" / "figures" / figure).is_file()
+
+
+def test_invariant_points_tables_are_the_committed_report():
+    """docs/invariant_points.md shows exactly the tables `scripts/invariant_study.py report`
+    renders from docs/invariant_points.json, names every command the report lists as not run,
+    and has no placeholder left."""
+    spec = importlib.util.spec_from_file_location("invariant_study",
+                                                  ROOT / "scripts" / "invariant_study.py")
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    doc = (ROOT / "docs" / "invariant_points.md").read_text()
+    report = json.loads((ROOT / "docs" / "invariant_points.json").read_text())
+    rendered = study.tables_markdown(report)
+    blocks = [block.partition("\n\n") for block in rendered.split("### ")[1:]]
+    assert blocks
+    for title, _, body in blocks:
+        assert body.strip() in doc, f"docs/invariant_points.md: the table {title!r} differs"
+    assert report["complete"] == (not report["missing"])
+    for missing in report["missing"]:
+        assert missing["command"] in doc
+    if not report["complete"]:
+        assert "The study is incomplete" in doc
+    assert "\nSTUDY\n" not in doc + "\n" and "PLACEHOLDER" not in doc
+    for figure in ("invariant_si_training.png", "invariant_ar_training.png",
+                   "invariant_rank.png"):
+        assert f"figures/{figure}" in doc and (ROOT / "docs" / "figures" / figure).is_file()
