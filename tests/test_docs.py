@@ -48,8 +48,12 @@ def test_table_shows_each_measured_number_and_a_changed_file_is_caught(bench):
                              "linear_snap_wall": {"ns_per_day": 64.3},
                              "linear_snap_bare": {"ns_per_day": 66.0},
                              "lj": {"ns_per_day": 22400.0}}},
+        "batched_vs_one_by_one": {"w1": {"speedup_cpu": 2.8204, "speedup_wall": 2.87},
+                                  "w64": {"speedup_cpu": 1.2434, "speedup_wall": 1.27},
+                                  "load_average_at_start": [2.0, 2.0, 4.4]},
     }
     text = bench.table_markdown(results)
+    assert "(speed-up, CPU time) | 2.82x (w1), 1.24x (w64) |" in text
     assert "26,000 atoms/s (twojmax 6), 14,800 atoms/s (twojmax 8): twojmax 8 costs 1.76x" \
         in text
     assert "| MD, 108 atoms, ns/day: NN / linear SNAP, with walls; bare; LJ | 39.6 / 64.3; " \
