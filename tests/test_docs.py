@@ -48,8 +48,12 @@ def test_table_shows_each_measured_number_and_a_changed_file_is_caught(bench):
                              "linear_snap_wall": {"ns_per_day": 64.3},
                              "linear_snap_bare": {"ns_per_day": 66.0},
                              "lj": {"ns_per_day": 22400.0}}},
+        "batched_vs_one_by_one": {"w1": {"speedup_cpu": 2.8204, "speedup_wall": 2.87},
+                                  "w64": {"speedup_cpu": 1.2434, "speedup_wall": 1.27},
+                                  "load_average_at_start": [2.0, 2.0, 4.4]},
     }
     text = bench.table_markdown(results)
+    assert "(speed-up, CPU time) | 2.82x (w1), 1.24x (w64) |" in text
     assert "26,000 atoms/s (twojmax 6), 14,800 atoms/s (twojmax 8): twojmax 8 costs 1.76x" \
         in text
     assert "| MD, 108 atoms, ns/day: NN / linear SNAP, with walls; bare; LJ | 39.6 / 64.3; " \
@@ -113,3 +117,44 @@ def test_invariant_points_tables_are_the_committed_report():
     for figure in ("invariant_si_training.png", "invariant_ar_training.png",
                    "invariant_rank.png"):
         assert f"figures/{figure}" in doc and (ROOT / "docs" / "figures" / figure).is_file()
+
+
+def test_paper_regime_tables_are_the_committed_results():
+    """docs/paper_regime.md shows exactly the tables `aetk report --compare` renders from
+    results/paper_regime/, and the speed figures of results/paper_regime/speed.json."""
+    from toolkit.studies.regime import paired_table, width_table
+    from toolkit.studies.sweep import read_results
+
+    doc = (ROOT / "docs" / "paper_regime.md").read_text()
+    results = ROOT / "results" / "paper_regime"
+    protocols = {label: read_results(results / f"protocol_{label}")
+                 for label in ("lbfgs", "adam4", "adam32")}
+    for metric, file in (("local_r2_aligned", "comparison.md"), ("total_r2", "comparison.md"),
+                         ("local_r2", "comparison_local_r2.md")):
+        table = width_table(protocols, metric, ["Ar", "ArKr"])
+        assert table in doc, f"docs/paper_regime.md: the {metric} table differs"
+        assert table in (results / file).read_text()
+    precision = paired_table({"float64-frames": protocols["lbfgs"],
+                              "float32-bundle": read_results(results / "precision_float32")},
+                             ["local_r2_aligned", "total_r2"])
+    assert precision in doc and precision in (results / "comparison_precision.md").read_text()
+    speed = json.loads((results / "speed.json").read_text())
+    assert speed["machine"]["cpu_model"] and speed["machine"]["cores"]
+    gflops = speed["training_gflops"]
+    assert f"**{gflops['matmul_peak_gflops_1thread']:.1f} GFLOP/s**" in doc
+    for width in (64, 128, 256, 500):
+        one, two = (gflops[f"tanh_{width}"], gflops[f"tanh_{width}x{width}"])
+        row = next(line for line in doc.splitlines()
+                   if line.startswith(f"| {width} | ") and " % |" in line)
+        for numbers in (one, two):
+            assert (f"| {numbers['cpu_gflops']:.1f} | "
+                    f"{100 * numbers['cpu_fraction_of_peak']:.0f} % |") in row
+    for key, row in speed["batched_vs_one_by_one"].items():
+        if key.startswith("w"):
+            assert f"| {row['speedup_cpu']:.2f} | {row['speedup_wall']:.2f} |" in doc
+    # BUNDLE-SIZES waits for `benchmarks/run.py --only bundle_sizes` (not run here)
+    for placeholder in ("SPEED-RESULTS", "RESULTS-PLACEHOLDER", "PRECISION-TABLE"):
+        assert placeholder not in doc
+    for figure in ("local_r2_aligned", "total_r2", "local_r2"):
+        name = f"paper_regime_{figure}.png"
+        assert f"figures/{name}" in doc and (ROOT / "docs" / "figures" / name).is_file()

@@ -189,3 +189,20 @@ def test_paired_table_measures_member_differences():
                          ["local_r2_aligned", "total_r2"])
     assert "| same | 4 | 0.00e+00 | 0.00e+00 | 0.00e+00 | 0.00e+00 |" in table
     assert "| b | 3 | 3.00e-04 | 1.67e-04 | 0.00e+00 | 0.00e+00 |" in table
+
+
+def test_report_of_a_table_without_gauge_columns_draws_no_gauge_figures(tmp_path):
+    """Results tables from before ``local_r2_gauge`` and ``lpr_*`` existed (e.g.
+    results/paper_regime/) are reported: no gauge or rigidity figure, no KeyError; the
+    control with the columns present draws the rigidity figure."""
+    from toolkit.plots import gauge_figure, rigidity_figure
+
+    old = [{"system": s, "activation": "tanh", "depth": 1, "width": w, "seed": k,
+            "local_r2_aligned": 0.9 - 0.01 * w, "total_r2": 0.99}
+           for s in ("Ar", "ArKr") for w in (1, 4) for k in range(3)]
+    assert rigidity_figure(old, tmp_path, "local_r2_gauge") == []
+    assert rigidity_figure(old, tmp_path, "local_r2_aligned") == []  # no lpr_* columns
+    assert gauge_figure(old, tmp_path) == []
+    new = [{**r, "local_r2_gauge": 0.95 - 0.01 * r["width"] - 0.001 * r["seed"],
+            "lpr_Ar": 1.0 / r["width"] + 0.01 * r["seed"]} for r in old]
+    assert rigidity_figure(new, tmp_path, "local_r2_gauge")

@@ -163,7 +163,8 @@ def _finite(value) -> bool:
 def rigidity_figure(rows, out: str | Path, metric: str = "local_r2_aligned") -> list[Path]:
     """Mean LPR of each member (log scale) against its local R2, one colour per system and
     one marker per width (LPR falls with width, so a correlation across all members mixes
-    width in), with the Spearman rank correlation across the members of each system."""
+    width in), with the Spearman rank correlation across the members of each system. Members
+    without the metric (tables from before it existed) are left out; none: no figure."""
     from matplotlib.lines import Line2D
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
     from scipy.stats import spearmanr
@@ -174,7 +175,7 @@ def rigidity_figure(rows, out: str | Path, metric: str = "local_r2_aligned") -> 
     fig, ax = plt.subplots(figsize=(4.6, 3.4))
     handles, drawn = [], []
     for system, (label, colour) in SYSTEM_STYLE.items():
-        points = [(_member_lpr(r), r[metric], int(r["width"])) for r in rows
+        points = [(_member_lpr(r), r.get(metric), int(r["width"])) for r in rows
                   if r["system"] == system]
         points = [(x, y, w) for x, y, w in points if _finite(x) and _finite(y) and x > 0]
         if len(points) < 3:
