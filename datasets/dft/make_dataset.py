@@ -10,6 +10,7 @@ committed records are never recomputed.
     .venv/bin/python datasets/dft/make_dataset.py --workers 2 --budget-min 600
     .venv/bin/python datasets/dft/make_dataset.py --status
     .venv/bin/python datasets/dft/make_dataset.py --partition-only
+    .venv/bin/python datasets/dft/make_dataset.py --tables   # README.md's tables
 """
 
 from __future__ import annotations
@@ -49,11 +50,16 @@ def main() -> None:
                         help="run single points and basins, skip the partition")
     parser.add_argument("--partition-only", action="store_true")
     parser.add_argument("--status", action="store_true", help="print what exists and stop")
+    parser.add_argument("--tables", action="store_true",
+                        help="print README.md's tables from the committed files and stop")
     parser.add_argument("--isolated", action="store_true",
                         help="compute the isolated Ar and Kr atoms (records/isolated.extxyz)")
     args = parser.parse_args()
     campaign = Campaign(Path(args.root), Path(args.work), systems=tuple(args.systems),
                         target=args.target)
+    if args.tables:
+        print(tables_markdown(campaign))
+        return
     if args.status:
         print(json.dumps(json.loads(write_status(campaign).read_text()), indent=1))
         return
@@ -172,6 +178,102 @@ def compare_isolated(isolated, here, joint) -> None:
                                   "predicted_minus_E_total_eV": predicted - record.energy}
         rows[element] = entry
     (here / "isolated.json").write_text(json.dumps(rows, indent=1) + "\n")
+
+
+# -- README tables ------------------------------------------------------------------------------
+def tables_markdown(campaign) -> str:
+    """README.md's tables, rendered from the committed records, fits, joint map, isolated
+    atoms and cost (read only; tests/test_dft_dataset.py checks that README.md shows them)."""
+    return "\n".join([frames_table(campaign), fit_table(campaign.root),
+                      joint_table(campaign.root), isolated_table(campaign.root),
+                      cost_table(campaign.root)])
+
+
+def frames_table(campaign) -> str:
+    """Frames per system and trajectory, counted from the trajectory labels of the records."""
+    from toolkit.reference.dft.campaign import status
+
+    lines = ["| system | frames | target | frames per trajectory (done/planned) |",
+             "|---|---|---|---|"]
+    for system, row in status(campaign).items():
+        if not row["records"]:
+            continue
+        parts = ", ".join(f"{name} {count}" for name, count in row["trajectories"].items())
+        lines.append(f"| {system} | {row['records']} | {row['target']} | {parts} |")
+    return "\n".join(lines) + "\n"
+
+
+def fit_table(root) -> str:
+    """Per-system fits: the paper's axes and E_total against E_es (the honest Fig. 1)."""
+    lines = ["| system | frames | slope | intercept (eV/atom) | RMSE (meV/atom) | R2, paper's "
+             "axes | R2, E_total/N vs E_es/N | std E_total/N (meV) | std E_es/N (meV) | "
+             "species mean local energy (eV) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for path in _fit_files(root):
+        info = json.loads(path.read_text())
+        fit, honest = info["fit"], info["total_against_electrostatic"]
+        means = ", ".join(f"{s} {v:.3f}" for s, v in info["species_mean_local_energy_eV"].items())
+        lines.append(
+            f"| {path.name[:-len('.fit.json')]} | {fit['n_frames']} | {fit['slope']:.4f} | "
+            f"{fit['intercept']:.3f} | {1e3 * fit['rmse']:.2f} | {fit['r2']:.4f} | "
+            f"{honest['r2']:.4f} | {1e3 * honest['total_std_eV_per_atom']:.2f} | "
+            f"{1e3 * honest['electrostatic_std_eV_per_atom']:.2f} | {means} |")
+    return "\n".join(lines) + "\n"
+
+
+def _fit_files(root) -> list:
+    from toolkit.reference.dft.campaign import SYSTEMS
+
+    names = [*SYSTEMS, "Ar16Kr16.pure_aligned"]
+    return [Path(root, f"{n}.fit.json") for n in names if Path(root, f"{n}.fit.json").is_file()]
+
+
+def joint_table(root) -> str:
+    """The joint per-species map, and each system's RMSE under it and under its own fit."""
+    info = json.loads(Path(root, "joint", "joint.fit.json").read_text())
+    joint = info["joint"]
+    lines = ["| species | slope | intercept (eV/atom) |", "|---|---|---|"]
+    for s in joint["slopes"]:
+        lines.append(f"| {s} | {joint['slopes'][s]:.4f} ± {joint['slope_stderr'][s]:.4f} | "
+                     f"{joint['intercepts'][s]:.2f} ± {joint['intercept_stderr'][s]:.2f} |")
+    lines += ["", "| system | frames | own fit: slope | own fit: RMSE (meV/atom) | joint map: "
+              "RMSE (meV/atom) |", "|---|---|---|---|---|"]
+    for system, own in info["per_system_fits"].items():
+        lines.append(f"| {system} | {own['n_frames']} | {own['slope']:.4f} | "
+                     f"{own['rmse_meV_per_atom']:.2f} | "
+                     f"{1e3 * joint['rmse_per_system'][system]:.2f} |")
+    lines.append(f"| all | {joint['n_frames']} | | | {info['rmse_meV_per_atom']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def isolated_table(root) -> str:
+    """Each map's prediction (1 + slope) E_es + intercept of the free atom's DFT energy."""
+    rows = json.loads(Path(root, "isolated.json").read_text())
+    lines = ["| atom | box (A) | E_total (eV) | E_es (eV) | basin electrons | map | "
+             "predicted E (eV) | predicted - E_total (eV) |", "|---|---|---|---|---|---|---|---|"]
+    for element, entry in rows.items():
+        for name, m in entry["maps"].items():
+            lines.append(f"| {element} | {entry['box_A']:.3f} | {entry['E_total_eV']:.4f} | "
+                         f"{entry['E_es_eV']:.4f} | {entry['basin_electrons']:.5f} | {name} | "
+                         f"{m['predicted_E_eV']:.4f} | {m['predicted_minus_E_total_eV']:+.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def cost_table(root) -> str:
+    """Wall time per frame (single point, partition) of the frames that carry timings."""
+    cost = json.loads(Path(root, "cost.json").read_text())
+    lines = ["| system | frames | timed frames | single point: mean (min-max) s | "
+             "partition: mean s | mean per frame s | SCF steps |", "|---|---|---|---|---|---|---|"]
+    for system, row in cost.items():
+        if not row.get("timed_frames"):
+            lines.append(f"| {system} | {row['frames']} | 0 | | | | |")
+            continue
+        sp = row["single_point_wall_s"]
+        lines.append(f"| {system} | {row['frames']} | {row['timed_frames']} | "
+                     f"{sp['mean']:.0f} ({sp['min']:.0f}-{sp['max']:.0f}) | "
+                     f"{row['partition_wall_s_mean']:.0f} | {row['mean_wall_s_per_frame']:.0f} | "
+                     f"{', '.join(str(n) for n in row['scf_steps'])} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
