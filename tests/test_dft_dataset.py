@@ -122,3 +122,33 @@ def test_campaign_trajectories_are_independent_and_regenerate_identically(tmp_pa
     stored = read_frames(tmp_path / "structures" / "Ar24Kr8.extxyz")
     assert [(s.info["trajectory"], s.info["trajectory_frame"]) for s in stored] == [
         ("lj2.5s-s101", 0), ("lj2.5s-s101", 1), ("lj2.5s-s102", 0), ("lj2.5s-s102", 1)]
+
+
+def _make_dataset():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("dft_make_dataset", DATASET / "make_dataset.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_tables_are_the_committed_files(tmp_path):
+    """datasets/dft/README.md shows exactly the tables `make_dataset.py --tables` renders from
+    the records, fits, joint map, isolated atoms and cost; a changed number is caught."""
+    make = _make_dataset()
+    readme = (DATASET / "README.md").read_text()
+    campaign = Campaign(DATASET, tmp_path / "work")
+    tables = make.tables_markdown(campaign).split("\n\n")
+    assert len(tables) >= 6
+    for table in tables:
+        assert table.strip() in readme, f"README.md lacks the table:\n{table}"
+    # the same renderer on a copy with one slope changed: the README no longer matches
+    copy = tmp_path / "dft"
+    copy.mkdir()
+    for path in DATASET.glob("*.fit.json"):
+        (copy / path.name).write_text(path.read_text())
+    info = json.loads((copy / "Kr32.fit.json").read_text())
+    info["fit"]["slope"] += 0.001
+    (copy / "Kr32.fit.json").write_text(json.dumps(info))
+    assert make.fit_table(copy).strip() not in readme
