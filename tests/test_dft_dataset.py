@@ -152,3 +152,16 @@ def test_readme_tables_are_the_committed_files(tmp_path):
     info["fit"]["slope"] += 0.001
     (copy / "Kr32.fit.json").write_text(json.dumps(info))
     assert make.fit_table(copy).strip() not in readme
+
+
+def test_readme_slope_errors_are_least_squares_errors_of_the_frames(system):
+    name, frames, _ = system
+    natoms = len(frames[0])
+    x = np.array([a.info["electrostatic_energy"] for a in frames]) / natoms
+    y = np.array([a.info["energy"] for a in frames]) / natoms - x
+    design = np.column_stack([x, np.ones_like(x)])
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    residual = y - design @ coef
+    covariance = residual @ residual / (len(x) - 2) * np.linalg.inv(design.T @ design)
+    stderr = _make_dataset().slope_stderr(DATASET / f"{name}.fit.json")
+    assert stderr == pytest.approx(np.sqrt(covariance[0, 0]), rel=1e-4)

@@ -236,14 +236,24 @@ def joint_table(root) -> str:
     for s in joint["slopes"]:
         lines.append(f"| {s} | {joint['slopes'][s]:.4f} ± {joint['slope_stderr'][s]:.4f} | "
                      f"{joint['intercepts'][s]:.2f} ± {joint['intercept_stderr'][s]:.2f} |")
-    lines += ["", "| system | frames | own fit: slope | own fit: RMSE (meV/atom) | joint map: "
-              "RMSE (meV/atom) |", "|---|---|---|---|---|"]
+    lines += ["", "| system | frames | own fit: slope ± std. error | own fit: RMSE (meV/atom) | "
+              "joint map: RMSE (meV/atom) |", "|---|---|---|---|---|"]
     for system, own in info["per_system_fits"].items():
-        lines.append(f"| {system} | {own['n_frames']} | {own['slope']:.4f} | "
+        lines.append(f"| {system} | {own['n_frames']} | {own['slope']:.4f} ± "
+                     f"{slope_stderr(Path(root, f'{system}.fit.json')):.4f} | "
                      f"{own['rmse_meV_per_atom']:.2f} | "
                      f"{1e3 * joint['rmse_per_system'][system]:.2f} |")
     lines.append(f"| all | {joint['n_frames']} | | | {info['rmse_meV_per_atom']:.2f} |")
     return "\n".join(lines) + "\n"
+
+
+def slope_stderr(fit_json) -> float:
+    """Least-squares standard error of a per-system slope, from its fit file:
+    sqrt(SSR / (n - 2)) / (std(E_es/N) sqrt(n)), with SSR = n RMSE^2 (frames independent)."""
+    info = json.loads(Path(fit_json).read_text())
+    n = info["fit"]["n_frames"]
+    spread = info["total_against_electrostatic"]["electrostatic_std_eV_per_atom"]
+    return info["fit"]["rmse"] * (n / (n - 2)) ** 0.5 / (spread * n ** 0.5)
 
 
 def isolated_table(root) -> str:
