@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -158,3 +159,61 @@ def test_paper_regime_tables_are_the_committed_results():
     for figure in ("local_r2_aligned", "total_r2", "local_r2"):
         name = f"paper_regime_{figure}.png"
         assert f"figures/{name}" in doc and (ROOT / "docs" / "figures" / name).is_file()
+
+
+def _load_script(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_dft_doc_sweep_tables_are_the_committed_results():
+    """docs/dft.md ("What the toolkit learns") shows exactly the tables
+    `scripts/dft_regime_tables.py` renders from results/dft_regime/ (also in its tables.md)."""
+    tables_script = _load_script("dft_regime_tables", ROOT / "scripts" / "dft_regime_tables.py")
+    doc = (ROOT / "docs" / "dft.md").read_text()
+    results = ROOT / "results" / "dft_regime"
+    committed = (results / "tables.md").read_text()
+    tables = tables_script.render(results)
+    shown = [t for t in tables if not t.startswith("transfer")] + [
+        t for t in tables if t.startswith("transfer")
+        and any(m in t for m in ("local_r2_aligned", "local_r2_gauge"))]
+    assert {"split", "best iteration", "sweep local_r2_gauge tanh"} <= set(shown)
+    for title in tables:
+        assert tables[title] in committed, f"results/dft_regime/tables.md: {title!r} differs"
+    for title in shown:
+        assert tables[title] in doc, f"docs/dft.md: the table {title!r} differs"
+    for placeholder in ("TRANSFER-RESULTS", "PLACEHOLDER"):
+        assert placeholder not in doc
+    for figure in re.findall(r"\(figures/(dft_regime_[a-z0-9_]+\.png)\)", doc):
+        assert (ROOT / "docs" / "figures" / figure).is_file(), figure
+    assert "figures/dft_regime_" in doc
+
+
+def test_dft_doc_fit_joint_and_isolated_tables_are_the_committed_files():
+    """docs/dft.md's Fig. 1, joint-map and isolated-atom tables hold the numbers of
+    datasets/dft/*.fit.json, joint/joint.fit.json and isolated.json."""
+    dataset = ROOT / "datasets" / "dft"
+    make = _load_script("dft_make_dataset", dataset / "make_dataset.py")
+    doc = (ROOT / "docs" / "dft.md").read_text()
+    for system in ("Ar32", "Kr32", "Ar16Kr16", "Ar24Kr8", "Ar8Kr24"):
+        info = json.loads((dataset / f"{system}.fit.json").read_text())
+        fit, honest = info["fit"], info["total_against_electrostatic"]
+        assert (f"| {system} | {fit['n_frames']} | {1e3 * fit['rmse']:.2f} | {fit['r2']:.4f} | "
+                f"{honest['r2']:.4f} |") in doc, system
+        label = f"{system} alone" + (" (one slope)" if "Kr" in system and "Ar" in system else "")
+        stderr = make.slope_stderr(dataset / f"{system}.fit.json")
+        assert (f"| {label} | {fit['slope']:.4f} ± {stderr:.4f} | {fit['intercept']:.3f} |"
+                in doc), system
+    joint = json.loads((dataset / "joint" / "joint.fit.json").read_text())["joint"]
+    for s in ("Ar", "Kr"):
+        assert (f"| joint {s} | {joint['slopes'][s]:.4f} ± {joint['slope_stderr'][s]:.4f} | "
+                f"{joint['intercepts'][s]:.2f} ± {joint['intercept_stderr'][s]:.2f} |") in doc
+    for element, entry in json.loads((dataset / "isolated.json").read_text()).items():
+        maps = entry["maps"]
+        own = f"{element}32"
+        assert (f"| {element} | {entry['E_total_eV']:.4f} | {entry['E_es_eV']:.4f} | "
+                f"{maps[own]['predicted_minus_E_total_eV']:+.4f} ({own}) | "
+                f"{maps['Ar16Kr16']['predicted_minus_E_total_eV']:+.4f} | "
+                f"{maps['joint']['predicted_minus_E_total_eV']:+.4f} |") in doc, element
