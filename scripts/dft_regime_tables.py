@@ -79,11 +79,19 @@ def transfer_tables(rows: list[dict]) -> dict[str, str]:
     return out
 
 
+def _span(rows: list[dict], metric: str, scale: float = 1.0, fmt: str = ".3f") -> str:
+    """min to max over widths of the seed mean of ``metric`` (times ``scale``)."""
+    import numpy as np
+
+    widths = sorted({int(r["width"]) for r in rows})
+    means = [scale * np.mean([float(r[metric]) for r in rows if int(r["width"]) == w])
+             for w in widths]
+    return f"{min(means):{fmt}} to {max(means):{fmt}}"
+
+
 def transfer_totals_table(rows: list[dict]) -> str:
     """Totals under transfer: the range over widths of the seed means of total R2, Pearson r
     and RMSE per atom (32 atoms per frame)."""
-    import numpy as np
-
     lines = ["| direction | target | activation | total R2 | total Pearson r | "
              "total RMSE (meV/atom) |", "|---|---|---|---|---|---|"]
     keys = sorted({(r["direction"], r["system"], r["activation"]) for r in rows},
@@ -91,15 +99,10 @@ def transfer_totals_table(rows: list[dict]) -> str:
     for direction, target, activation in keys:
         chosen = [r for r in rows if (r["direction"], r["system"], r["activation"])
                   == (direction, target, activation)]
-        widths = sorted({int(r["width"]) for r in chosen})
-
-        def span(metric, scale=1.0, fmt=".3f"):
-            means = [scale * np.mean([float(r[metric]) for r in chosen if int(r["width"]) == w])
-                     for w in widths]
-            return f"{min(means):{fmt}} to {max(means):{fmt}}"
-
-        lines.append(f"| {direction} | {target} | {activation} | {span('total_r2', fmt='.3g')} | "
-                     f"{span('total_pearson')} | {span('total_rmse', 1e3 / 32, '.1f')} |")
+        lines.append(f"| {direction} | {target} | {activation} | "
+                     f"{_span(chosen, 'total_r2', fmt='.3g')} | "
+                     f"{_span(chosen, 'total_pearson')} | "
+                     f"{_span(chosen, 'total_rmse', 1e3 / 32, '.1f')} |")
     return "\n".join(lines) + "\n"
 
 
