@@ -98,6 +98,26 @@ def test_data_size_axis_trains_each_size_and_reports_it(root, tmp_path, capsys):
     assert "| width | 4 frames | 12 frames |" in table and "| 3 |" in table
 
 
+def test_systems_with_different_frame_counts_are_not_a_data_size_axis(root, tmp_path):
+    """Two systems with different numbers of training frames (e.g. DFT compositions): the
+    report draws every system in the paper's figures and no data-size figure."""
+    config = read_config(_config(root, "counts", "train_frames = [4, 12]"))
+    rows = _rows(run_sweep(config, tmp_path / "run", progress=False))
+    kept = [r for r in rows if (r["system"], r["n_train"]) in (("Ar", "4"), ("ArKr", "12"))]
+    table = tmp_path / "one_size_per_system.csv"
+    with open(table, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(kept)
+    assert main(["report", "--results", str(table), "--out", str(tmp_path / "figs")]) == 0
+    assert not list((tmp_path / "figs").glob("data_size_*"))
+    assert (tmp_path / "figs" / "fig8_local_r2.png").is_file()
+    # control: the full table, with two sizes per cell, is a data-size axis
+    assert main(["report", "--results", str(tmp_path / "run"), "--out",
+                 str(tmp_path / "figs2")]) == 0
+    assert list((tmp_path / "figs2").glob("data_size_*"))
+
+
 def test_too_many_training_frames_are_refused_in_one_line(root, tmp_path, capsys):
     config = _config(root, "big", "train_frames = [50]")
     assert main(["sweep", "--config", str(config), "--out", str(tmp_path / "run"),

@@ -49,11 +49,18 @@ def _cmd_report(args: argparse.Namespace) -> None:
 
         config = stored_config(sweep_dir)
         print(describe_missing(config, missing_cells(config, sweep_dir)))
+    # a data-size axis means several training-set sizes for the same cell; systems that
+    # merely have different numbers of frames are not one
+    per_cell: dict[tuple, set] = {}
+    for row in rows:
+        key = (row["system"], row["activation"], row["depth"], row["width"])
+        per_cell.setdefault(key, set()).add(row["n_train"])
+    data_size_axis = any(len(sizes) > 1 for sizes in per_cell.values())
     sizes = sorted({row["n_train"] for row in rows})
     label = {"local_r2_aligned": "local R2 (aligned)",
              "local_r2_gauge": "local R2 (gauge-projected)"}.get(args.local_metric, "local R2")
     paths = []
-    if len(sizes) > 1:  # a data-size axis: one line per size; the paper's figures at the largest
+    if data_size_axis:  # one line per size; the paper's figures at the largest
         from toolkit.plots import data_size_figure
         from toolkit.studies.regime import data_size_table
 
