@@ -286,7 +286,10 @@ def tables() -> None:
 SWEEPS = {  # name in results/identifiability/: (directory under runs/, sweep TOML)
     "sweep_mixture": ("identifiability", "sweeps/identifiability.toml"),
     "sweep_pure": ("identifiability-pure", "sweeps/identifiability_pure.toml"),
+    # the mixture continued to widths 128, 256 (same frames, split, seeds and training)
+    "sweep_mixture_wide": ("identifiability_wide", "sweeps/identifiability_wide.toml"),
 }
+POOLED = {"sweep_mixture": ("sweep_mixture_wide",)}  # its width figure also shows these
 SUMMARY_COLUMNS = ("total_r2", "local_r2_aligned", "local_r2_gauge", "gauge_share_constants",
                    "aligned_share_transfer", "aligned_share_symmetric", "lpr_Ar", "lpr_Kr",
                    "best_iteration")
@@ -408,24 +411,30 @@ def _summary_rows(name: str) -> list[dict]:
     return out
 
 
-def _print_training(name: str, rows: list[dict]) -> None:
+TRAINING_COLUMNS = {  # <name>_training.csv column: its heading in the docs
+    "aligned_peak": "aligned R2 at its peak", "aligned_peak_record": "peak at iteration",
+    "gauge_at_aligned_peak": "gauge-projected R2 there",
+    "aligned_share_transfer_at_aligned_peak": "transfer share there",
+    "aligned_at_best": "aligned R2 at stop", "gauge_at_best": "gauge-projected R2 at stop",
+    "aligned_share_transfer_at_best": "transfer share at stop"}
+
+
+def _training_markdown(name: str, rows: list[dict]) -> str:
     """Mean +- sd over seeds of <name>_training.csv, per system and width."""
-    columns = ("aligned_peak", "aligned_peak_record", "gauge_at_aligned_peak",
-               "aligned_share_transfer_at_aligned_peak", "aligned_at_best", "gauge_at_best",
-               "aligned_share_transfer_at_best")
-    print(f"\nalong training ({name}, results/identifiability/{name}_training.csv)\n")
-    print("| system | width | " + " | ".join(columns) + " |")
-    print("|" + "---|" * (len(columns) + 2))
+    lines = [f"along training ({name}, results/identifiability/{name}_training.csv)", "",
+             "| system | width | " + " | ".join(TRAINING_COLUMNS.values()) + " |",
+             "|" + "---|" * (len(TRAINING_COLUMNS) + 2)]
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         groups.setdefault((row["system"], int(row["width"])), []).append(row)
     for (system, width), members in sorted(groups.items()):
         cells = []
-        for column in columns:
+        for column in TRAINING_COLUMNS:
             values = np.array([float(m[column]) for m in members])
             fmt = ".0f" if column.endswith("record") else ".3f"
             cells.append(f"{values.mean():{fmt}} +- {values.std():{fmt}}")
-        print(f"| {system} | {width} | " + " | ".join(cells) + " |")
+        lines.append(f"| {system} | {width} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _sig3(x: float) -> str:
@@ -444,13 +453,15 @@ FIGURES = {  # sweep: {figure of toolkit.plots (as `aetk report` names it): docs
                       "local_r2_along_training_ArKr": "mixture_local_r2_along_training"},
     "sweep_pure": {"gauge_local_r2_tanh": "pure_gauge_local_r2",
                    "lpr_vs_local_r2_aligned": "pure_lpr_vs_local_r2_aligned"},
+    "sweep_mixture_wide": {"local_r2_along_training_ArKr": "mixture_wide_local_r2_along_training"},
 }
 
 
 def _figures(name: str, source: Path, target: Path) -> None:
     """`aetk report`'s identifiability figures of one sweep, drawn from the committed member
-    table (a killed sweep has no results.csv for `aetk report` to read) and, for the scores
-    along training, the run's cells/*.monitor.json; PNGs copied to
+    table (a killed sweep has no results.csv for `aetk report` to read; the score against
+    width also from the tables of its POOLED continuations) and, for the scores along
+    training, the run's cells/*.monitor.json; PNGs copied to
     ``target/identifiability_<FIGURES name>.png``."""
     import shutil
     import tempfile
@@ -459,9 +470,12 @@ def _figures(name: str, source: Path, target: Path) -> None:
     from toolkit.studies.sweep import read_results
 
     rows = read_results(RESULTS / f"{name}.csv")
+    pooled = rows + [row for other in POOLED.get(name, ())
+                     if (RESULTS / f"{other}.csv").is_file()
+                     for row in read_results(RESULTS / f"{other}.csv")]
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        paths = gauge_figure(rows, tmp)
+        paths = gauge_figure(pooled, tmp)
         paths += rigidity_figure(rows, tmp, "local_r2_aligned")
         paths += rigidity_figure(rows, tmp, "local_r2_gauge")
         if (source / "cells").is_dir():
@@ -476,36 +490,22 @@ def _figures(name: str, source: Path, target: Path) -> None:
             print(f"wrote {target / f'identifiability_{docs_name}.png'}")
 
 
-def sweeps(runs: Path, figures: Path | None = None) -> None:
-    """The identifiability sweeps (runs/identifiability*, made by the commands in
-    sweeps/identifiability*.toml): copy each one's member table, assembled from its finished
-    cells, with its config into results/identifiability/<name>.csv, .config.json, .json
-    (finished and missing cells, the resume command); then write sweep_summary.csv (per
-    width: mean +- sd over seeds, Spearman of mean LPR with local R2) from the committed
-    tables and print it as markdown, saying which widths did not run."""
-    from toolkit.species import system_composition
-    from toolkit.tables import write_table
+SUMMARY_TABLE_COLUMNS = ["sweep", "system", "width", "n_seeds"] + [
+    f"{c}_{s}" for c in SUMMARY_COLUMNS for s in ("mean", "sd")] + [
+    "spearman_lpr_local_r2_aligned", "spearman_lpr_local_r2_gauge"]
 
-    for name, (run, toml) in SWEEPS.items():
-        source = runs / run
-        if (source / "config.json").is_file():
-            _copy_sweep(name, source, toml)
-        else:
-            print(f"{source}: no sweep here; summarising the committed {name}.csv")
-        if figures is not None and (RESULTS / f"{name}.csv").is_file():
-            _figures(name, source, figures)
-    summary = []
-    for name in SWEEPS:
-        if (RESULTS / f"{name}.csv").is_file():
-            summary += _summary_rows(name)
-    if not summary:
-        print("no sweep tables in results/identifiability/")
-        return
-    columns = ["sweep", "system", "width", "n_seeds"]
-    columns += [f"{c}_{s}" for c in SUMMARY_COLUMNS for s in ("mean", "sd")]
-    columns += ["spearman_lpr_local_r2_aligned", "spearman_lpr_local_r2_gauge"]
-    write_table(RESULTS / "sweep_summary.csv", summary, columns)
-    print(f"wrote {RESULTS / 'sweep_summary.csv'}")
+
+def summary_rows() -> list[dict]:
+    """sweep_summary.csv's rows, from the committed member tables of SWEEPS."""
+    return [row for name in SWEEPS if (RESULTS / f"{name}.csv").is_file()
+            for row in _summary_rows(name)]
+
+
+def summary_markdown(summary: list[dict]) -> str:
+    """The tables of docs/identifiability.md section 6, per sweep: scores and LPR per width
+    (from ``summary``), scores along training (<name>_training.csv), and the widths that did
+    not run with the command that resumes them."""
+    from toolkit.species import system_composition
 
     def pm(row, column, fmt=".3f"):
         mean, sd = row[column + "_mean"], row[column + "_sd"]
@@ -518,51 +518,82 @@ def sweeps(runs: Path, figures: Path | None = None) -> None:
     def rho(value):
         return "" if value is None or value != value else f"{value:+.2f}"
 
+    out = []
     for name in SWEEPS:
         rows = [r for r in summary if r["sweep"] == name]
         if not rows:
             continue
-        print(f"\nscores ({name}, results/identifiability/sweep_summary.csv)\n")
-        print("| system | width | seeds | total R2 | aligned local R2 | gauge-projected local R2 "
-              "| share constants | transfer share of the aligned error | symmetric-control "
-              "share of the aligned error |")
-        print("|" + "---|" * 9)
+        lines = [f"scores ({name}, results/identifiability/sweep_summary.csv)", "",
+                 "| system | width | seeds | total R2 | aligned local R2 | gauge-projected "
+                 "local R2 | share constants | transfer share of the aligned error | "
+                 "symmetric-control share of the aligned error |", "|" + "---|" * 9]
         for row in rows:
             if row["width"] == "all":
                 continue
             if row["n_seeds"] == 0:
-                print(f"| {row['system']} | {row['width']} | 0 (not run) |" + " |" * 6)
+                lines.append(f"| {row['system']} | {row['width']} | 0 (not run) |" + " |" * 6)
                 continue
             mixture = len(system_composition(row["system"])) > 1
             shares = [pm(row, c) if mixture else "n/a (no cross pairs)"
                       for c in ("aligned_share_transfer", "aligned_share_symmetric")]
-            print(f"| {row['system']} | {row['width']} | {row['n_seeds']} | "
-                  f"{pm(row, 'total_r2', '.4f')} | {pm(row, 'local_r2_aligned')} | "
-                  f"{pm(row, 'local_r2_gauge', '.4f')} | {pm(row, 'gauge_share_constants')} | "
-                  f"{shares[0]} | {shares[1]} |")
-        print(f"\nlocal prediction rigidity ({name}, results/identifiability/sweep_summary.csv;"
-              " Spearman over the members of the row)\n")
-        print("| system | width | members | mean LPR Ar | mean LPR Kr | Spearman(LPR, aligned "
-              "local R2) | Spearman(LPR, gauge-projected local R2) |")
-        print("|" + "---|" * 7)
+            lines.append(
+                f"| {row['system']} | {row['width']} | {row['n_seeds']} | "
+                f"{pm(row, 'total_r2', '.4f')} | {pm(row, 'local_r2_aligned')} | "
+                f"{pm(row, 'local_r2_gauge', '.4f')} | {pm(row, 'gauge_share_constants')} | "
+                f"{shares[0]} | {shares[1]} |")
+        lines += ["", f"local prediction rigidity ({name}, results/identifiability/"
+                  "sweep_summary.csv; Spearman over the members of the row)", "",
+                  "| system | width | members | mean LPR Ar | mean LPR Kr | Spearman(LPR, "
+                  "aligned local R2) | Spearman(LPR, gauge-projected local R2) |",
+                  "|" + "---|" * 7]
         for row in rows:
             if row["width"] != "all" and row["n_seeds"] == 0:
-                print(f"| {row['system']} | {row['width']} | 0 (not run) |" + " |" * 4)
+                lines.append(f"| {row['system']} | {row['width']} | 0 (not run) |" + " |" * 4)
                 continue
             lpr = (["", ""] if row["width"] == "all"
                    else [pm(row, c, "lpr") for c in ("lpr_Ar", "lpr_Kr")])
-            print(f"| {row['system']} | {row['width']} | {row['n_seeds']} | {lpr[0]} | "
-                  f"{lpr[1]} | {rho(row['spearman_lpr_local_r2_aligned'])} | "
-                  f"{rho(row['spearman_lpr_local_r2_gauge'])} |")
+            lines.append(f"| {row['system']} | {row['width']} | {row['n_seeds']} | {lpr[0]} | "
+                         f"{lpr[1]} | {rho(row['spearman_lpr_local_r2_aligned'])} | "
+                         f"{rho(row['spearman_lpr_local_r2_gauge'])} |")
         training_path = RESULTS / f"{name}_training.csv"
         if training_path.is_file():
-            _print_training(name, list(csv.DictReader(open(training_path))))
+            lines += ["", _training_markdown(name, list(csv.DictReader(open(training_path))))]
         missing = [f"{r['system']} w{r['width']}" for r in rows
                    if r["width"] != "all" and r["n_seeds"] == 0]
         if missing:
             run, toml = SWEEPS[name]
-            print(f"\n{name}: NOT RUN: {', '.join(missing)}; resume with `mpirun -np 2 aetk "
-                  f"sweep --config {toml} --out runs/{run}` (finished cells are kept)")
+            lines += ["", f"{name}: NOT RUN: {', '.join(missing)}; resume with `mpirun -np 2 "
+                      f"aetk sweep --config {toml} --out runs/{run}` (finished cells are kept)"]
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
+
+
+def sweeps(runs: Path, figures: Path | None = None) -> None:
+    """The identifiability sweeps (runs/identifiability*, made by the commands in
+    sweeps/identifiability*.toml): copy each one's member table, assembled from its finished
+    cells, with its config into results/identifiability/<name>.csv, .config.json, .json
+    (finished and missing cells, the resume command); then write sweep_summary.csv (per
+    width: mean +- sd over seeds, Spearman of mean LPR with local R2) from the committed
+    tables and print it as markdown, saying which widths did not run."""
+    from toolkit.tables import write_table
+
+    for name, (run, toml) in SWEEPS.items():
+        source = runs / run
+        if (source / "config.json").is_file():
+            _copy_sweep(name, source, toml)
+        else:
+            print(f"{source}: no sweep here; summarising the committed {name}.csv")
+    if figures is not None:  # after every copy: a width figure pools its continuations
+        for name, (run, _) in SWEEPS.items():
+            if (RESULTS / f"{name}.csv").is_file():
+                _figures(name, runs / run, figures)
+    summary = summary_rows()
+    if not summary:
+        print("no sweep tables in results/identifiability/")
+        return
+    write_table(RESULTS / "sweep_summary.csv", summary, SUMMARY_TABLE_COLUMNS)
+    print(f"wrote {RESULTS / 'sweep_summary.csv'}")
+    print("\n" + summary_markdown(summary))
 
 
 STUDIES = {"compositions": compositions, "decay": decay, "teachers": teachers, "dft": dft}

@@ -217,3 +217,51 @@ def test_dft_doc_fit_joint_and_isolated_tables_are_the_committed_files():
                 f"{maps[own]['predicted_minus_E_total_eV']:+.4f} ({own}) | "
                 f"{maps['Ar16Kr16']['predicted_minus_E_total_eV']:+.4f} | "
                 f"{maps['joint']['predicted_minus_E_total_eV']:+.4f} |") in doc, element
+
+
+def test_identifiability_sweep_tables_are_the_committed_results():
+    """docs/identifiability.md section 6 shows exactly the tables `scripts/
+    identifiability_study.py sweeps` renders from the committed member tables of
+    results/identifiability/ (sweep_summary.csv is those tables' summary), names the resume
+    command of every sweep with widths that did not run, and shows the figures it draws."""
+    from toolkit.tables import table_text
+
+    spec = importlib.util.spec_from_file_location("identifiability_study",
+                                                  ROOT / "scripts" / "identifiability_study.py")
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    results = ROOT / "results" / "identifiability"
+    section = (ROOT / "docs" / "identifiability.md").read_text().split("\n## 6. ")[1]
+    summary = study.summary_rows()
+    assert {row["sweep"] for row in summary} == set(study.SWEEPS)
+    assert table_text(summary, study.SUMMARY_TABLE_COLUMNS) == (
+        results / "sweep_summary.csv").read_text(), (
+        "sweep_summary.csv differs from the member tables: run "
+        "`python scripts/identifiability_study.py sweeps`")
+
+    def tables(text):
+        blocks, current = [], []
+        for line in text.splitlines() + [""]:
+            if line.startswith("|"):
+                current.append(line)
+            elif current:
+                blocks.append("\n".join(current))
+                current = []
+        return blocks
+
+    rendered = tables(study.summary_markdown(summary))
+    assert len(rendered) == 3 * len(study.SWEEPS)  # scores, LPR, along training
+    for table in rendered:
+        assert table in section, f"docs/identifiability.md section 6: a table differs:\n{table}"
+    for name in study.SWEEPS:
+        meta = json.loads((results / f"{name}.json").read_text())
+        assert meta["complete"] == (not meta["missing_cells"])
+        if not meta["complete"]:
+            assert meta["command"] in section
+    summary[0]["local_r2_aligned_mean"] += 0.01  # a changed number is caught
+    assert any(table not in section for table in tables(study.summary_markdown(summary)))
+    for names in study.FIGURES.values():
+        for name in names.values():
+            figure = f"identifiability_{name}.png"
+            assert f"figures/{figure}" in section
+            assert (ROOT / "docs" / "figures" / figure).is_file()
