@@ -648,6 +648,26 @@ def table_rows(results: dict) -> list[tuple[str, str]]:
         widths = [k for k in b if k.startswith("w") and k[1:].isdigit()]
         rows.append(("5 seeds batched vs one by one, same iterations (speed-up, CPU time)",
                      ", ".join(f"{_fmt(b[k]['speedup_cpu'])}x ({k})" for k in widths)))
+    if "training_gflops" in r:
+        g = r["training_gflops"]
+        widths = [k for k in g if k.startswith("tanh_") and "x" not in k]
+        rows.append((f"5-member value and gradient, {g['atoms']:,} atoms, 1 thread: GFLOP/s "
+                     f"(1 layer; 2 layers), matmul peak {_fmt(g['matmul_peak_gflops_1thread'])}",
+                     ", ".join(f"{_fmt(g[k]['cpu_gflops'])}; "
+                               f"{_fmt(g[k + 'x' + k.removeprefix('tanh_')]['cpu_gflops'])} "
+                               f"(w{k.removeprefix('tanh_')})" for k in widths)))
+    if "identifiability" in r:
+        i = r["identifiability"]
+        rows.append((f"gauge decomposition, {i['decomposition_frames']:,} frames x "
+                     f"{i['decomposition_atoms_per_frame']} atoms; LPR of a width-64 network, "
+                     f"{i['lpr_width64_frames']:,} frames",
+                     f"{_fmt(i['decomposition_s'])} s; {_fmt(i['lpr_s'])} s"))
+    if "bundle_sizes" in r:
+        b = r["bundle_sizes"]
+        rows.append((f"descriptor bundles of the paper's data, {b['frames']:,} frames x 3 "
+                     "systems (MiB): float64; float32; fixed16",
+                     "; ".join(_fmt(b[p]["total_mib"]) for p in ("float64", "float32",
+                                                                 "fixed16") if p in b)))
     if "lammps_evaluation" in r:
         e = r["lammps_evaluation"]
         rows.append(("LAMMPS per-atom energies, NN tanh-16 vs linear, same descriptors",

@@ -153,8 +153,11 @@ def test_paper_regime_tables_are_the_committed_results():
     for key, row in speed["batched_vs_one_by_one"].items():
         if key.startswith("w"):
             assert f"| {row['speedup_cpu']:.2f} | {row['speedup_wall']:.2f} |" in doc
-    # BUNDLE-SIZES waits for `benchmarks/run.py --only bundle_sizes` (not run here)
-    for placeholder in ("SPEED-RESULTS", "RESULTS-PLACEHOLDER", "PRECISION-TABLE"):
+    bundles = json.loads((ROOT / "benchmarks" / "results.json").read_text())["bundle_sizes"]
+    for precision in ("float64", "float32", "fixed16"):
+        assert f"| {precision} | {bundles[precision]['mib']['Ar']:.1f} |" in doc
+    for placeholder in ("SPEED-RESULTS", "RESULTS-PLACEHOLDER", "PRECISION-TABLE",
+                        "BUNDLE-SIZES"):
         assert placeholder not in doc
     for figure in ("local_r2_aligned", "total_r2", "local_r2"):
         name = f"paper_regime_{figure}.png"
