@@ -5,6 +5,7 @@ Real LAMMPS throughout; no mocks."""
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -393,6 +394,16 @@ def test_lj_study_resumes_and_writes_one_row_per_member(tmp_path, arkr_lj_frames
         assert np.isfinite(row["local_r2_aligned"]) and np.isfinite(row["total_per_atom_rmse"])
         # gauge projection removes the aligned score's constants and more: never lower
         assert row["local_r2_aligned"] - 1e-9 <= row["local_r2_gauge"] <= 1.0
+    # a study written before a training setting existed resumes (defaults filled in); a
+    # changed setting is refused
+    stored = json.loads((out / "config.json").read_text())
+    del stored["training"]["weight_decay"]
+    (out / "config.json").write_text(json.dumps(stored))
+    run_lj_study(config, out, progress=False)
+    stored["training"]["max_iterations"] = 6
+    (out / "config.json").write_text(json.dumps(stored))
+    with pytest.raises(PointsConfigError, match="another config"):
+        run_lj_study(config, out, progress=False)
     config_path.write_text('[points]\nwidth = [2]\n')
     with pytest.raises(PointsConfigError, match="points.width"):
         read_lj_config(config_path)

@@ -275,7 +275,8 @@ def run_lj_study(config: LjStudyConfig, out: str | Path, progress: bool = True,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config_path = out / "config.json"
-    if config_path.is_file() and json.loads(config_path.read_text()) != config.to_dict():
+    # through the config type, so settings added to it since (defaults) compare equal
+    if config_path.is_file() and lj_config_from_json(config_path).to_dict() != config.to_dict():
         raise PointsConfigError(f"{out} holds a study with another config ({config_path}); "
                                 "use a new --out")
     atomic_write_text(config_path, json.dumps(config.to_dict(), indent=1) + "\n")
