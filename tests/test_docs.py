@@ -268,3 +268,19 @@ def test_identifiability_sweep_tables_are_the_committed_results():
             figure = f"identifiability_{name}.png"
             assert f"figures/{figure}" in section
             assert (ROOT / "docs" / "figures" / figure).is_file()
+
+
+def test_dft_doc_early_stopping_tables_are_the_committed_results():
+    """docs/dft.md shows the early-stopping against last-parameters tables exactly as
+    `toolkit.studies.regime.width_table` renders them from results/dft_regime{,_last}/."""
+    from toolkit.studies.regime import width_table
+    from toolkit.studies.sweep import read_results
+
+    doc = (ROOT / "docs" / "dft.md").read_text()
+    stopped = [r for r in read_results(ROOT / "results" / "dft_regime")
+               if r["system"] in ("Ar", "Kr", "ArKr")]
+    last = read_results(ROOT / "results" / "dft_regime_last")
+    assert {r["system"] for r in last} == {"Ar", "Kr", "ArKr"}
+    for metric in ("local_r2_aligned", "local_r2_gauge"):
+        table = width_table({"stopped": stopped, "last": last}, metric, ["Ar", "Kr", "ArKr"])
+        assert table in doc, f"docs/dft.md: the {metric} early-stopping table differs"
