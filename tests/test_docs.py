@@ -284,3 +284,22 @@ def test_dft_doc_early_stopping_tables_are_the_committed_results():
     for metric in ("local_r2_aligned", "local_r2_gauge"):
         table = width_table({"stopped": stopped, "last": last}, metric, ["Ar", "Kr", "ArKr"])
         assert table in doc, f"docs/dft.md: the {metric} early-stopping table differs"
+
+
+def test_paper_regime_early_stopping_tables_are_the_committed_results():
+    """docs/paper_regime.md shows the L-BFGS early-stopping against last-parameters tables as
+    `width_table` renders them from results/paper_regime/protocol_lbfgs{,_last}/."""
+    from toolkit.studies.regime import width_table
+    from toolkit.studies.sweep import read_results
+
+    doc = (ROOT / "docs" / "paper_regime.md").read_text()
+    results = ROOT / "results" / "paper_regime"
+    tables = {label: read_results(results / f"protocol_{label}")
+              for label in ("lbfgs", "lbfgs_last")}
+    assert all(int(r["best_iteration"]) == 1000 for r in tables["lbfgs_last"])
+    comparison = (results / "comparison_lbfgs_last.md").read_text()
+    for metric in ("local_r2_aligned", "total_r2"):
+        table = width_table(tables, metric, ["Ar", "ArKr"])
+        assert table in doc and table in comparison
+    gauge = width_table({"lbfgs_last": tables["lbfgs_last"]}, "local_r2_gauge", ["ArKr"])
+    assert gauge in doc and gauge in comparison
