@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.reference.bader import Cube, gaussian_cores, hartree_potential, read_cube
+from toolkit.reference.bader import Cube, core_density, hartree_potential, read_cube
 from toolkit.reference.dft.cp2k import BOHR, CUBES, HARTREE, DftError
 
 
@@ -61,15 +61,9 @@ def frame_field(workdir: str | Path) -> FrameField:
     result = json.loads((workdir / "result.json").read_text())
     valence: Cube = read_cube(workdir / CUBES["valence"])
     spacing = valence.spacing
-    symbols = result["symbols"]
-    kinds = result["kinds"]
-    zeff = np.array([kinds[s]["zeff"] for s in symbols])
-    alpha = np.array([kinds[s]["core_alpha"] for s in symbols])
-    core = gaussian_cores(valence.data.shape, spacing, valence.positions, zeff, alpha,
-                          valence.origin)
-    rho = valence.data - core
+    rho = valence.data - core_density(valence, result)[0]
     return FrameField(rho, hartree_potential(rho, spacing), spacing, valence.origin,
-                      valence.positions, list(symbols))
+                      valence.positions, list(result["symbols"]))
 
 
 def shifted(field: np.ndarray, spacing: np.ndarray, displacement: np.ndarray) -> np.ndarray:

@@ -295,6 +295,21 @@ def hartree_potential(rho: np.ndarray, spacing: np.ndarray) -> np.ndarray:
     return np.fft.ifftn(v).real
 
 
+def core_density(valence: Cube, result: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The Gaussian ion cores of a CP2K frame on the valence cube's grid, with each atom's
+    core charge and exponent (from ``result['kinds']``): (core density, zeff, alpha).
+
+    rho_tot = valence - core is the total charge density the basin energies integrate.
+    """
+    symbols = result["symbols"]
+    kinds = result["kinds"]
+    zeff = np.array([kinds[s]["zeff"] for s in symbols])
+    alpha = np.array([kinds[s]["core_alpha"] for s in symbols])
+    core = gaussian_cores(valence.data.shape, valence.spacing, valence.positions, zeff, alpha,
+                          valence.origin)
+    return core, zeff, alpha
+
+
 def analyse_frame(workdir: str | Path, result: dict, method: str = "near-grid") -> dict:
     """Per-basin charges and electrostatic energies of one CP2K frame (see docs/dft.md).
 
@@ -309,11 +324,7 @@ def analyse_frame(workdir: str | Path, result: dict, method: str = "near-grid") 
     hartree_cube = read_cube(workdir / CUBES["hartree"])
     spacing, dv = valence.spacing, valence.voxel_volume
     symbols = result["symbols"]
-    kinds = result["kinds"]
-    zeff = np.array([kinds[s]["zeff"] for s in symbols])
-    alpha = np.array([kinds[s]["core_alpha"] for s in symbols])
-    core = gaussian_cores(valence.data.shape, spacing, valence.positions, zeff, alpha,
-                          valence.origin)
+    core, zeff, alpha = core_density(valence, result)
     # the total-density cube is valence minus cores, both rounded to 5 digits; rebuilding
     # it from the valence cube and the exact Gaussians halves the rounding noise, and the
     # potential from an exact FFT Poisson solve avoids the V_H cube's own rounding
