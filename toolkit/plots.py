@@ -58,11 +58,12 @@ def _width_axis(ax, widths) -> None:
     ax.set_xticks(ticks, [str(t) for t in ticks])
 
 
-def _save(fig, out: Path, name: str) -> list[Path]:
+def _save(fig, out: Path, name: str, tight: bool = True) -> list[Path]:
+    """``OUT/NAME.png`` and ``.pdf`` at 150 dpi (cropped to the drawing with ``tight``)."""
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.png", out / f"{name}.pdf"]
     for path in paths:
-        fig.savefig(path, dpi=150, bbox_inches="tight")
+        fig.savefig(path, dpi=150, bbox_inches="tight" if tight else None)
     plt.close(fig)
     return paths
 

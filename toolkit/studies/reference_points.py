@@ -670,8 +670,9 @@ def lj_width_figure(rows: list[dict], out: str | Path) -> list[Path]:
     total R2 against width."""
     import matplotlib.pyplot as plt
 
+    from toolkit.plots import _save
+
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     metrics = ("local_r2_aligned", "local_r2_gauge", "bond_r2", "total_r2")
     table = summary_table(rows, metrics)
     fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
@@ -699,11 +700,7 @@ def lj_width_figure(rows: list[dict], out: str | Path) -> list[Path]:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    paths = [out / "points_lj_width.png", out / "points_lj_width.pdf"]
-    for path in paths:
-        fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return paths
+    return _save(fig, out, "points_lj_width", tight=False)
 
 
 def lj_bond_figure(study: str | Path, out: str | Path, model: str = "bonds",
@@ -712,6 +709,7 @@ def lj_bond_figure(study: str | Path, out: str | Path, model: str = "bonds",
     import matplotlib.pyplot as plt
     import torch
 
+    from toolkit.plots import _save
     from toolkit.points.pair_energy import lj_pair_energy
 
     study, out = Path(study), Path(out)
@@ -749,18 +747,15 @@ def lj_bond_figure(study: str | Path, out: str | Path, model: str = "bonds",
     fig.suptitle(f"{model}, {activation} width {width}, seed {seed}: test frames, trained on "
                  "totals only", fontsize=10)
     fig.tight_layout()
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "points_lj_bonds.png", out / "points_lj_bonds.pdf"]
-    for path in paths:
-        fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return paths
+    return _save(fig, out, "points_lj_bonds", tight=False)
 
 
 def dft_grid_figure(study: str | Path, out: str | Path, width: int = 0,
                     seed_index: int = 0) -> list[Path]:
     """Grid energies against the mapped deformation and raw electrostatic energies."""
     import matplotlib.pyplot as plt
+
+    from toolkit.plots import _save
 
     study, out = Path(study), Path(out)
     summary = json.loads((study / "grid.json").read_text())
@@ -783,12 +778,7 @@ def dft_grid_figure(study: str | Path, out: str | Path, width: int = 0,
             r2_value, pearson_value = _frame_centred_scores(ref, model, frame)
             ax.set_title(f"{system}: R$^2$ {r2_value:.2f}, r {pearson_value:.2f}", fontsize=10)
     fig.tight_layout()
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "points_dft_grid.png", out / "points_dft_grid.pdf"]
-    for path in paths:
-        fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return paths
+    return _save(fig, out, "points_dft_grid", tight=False)
 
 
 # -- tables for the documentation ---------------------------------------------------------------
