@@ -33,7 +33,9 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
                         only=parse_only(args.only), force_new=args.force_new)
     if comm.Get_rank() == 0:
         run_record(args.out, started, code, before, len(finished_cells(Path(args.out))),
-                   comm.Get_size(), config.training.device, " ".join(sys.argv))
+                   comm.Get_size(), config.training.device,
+                   # the command as typed, without the machine's path to the executable
+                   " ".join(["aetk", *sys.argv[1:]]))
         print(f"wrote {results} ({len(config.cells())} cells x {len(config.seeds)} seeds)")
 
 
