@@ -175,6 +175,7 @@ def test_sweep_device_option_is_recorded_and_cuda_is_refused_without_a_gpu(root,
     record = json.loads((tmp_path / "run" / "runs.jsonl").read_text().splitlines()[-1])
     assert record["cells_trained"] == 1 and record["device"] == "cpu"
     assert record["machine"]["cpus"] >= 1 and "torch" in record["machine"]
+    assert record["command"].split()[0] == "aetk"  # no path of this machine in the record
     if not torch.cuda.is_available():
         capsys.readouterr()
         assert main(command[:-1] + ["cuda"]) == 2
