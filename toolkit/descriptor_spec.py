@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit.config import build
 from toolkit.errors import AetkError
 from toolkit.species import element, snap_weight
 
@@ -94,6 +95,18 @@ OTHER_DEFAULTS: dict[str, tuple[float, float]] = {"Si": (SILICON_RADIUS, 1.0)}
 POINT_KINDS = ("bond", "grid")
 
 
+def _from_dict(cls, data, source: str):
+    """``cls`` from a plain dict through :func:`toolkit.config.build` (unknown and missing
+    keys refused by name); every refusal is a :class:`SpecError` that names ``source``."""
+    if isinstance(data, cls):
+        return data
+    try:
+        return build(cls, data, source)
+    except AetkError as exc:
+        text = str(exc)
+        raise SpecError(text if text.startswith(source) else f"{source}: {text}") from None
+
+
 @dataclass(frozen=True)
 class PointType:
     """A species of reference points off the atoms, and how LAMMPS sees it.
@@ -143,16 +156,7 @@ class PointType:
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "point type") -> PointType:
-        if isinstance(data, PointType):
-            return data
-        known = set(cls.__dataclass_fields__)
-        unknown = set(data) - known
-        if unknown:
-            raise SpecError(f"{source}: unknown keys {sorted(unknown)}; known are {sorted(known)}")
-        try:
-            return cls(**data)
-        except TypeError as exc:
-            raise SpecError(f"{source}: {exc}") from None
+        return _from_dict(cls, data, source)
 
 
 @dataclass(frozen=True)
@@ -303,15 +307,7 @@ class DescriptorSpec:
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "descriptor spec") -> DescriptorSpec:
-        known = set(cls.__dataclass_fields__)
-        unknown = set(data) - known
-        if unknown:
-            raise SpecError(f"{source}: unknown keys {sorted(unknown)}; known are {sorted(known)}")
-        try:
-            return cls(**data)
-        except (TypeError, AetkError) as exc:
-            text = str(exc)
-            raise SpecError(text if text.startswith(source) else f"{source}: {text}") from None
+        return _from_dict(cls, data, source)
 
     def to_toml(self) -> str:
         def value(v):
