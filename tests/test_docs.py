@@ -135,10 +135,22 @@ def test_paper_regime_tables_are_the_committed_results():
         table = width_table(protocols, metric, ["Ar", "ArKr"])
         assert table in doc, f"docs/paper_regime.md: the {metric} table differs"
         assert table in (results / file).read_text()
+    stored = {name: read_results(results / f"precision_{name}") for name in ("float32", "fixed16")}
     precision = paired_table({"float64-frames": protocols["lbfgs"],
-                              "float32-bundle": read_results(results / "precision_float32")},
+                              "float32-bundle": stored["float32"],
+                              "fixed16-bundle": stored["fixed16"]},
                              ["local_r2_aligned", "total_r2"])
+    assert "| fixed16-bundle | 15 |" in precision  # every member of the fixed16 run is paired
     assert precision in doc and precision in (results / "comparison_precision.md").read_text()
+    means = width_table({"float64-frames": protocols["lbfgs"], "float32-bundle": stored["float32"],
+                         "fixed16-bundle": stored["fixed16"]}, "local_r2_aligned", ["Ar", "ArKr"])
+    assert means in (results / "comparison_precision.md").read_text()
+    for width, cells in ((1, "0.944 / 0.939 / 0.947"), (4, "0.923 / 0.916 / 0.915"),
+                         (256, "0.870 / 0.868 / 0.871")):  # quoted in the prose
+        row = next(line for line in means.splitlines() if line.startswith(f"| {width} | "))
+        arkr = row.strip(" |").split(" | ")[2:]  # width, float64 Ar, then the three ArKr columns
+        assert [c.split(" ±")[0] for c in arkr] == cells.split(" / "), width
+        assert f"{cells} at width {width}" in " ".join(doc.split()), width
     speed = json.loads((results / "speed.json").read_text())
     assert speed["machine"]["cpu_model"] and speed["machine"]["cores"]
     gflops = speed["training_gflops"]
