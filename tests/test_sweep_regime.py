@@ -96,6 +96,9 @@ def test_data_size_axis_trains_each_size_and_reports_it(root, tmp_path, capsys):
     assert (tmp_path / "figs" / "data_size_local_r2_aligned_tanh_d1.png").is_file()
     table = (tmp_path / "figs" / "data_size_local_r2_aligned_tanh_d1.md").read_text()
     assert "| width | 4 frames | 12 frames |" in table and "| 3 |" in table
+    totals = (tmp_path / "figs" / "data_size_total_r2_tanh_d1.md").read_text()
+    assert (tmp_path / "figs" / "data_size_total_r2_tanh_d1.png").is_file()
+    assert totals != table and "| width | 4 frames | 12 frames |" in totals
 
 
 def test_systems_with_different_frame_counts_are_not_a_data_size_axis(root, tmp_path):

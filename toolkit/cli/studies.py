@@ -66,14 +66,17 @@ def _cmd_report(args: argparse.Namespace) -> None:
         from toolkit.plots import data_size_figure
         from toolkit.studies.regime import data_size_table
 
-        for activation, depth in sorted({(r["activation"], r["depth"]) for r in rows}):
-            name = f"data_size_{args.local_metric}_{activation}_d{depth}"
-            paths += data_size_figure(rows, args.local_metric, label, args.out, name,
-                                      activation, depth)
-            text = "".join(f"\n{system}, {activation}, depth {depth}:\n\n"
-                           + data_size_table(rows, args.local_metric, system, activation, depth)
-                           for system in sorted({r["system"] for r in rows}))
-            Path(args.out, f"{name}.md").write_text(text)
+        # the totals too: with few frames the totals are fitted worse, which the local
+        # scores must be read against
+        for metric, ylabel in ((args.local_metric, label), ("total_r2", "total R2")):
+            for activation, depth in sorted({(r["activation"], r["depth"]) for r in rows}):
+                name = f"data_size_{metric}_{activation}_d{depth}"
+                paths += data_size_figure(rows, metric, ylabel, args.out, name, activation,
+                                          depth)
+                text = "".join(f"\n{system}, {activation}, depth {depth}:\n\n"
+                               + data_size_table(rows, metric, system, activation, depth)
+                               for system in sorted({r["system"] for r in rows}))
+                Path(args.out, f"{name}.md").write_text(text)
         rows = [row for row in rows if row["n_train"] == sizes[-1]]
     paths += sweep_figures(rows, args.out, local_metric=args.local_metric)
     paths += gauge_figure(rows, args.out)
