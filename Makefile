@@ -31,13 +31,14 @@ $(STAMP): pyproject.toml $(SYSSTAMP)
 	$(PY) -m pip install -q --no-compile -e ".[test,fitsnap]"
 	@touch $@
 
-# Tests run in $(NP) pytest-xdist workers; tests that share an expensive module fixture carry
-# @pytest.mark.xdist_group so --dist loadgroup builds it once.
+# Tests run in $(NP) pytest-xdist workers, a module at a time (--dist loadscope), so every
+# module-scoped fixture (a CP2K run, the contract's potentials) is built once. (xdist_group
+# marks with --dist loadgroup grouped nothing under pytest 9.2 + xdist 3.8 here.)
 test: setup
-	$(PY) -m pytest -q -x -n $(NP) --dist loadgroup --durations=10
+	$(PY) -m pytest -q -x -n $(NP) --dist loadscope --durations=10
 
 test-fast: setup
-	$(PY) -m pytest -q -x -n $(NP) --dist loadgroup -m "not slow"
+	$(PY) -m pytest -q -x -n $(NP) --dist loadscope -m "not slow"
 
 # all benchmarks -> benchmarks/results.json (commit it), then the README's table from it;
 # one alone: $(PY) benchmarks/run.py --only md; do they run at all: ... --quick

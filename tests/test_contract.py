@@ -30,8 +30,6 @@ from toolkit.models.potential import read_potential
 from toolkit.models.training import TrainingSettings
 
 QUICK = TrainingSettings(max_iterations=20, patience=20)
-# the potentials of every kind are made once, by one pytest-xdist worker (make test)
-pytestmark = pytest.mark.xdist_group("contract")
 
 
 @kind("fitted")

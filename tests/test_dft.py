@@ -164,7 +164,6 @@ def dft_run(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("dft_run")
 def test_run_dft_writes_frames_and_resumes(dft_run):
     out, frames, summary = dft_run
     assert summary.computed == [0, 1, 2, 3] and not summary.failed
@@ -195,7 +194,6 @@ def test_failing_frame_is_retried_once_and_reported(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("dft_run")
 def test_partition_gives_local_energies_that_sum_to_dft_totals(dft_run, tmp_path):
     out, frames, _ = dft_run
     target = tmp_path / "Ar3.extxyz"
