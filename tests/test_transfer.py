@@ -159,7 +159,7 @@ ArKr = "{root / 'ArKr.extxyz'}"
     gauge = [float(r["local_r2_gauge"]) for r in a]
     lpr = [float(r["lpr_Ar"]) for r in a if r["system"] != "Kr"]
     assert all(np.isfinite(g) and g <= 1.0 for g in gauge) and all(v > 0 for v in lpr)
-    report = subprocess.run([str(BIN / "aetk"), "report", "--results", str(sweep), "--out",
-                             str(tmp_path / "fig")], capture_output=True, text=True)
-    assert report.returncode == 0, report.stderr
+    from toolkit.cli import main  # in process: the CLI itself is tested elsewhere
+
+    assert main(["report", "--results", str(sweep), "--out", str(tmp_path / "fig")]) == 0
     assert (tmp_path / "fig" / "fig10_transfer_local_r2.pdf").is_file()
