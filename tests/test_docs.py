@@ -15,13 +15,19 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "benchmarks" / "run.py")
+def _load_script(name: str, path: Path):
+    """A script (not a package module) as a module, registered under ``name`` in sys.modules
+    (dataclasses look their module up there)."""
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_run"] = module  # dataclasses look their module up there
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return _load_script("bench_run", ROOT / "benchmarks" / "run.py")
 
 
 def test_readme_benchmark_table_is_the_committed_results_file(bench):
@@ -98,10 +104,7 @@ def test_invariant_points_tables_are_the_committed_report():
     """docs/invariant_points.md shows exactly the tables `scripts/invariant_study.py report`
     renders from docs/invariant_points.json, names every command the report lists as not run,
     and has no placeholder left."""
-    spec = importlib.util.spec_from_file_location("invariant_study",
-                                                  ROOT / "scripts" / "invariant_study.py")
-    study = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(study)
+    study = _load_script("invariant_study", ROOT / "scripts" / "invariant_study.py")
     doc = (ROOT / "docs" / "invariant_points.md").read_text()
     report = json.loads((ROOT / "docs" / "invariant_points.json").read_text())
     rendered = study.tables_markdown(report)
@@ -176,13 +179,6 @@ def test_paper_regime_tables_are_the_committed_results():
         assert f"figures/{name}" in doc and (ROOT / "docs" / "figures" / name).is_file()
 
 
-def _load_script(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_dft_doc_sweep_tables_are_the_committed_results():
     """docs/dft.md ("What the toolkit learns") shows exactly the tables
     `scripts/dft_regime_tables.py` renders from results/dft_regime/ (also in its tables.md)."""
@@ -241,10 +237,7 @@ def test_identifiability_sweep_tables_are_the_committed_results():
     command of every sweep with widths that did not run, and shows the figures it draws."""
     from toolkit.tables import table_text
 
-    spec = importlib.util.spec_from_file_location("identifiability_study",
-                                                  ROOT / "scripts" / "identifiability_study.py")
-    study = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(study)
+    study = _load_script("identifiability_study", ROOT / "scripts" / "identifiability_study.py")
     results = ROOT / "results" / "identifiability"
     section = (ROOT / "docs" / "identifiability.md").read_text().split("\n## 6. ")[1]
     summary = study.summary_rows()
