@@ -10,7 +10,8 @@
 #    defaults: sweeps/paper.toml bundles/paper runs/paper-gpu. Environment: PYTHON (python3),
 #    TIME_LIMIT (seconds; stop training then, e.g. to fit a time-limited allocation), JOBS
 #    (parallel sweep processes sharing the GPU, default 3: small cells leave it idle),
-#    DEVICE (cuda; "cpu" runs the same procedure without a GPU, as the test suite does).
+#    DEVICE (cuda; "cpu" runs the same procedure without a GPU, as the test suite does),
+#    SKIP_CUDA_TEST (set: skip step 3's test, e.g. when it ran earlier in the session).
 # 3. It checks the GPU, runs the cuda-vs-cpu equality test (if pytest is installed), trains
 #    every unfinished cell (resumable: run it again after a kill or a time limit) and says
 #    which cells are still missing. Bring OUT back and draw the figures with
@@ -40,28 +41,21 @@ if not torch.cuda.is_available():
 print(f"gpu: {torch.cuda.get_device_name(0)}")
 EOF
 
-if [ "$DEVICE" != cpu ] && "$PY" -c "import pytest" 2>/dev/null; then
+if [ "$DEVICE" != cpu ] && [ -z "${SKIP_CUDA_TEST:-}" ] && "$PY" -c "import pytest" 2>/dev/null; then
     # the test file needs no conftest (which imports matplotlib)
     "$PY" -m pytest -q --noconftest -p no:cacheprovider tests/test_training_protocol.py -k cuda
 fi
 
-# one process per job, each taking every JOBS-th width; they share OUT (cells are separate
-# files, results.csv is rebuilt from all finished cells by whichever finishes last)
-WIDTHS=$("$PY" -c "
-import sys; from toolkit.studies.sweep import read_config
-print(' '.join(str(w) for w in read_config(sys.argv[1]).widths))" "$CONFIG")
-read -r -a ALL <<< "$WIDTHS"
+# JOBS processes share OUT (cells are separate files; results.csv is rebuilt from all
+# finished cells by whichever finishes last); each takes every JOBS-th of the cells that the
+# options select, largest first (--part), so --only filters of any field apply to all of them
 START=$(date +%s)
 mkdir -p "$(dirname "$OUT")"
 PIDS=()
 for ((job = 0; job < JOBS; job++)); do
-    MINE=()
-    for ((i = job; i < ${#ALL[@]}; i += JOBS)); do MINE+=("${ALL[i]}"); done
-    [ ${#MINE[@]} -eq 0 ] && continue
-    LIST=$(IFS=,; echo "${MINE[*]}")
     ${TIME_LIMIT:+timeout --signal=TERM "$TIME_LIMIT"} "$PY" -m toolkit.cli sweep \
         --config "$CONFIG" --bundle "$BUNDLES" --device "$DEVICE" --out "$OUT" --quiet \
-        --only "width=$LIST" "$@" > "$OUT.job$job.log" 2>&1 &
+        --part "$job/$JOBS" "$@" > "$OUT.job$job.log" 2>&1 &
     PIDS+=($!)
 done
 STATUS=0

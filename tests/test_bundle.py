@@ -213,3 +213,14 @@ def test_gpu_script_runs_its_procedure_on_cpu(arkr_file, tmp_path):
                                                              ("5", "0"), ("5", "1")]
     runs = (tmp_path / "out" / "runs.jsonl").read_text().splitlines()
     assert len(runs) == 2 and all(json.loads(r)["device"] == "cpu" for r in runs)
+
+    # a slice: --only applies to every job (the jobs share cells out with --part, so a width
+    # filter adds nothing to any job's share); job 1 of 2 is left with no cell
+    result = subprocess.run(["bash", str(script), str(config_path), str(tmp_path / "bundles"),
+                             str(tmp_path / "slice"), "--only", "width=2"],
+                            capture_output=True, text=True,
+                            env={**os.environ, "DEVICE": "cpu", "JOBS": "2",
+                                 "PYTHON": sys.executable})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 of 2 cells have not run" in result.stdout, result.stdout
+    assert sorted(r["width"] for r in _rows(tmp_path / "slice" / "results.csv")) == ["2", "2"]

@@ -21,6 +21,7 @@ from toolkit.studies.sweep import (
     describe_missing,
     missing_cells,
     parse_only,
+    parse_part,
     read_config,
     run_sweep,
     training_frames,
@@ -143,6 +144,15 @@ def test_a_slice_runs_only_its_cells_and_the_rest_is_named_missing(root, tmp_pat
         parse_only(["colour=red"])
     with pytest.raises(SweepConfigError, match="selects none"):
         run_sweep(config, tmp_path / "none", progress=False, only=parse_only(["width=7"]))
+    # --part: the second of two processes takes every other cell of the selection, largest
+    # first, ties in name order (Ar w3, ArKr w3, Ar w1, ArKr w1): here ArKr's two cells
+    rows = _rows(run_sweep(config, tmp_path / "part", progress=False,
+                           only=parse_only(["width=1,3"]), part=parse_part("1/2")))
+    assert {(r["system"], r["width"]) for r in rows} == {("ArKr", "1"), ("ArKr", "3")}
+    assert parse_part("2/3") == (2, 3) and parse_part(None) is None
+    for bad in ("3/3", "1", "a/b", "-1/2"):
+        with pytest.raises(SweepConfigError, match="J/N with 0 <= J < N"):
+            parse_part(bad)
 
 
 def test_adam_and_lbfgs_sweeps_are_compared_in_one_figure_and_table(root, tmp_path, capsys):

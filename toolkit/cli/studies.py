@@ -15,7 +15,7 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
     import time
 
     from toolkit.parallel import world
-    from toolkit.studies.sweep import finished_cells, parse_only, read_config, run_sweep
+    from toolkit.studies.sweep import finished_cells, parse_only, parse_part, read_config, run_sweep
 
     config = read_config(args.config)
     if args.device:
@@ -30,7 +30,8 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
     started, before = time.time(), len(finished_cells(Path(args.out)))
     code = code_version() if comm.Get_rank() == 0 else {}  # the code this run imported
     results = run_sweep(config, args.out, progress=not args.quiet, comm=comm,
-                        only=parse_only(args.only), force_new=args.force_new)
+                        only=parse_only(args.only), part=parse_part(args.part),
+                        force_new=args.force_new)
     if comm.Get_rank() == 0:
         run_record(args.out, started, code, before, len(finished_cells(Path(args.out))),
                    comm.Get_size(), config.training.device,
@@ -206,6 +207,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--only", action="append", metavar="FIELD=V1,V2",
                    help="train only these cells (FIELD: system, activation, depth, width, "
                    "n_train); repeat to combine, e.g. --only system=ArKr --only depth=1")
+    p.add_argument("--part", metavar="J/N",
+                   help="train every N-th selected cell from the J-th on (largest first): N "
+                   "processes sharing one --out and one GPU (scripts/gpu_sweep.sh)")
     p.add_argument("--bundle", help="folder of descriptor bundles <system>.npz (`aetk bundle`): "
                    "train from them, without LAMMPS or ASE (overrides [data] bundle)")
     p.add_argument("--quiet", action="store_true")

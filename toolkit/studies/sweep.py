@@ -504,6 +504,20 @@ def parse_only(items: list[str] | None) -> dict[str, set[str]]:
     return only
 
 
+def parse_part(text: str | None) -> tuple[int, int] | None:
+    """``--part J/N`` (0 <= J < N) as (J, N); None for None."""
+    if text is None:
+        return None
+    try:
+        j, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        j, n = -1, 0
+    if not 0 <= j < n:
+        raise SweepConfigError(f"--part {text!r}: write J/N with 0 <= J < N, e.g. --part 0/3 "
+                               "for the first of three processes")
+    return j, n
+
+
 def selected(cell: tuple, only: dict[str, set[str]] | None) -> bool:
     """Whether ``cell`` passes the ``--only`` filters."""
     return all(str(value) in only[field] for field, value in zip(CELL_FIELDS, cell,
@@ -513,7 +527,8 @@ def selected(cell: tuple, only: dict[str, set[str]] | None) -> bool:
 
 def run_sweep(config: SweepConfig, out: str | Path, progress: bool = True, comm=None,
               stop_after: int | None = None, force_new: bool = False,
-              only: dict[str, set[str]] | None = None) -> Path:
+              only: dict[str, set[str]] | None = None,
+              part: tuple[int, int] | None = None) -> Path:
     """Train every unfinished cell (this rank's share under MPI) and write results.csv.
 
     A directory that holds finished cells of another config (grid, seeds, data, spec,
@@ -522,6 +537,8 @@ def run_sweep(config: SweepConfig, out: str | Path, progress: bool = True, comm=
     ``stop_after``: train at most this many cells, then return (for tests of resuming).
     ``only``: train only the cells these filters select (:func:`parse_only`), e.g. a slice
     of a grid too large for one machine; ``aetk report`` lists the cells still missing.
+    ``part``: (J, N) for N processes that share one folder (and one GPU) without MPI: this
+    one trains every N-th of its cells from the J-th on, largest first (:func:`parse_part`).
     """
     from toolkit.models.training import resolve_device
 
@@ -535,7 +552,10 @@ def run_sweep(config: SweepConfig, out: str | Path, progress: bool = True, comm=
     chosen = [c for c in config.cells() if selected(c, only)]
     if not chosen:
         raise SweepConfigError(f"--only selects none of the {len(config.cells())} cells")
-    todo = [c for c in assign_cells(config, comm, only) if cell_id(*c) not in done]
+    mine = assign_cells(config, comm, only)
+    if part is not None:
+        mine = mine[part[0]::part[1]]
+    todo = [c for c in mine if cell_id(*c) not in done]
     datasets: dict[str, Dataset] = {}
     gauges: dict = {}
     columns = config.columns

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The paper's grid in one time-limited GPU session (docs/paper_regime.md, "The GPU procedure").
+#
+#   BUDGET=480 scripts/gpu_session.sh PACK
+#
+# Runs scripts/gpu_sweep.sh on slices of the grid in order of priority, under one deadline
+# BUDGET seconds from now (default 480), from bundles/paper (`make bundles`):
+#   1. tanh, 1 layer, widths 100-500 (Ar, Kr, ArKr)          -> runs/paper-gpu
+#   2. the data-size sweep's width-500 cells at 1,400 frames -> runs/data_size-gpu
+#   3. tanh, 2 layers, widths 100-500; 4. linear, 1 layer, widths 100-500;
+#   5. linear, 2 layers, widths 100-500; 6. the rest of the grid (widths 1-64)
+# A slice that the deadline cuts keeps its finished cells (run the script again to go on;
+# finished cells are skipped). Then it packs the sweep folders into PACK as tar files of at
+# most 15 MiB each (results, tables, logs; then checkpoints, smallest first, while they fit
+# in PACK_FILES files) and lists in PACK/manifest.txt what it left out.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PACK=${1:?usage: scripts/gpu_session.sh PACK (folder for the packed results)}
+BUDGET=${BUDGET:-480}
+PY=${PYTHON:-python3}
+END=$(( $(date +%s) + BUDGET ))
+mkdir -p "$PACK"
+export PYTHONUNBUFFERED=1
+
+{
+    echo "commit: $(git rev-parse HEAD 2>/dev/null || echo "${COMMIT:-unknown}")"
+    nvidia-smi -L 2>/dev/null || true
+    date -u +"started: %Y-%m-%dT%H:%M:%SZ"
+} | tee "$PACK/session.txt"
+
+slice() {  # CONFIG OUT [sweep options]: one slice, with what is left of the budget
+    local left=$(( END - $(date +%s) ))
+    if [ "$left" -lt 30 ]; then
+        echo "not started (budget spent): $*" | tee -a "$PACK/session.txt"
+        return
+    fi
+    echo "slice ($left s left): $*" | tee -a "$PACK/session.txt"
+    TIME_LIMIT=$left scripts/gpu_sweep.sh "$1" bundles/paper "$2" "${@:3}" 2>&1 \
+        | tee -a "$PACK/session.txt"
+    export SKIP_CUDA_TEST=1  # the cuda-vs-cpu test once per session
+}
+
+WIDE=width=100,150,200,300,400,500
+slice sweeps/paper.toml runs/paper-gpu --only activation=tanh --only depth=1 --only "$WIDE"
+slice sweeps/data_size.toml runs/data_size-gpu --only width=500 --only n_train=1400
+slice sweeps/paper.toml runs/paper-gpu --only activation=tanh --only depth=2 --only "$WIDE"
+slice sweeps/paper.toml runs/paper-gpu --only activation=linear --only depth=1 --only "$WIDE"
+slice sweeps/paper.toml runs/paper-gpu --only activation=linear --only depth=2 --only "$WIDE"
+slice sweeps/paper.toml runs/paper-gpu
+date -u +"ended: %Y-%m-%dT%H:%M:%SZ" | tee -a "$PACK/session.txt"
+
+"$PY" - "$PACK" runs/paper-gpu runs/data_size-gpu <<'EOF'
+"""Pack sweep folders into tar files of at most 15 MiB: tables first, then checkpoints."""
+import sys
+import tarfile
+from pathlib import Path
+
+pack, folders = Path(sys.argv[1]), [Path(f) for f in sys.argv[2:] if Path(f).is_dir()]
+limit, most = 15 * 2**20, int(__import__("os").environ.get("PACK_FILES", "6"))
+files = [p for f in folders for p in sorted(f.rglob("*")) if p.is_file()]
+files += [p for f in folders for p in sorted(f.parent.glob(f.name + ".job*.log"))]
+small = [p for p in files if p.suffix != ".pt" and not p.parent.name == "data"]
+checkpoints = sorted((p for p in files if p.suffix == ".pt"), key=lambda p: p.stat().st_size)
+groups, left_out = [small], []
+for p in checkpoints:
+    if sum(q.stat().st_size for q in groups[-1]) + p.stat().st_size > limit:
+        if len(groups) == most:
+            left_out.append(p)
+            continue
+        groups.append([])
+    groups[-1].append(p)
+for i, group in enumerate(groups):
+    with tarfile.open(pack / f"part{i}.tar", "w") as tar:
+        for p in group:
+            tar.add(p)
+lines = [f"part{i}.tar: {len(g)} files" for i, g in enumerate(groups)]
+lines += [f"left out (size): {p} ({p.stat().st_size} bytes)" for p in left_out]
+(pack / "manifest.txt").write_text("\n".join(lines) + "\n")
+print("\n".join(lines[:len(groups)]), f"\n{len(left_out)} checkpoints left out")
+EOF
