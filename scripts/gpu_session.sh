@@ -12,7 +12,7 @@
 # A slice that the deadline cuts keeps its finished cells (run the script again to go on;
 # finished cells are skipped). Then it packs the sweep folders into PACK as tar files of at
 # most 15 MiB each (results, tables, logs; then checkpoints, smallest first, while they fit
-# in PACK_FILES files) and lists in PACK/manifest.txt what it left out.
+# in PACK_FILES files, default 4: 60 MiB) and lists in PACK/manifest.txt what it left out.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PACK=${1:?usage: scripts/gpu_session.sh PACK (folder for the packed results)}
@@ -56,7 +56,7 @@ import tarfile
 from pathlib import Path
 
 pack, folders = Path(sys.argv[1]), [Path(f) for f in sys.argv[2:] if Path(f).is_dir()]
-limit, most = 15 * 2**20, int(__import__("os").environ.get("PACK_FILES", "6"))
+limit, most = 15 * 2**20, int(__import__("os").environ.get("PACK_FILES", "4"))
 files = [p for f in folders for p in sorted(f.rglob("*")) if p.is_file()]
 files += [p for f in folders for p in sorted(f.parent.glob(f.name + ".job*.log"))]
 small = [p for p in files if p.suffix != ".pt" and not p.parent.name == "data"]
