@@ -34,7 +34,9 @@ import json
 import os
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -161,6 +163,27 @@ def bundle_meta(path: str | Path) -> dict:
                           "`aetk bundle`") from None
 
 
+class PlainCell(NamedTuple):
+    array: np.ndarray  # (3, 3) A, rows are the cell vectors (as ase.Cell.array)
+
+
+@dataclass(frozen=True)
+class PlainFrame:
+    """A periodic frame held without ASE (a bundle's test frame): the part of ``ase.Atoms``
+    that position-based scores read (``len``, ``positions``, ``cell.array``,
+    ``get_chemical_symbols()``), so the gauge projection runs where ASE is not installed."""
+
+    symbols: tuple[str, ...]
+    positions: np.ndarray  # (N, 3) A
+    cell: PlainCell
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+    def get_chemical_symbols(self) -> list[str]:
+        return list(self.symbols)
+
+
 def read_bundle(path: str | Path, spec: DescriptorSpec | None = None):
     """The :class:`toolkit.models.fitting.Dataset` of a bundle (``frames`` is None).
 
@@ -196,10 +219,17 @@ def read_bundle(path: str | Path, spec: DescriptorSpec | None = None):
                               stored_spec)
     split = Split(**{k: np.asarray(v, dtype=np.int64) for k, v in meta["split"].items()})
     local = arrays.get("local_energy")
+    structures = None
+    if "test_cells" in arrays:  # the test frames' structures, for the gauge projection
+        elements = stored_spec.elements
+        structures = {
+            int(frame): PlainFrame(tuple(elements[k] for k in item["species"]),
+                                   item["positions"], PlainCell(item["cell"]))
+            for frame, item in zip(split.test, _test_structures(meta, arrays), strict=True)}
     return Dataset(path, None, descriptors, split, int(meta["split_seed"]),
                    energies=arrays["energy"].astype(np.float64),
                    local_energy=None if local is None else local.astype(np.float64),
-                   frames_hash=meta["frames_hash"],
+                   frames_hash=meta["frames_hash"], structures=structures,
                    source={"bundle": str(path), "bundle_sha256": meta["bundle_sha256"],
                            "precision": meta["precision"], "frames_hash": meta["frames_hash"],
                            "n_frames": int(meta["n_frames"]), **{
@@ -214,13 +244,18 @@ def structures_of_test_frames(path: str | Path) -> list[dict]:
         if "test_cells" not in stored.files:
             raise BundleError(f"{path}: holds no test-frame structures (made from frames "
                               "without positions)")
-        counts, species = stored["atoms_per_frame"], stored["species"]
-        cells, positions = stored["test_cells"], stored["test_positions"]
+        arrays = {name: stored[name] for name in
+                  ("atoms_per_frame", "species", "test_cells", "test_positions")}
+    return _test_structures(meta, arrays)
+
+
+def _test_structures(meta: dict, arrays: dict) -> list[dict]:
+    counts, species = arrays["atoms_per_frame"], arrays["species"]
     starts = np.concatenate([[0], np.cumsum(counts)])
     out, offset = [], 0
-    for frame, cell in zip(meta["split"]["test"], cells, strict=True):
+    for frame, cell in zip(meta["split"]["test"], arrays["test_cells"], strict=True):
         n = int(counts[frame])
-        out.append({"cell": cell, "positions": positions[offset:offset + n],
+        out.append({"cell": cell, "positions": arrays["test_positions"][offset:offset + n],
                     "species": species[starts[frame]:starts[frame] + n].astype(np.int64)})
         offset += n
     return out

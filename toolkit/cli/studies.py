@@ -15,8 +15,24 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
     import time
 
     from toolkit.parallel import world
-    from toolkit.studies.sweep import finished_cells, parse_only, parse_part, read_config, run_sweep
+    from toolkit.studies.sweep import (
+        SweepConfigError,
+        finished_cells,
+        parse_only,
+        parse_part,
+        read_config,
+        run_sweep,
+    )
 
+    if args.fill_gauge:
+        from toolkit.studies.sweep import fill_gauge_columns
+
+        filled = fill_gauge_columns(args.out, bundle=args.bundle, progress=not args.quiet)
+        print(f"filled the gauge columns of {len(filled)} cells of {args.out}"
+              + (f" ({', '.join(filled)})" if filled else ""))
+        return
+    if not args.config:
+        raise SweepConfigError("aetk sweep needs --config (a sweep TOML, e.g. sweeps/quick.toml)")
     config = read_config(args.config)
     if args.device:
         config = dataclasses.replace(config, training=dataclasses.replace(config.training,
@@ -198,8 +214,13 @@ def _cmd_gauge(args: argparse.Namespace) -> None:
 def add_parsers(sub) -> None:
     p = sub.add_parser("sweep", help="train an architecture x seed grid on totals; one "
                        "results table (resumable; cells shared out under mpirun)")
-    p.add_argument("--config", required=True, help="sweep TOML, e.g. sweeps/quick.toml")
+    p.add_argument("--config", help="sweep TOML, e.g. sweeps/quick.toml (required unless "
+                   "--fill-gauge)")
     p.add_argument("--out", required=True, help="sweep directory (results.csv, cells/, data/)")
+    p.add_argument("--fill-gauge", action="store_true",
+                   help="train nothing: compute the gauge columns of finished cells that hold "
+                   "NaN there (cells trained from bundles before 2026-11-26) from their saved "
+                   "parameters, with the data of the sweep or of --bundle")
     p.add_argument("--force-new", action="store_true",
                    help="discard the finished cells in --out and start over (a resume under "
                    "another config is refused otherwise)")

@@ -27,7 +27,8 @@ class Dataset:
     """Frames with their descriptors and a fixed split: what training and scoring need.
 
     ``frames`` is None for a data set read from a descriptor bundle (no ASE there); its
-    energies, local energies and content hashes then come from the bundle.
+    energies, local energies and content hashes then come from the bundle, and
+    ``structures`` holds its test frames' positions and cells.
     """
 
     path: Path | None
@@ -40,6 +41,8 @@ class Dataset:
     local_energy: np.ndarray | None = None  # (n_atoms,) eV, in descriptor-row order
     frames_hash: str | None = None  # toolkit.data.frames_hash of the structures
     source: dict | None = None  # provenance of a bundle (its file, hash, source frames)
+    # frame index -> structure without ASE (toolkit.bundle.PlainFrame): a bundle's test frames
+    structures: dict | None = None
 
     def __post_init__(self) -> None:
         if self.frames is not None:

@@ -493,13 +493,17 @@ class DatasetGauge:
     def __init__(self, dataset, frames: Sequence[int] | None = None):
         self.dataset = dataset
         self.frames = list(dataset.split.test if frames is None else frames)
-        # a descriptor bundle (toolkit/bundle.py) has no structures: the pair distances the
-        # transfer directions need are not there, so its gauge columns stay NaN (LPR is kept)
-        self.has_local = dataset.local_energies is not None and dataset.frames is not None
-        test_frames = [dataset.frames[f] for f in self.frames] if self.has_local else []
+        # frames with ASE, or a descriptor bundle's test-frame structures (toolkit/bundle.py;
+        # frames it does not hold leave the gauge columns NaN, LPR is kept)
+        held = dataset.structures or {}
+        test_frames = ([dataset.frames[f] for f in self.frames] if dataset.frames is not None
+                       else [held.get(int(f)) for f in self.frames])
+        self.has_local = (dataset.local_energies is not None
+                          and all(a is not None for a in test_frames))
         self.projector = GaugeProjector(test_frames, dataset.descriptors.spec) \
             if self.has_local else None
-        self.reference = (np.concatenate([a.arrays["local_energy"] for a in test_frames])
+        # descriptor rows of a frame are its atoms in order (as the structures hold them)
+        self.reference = (dataset.local_energies[dataset.descriptors.frame_rows(self.frames)]
                           if self.has_local else None)
         self.test = dataset.descriptors.select_frames(self.frames)
         self.train = dataset.descriptors.select_frames(list(dataset.split.train))

@@ -19,7 +19,7 @@ import os
 import shutil
 import time
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -594,6 +594,53 @@ def run_sweep(config: SweepConfig, out: str | Path, progress: bool = True, comm=
     if rank == 0:
         collect_results(config, out)
     return out / "results.csv"
+
+
+def fill_gauge_columns(out: str | Path, bundle: str | None = None,
+                       progress: bool = True) -> list[str]:
+    """Recompute the gauge columns of the finished cells that hold NaN there, from their
+    saved parameters; the other columns (LPR included) stay as trained. Returns the cells
+    filled.
+
+    For cells trained from descriptor bundles by a toolkit older than the bundles' use of
+    their test-frame structures (commit 7c80c1a and before), whose gauge columns were left
+    NaN. ``bundle``: read the data from this folder of bundles instead of the sweep's.
+    """
+    from toolkit.studies.identifiability import GAUGE_COLUMNS, DatasetGauge
+
+    out = Path(out)
+    config = stored_config(out)
+    if bundle:
+        config = replace(config, data=replace(config.data, bundle=bundle))
+    done = finished_cells(out)
+    todo = []
+    for cell in config.cells():
+        path = out / "cells" / f"{cell_id(*cell)}.csv"
+        if cell_id(*cell) in done and any(
+                not np.isfinite(r["local_r2_gauge"])
+                for r in read_table(path, INT_COLUMNS, TEXT_COLUMNS)):
+            todo.append(cell)
+    gauges: dict = {}
+    filled = []
+    for cell in progress_bar(todo, desc="gauge columns", unit="cell", enabled=progress):
+        system = cell[0]
+        if system not in gauges:
+            frames = None if config.data.bundle else data_path(config, system, out)
+            gauges[system] = DatasetGauge(load_system(config, system, frames))
+        if not gauges[system].has_local:
+            raise SweepConfigError(f"{system}: the sweep's data hold no local energies or no "
+                                   "test-frame structures; the gauge columns cannot be made")
+        name = cell_id(*cell)
+        ensemble = TrainedEnsemble.from_dict(torch.load(out / "cells" / f"{name}.pt",
+                                                        weights_only=True))
+        rows = read_table(out / "cells" / f"{name}.csv", texts=config.columns)
+        for row, scores in zip(rows, gauges[system].member_rows(ensemble), strict=True):
+            row.update({c: scores[c] for c in GAUGE_COLUMNS})
+        write_table(out / "cells" / f"{name}.csv", rows, config.columns)
+        filled.append(name)
+    if filled:
+        collect_results(config, out)
+    return filled
 
 
 def read_results(path: str | Path) -> list[dict]:
