@@ -240,3 +240,39 @@ def test_report_of_a_table_without_gauge_columns_draws_no_gauge_figures(tmp_path
     new = [{**r, "local_r2_gauge": 0.95 - 0.01 * r["width"] - 0.001 * r["seed"],
             "lpr_Ar": 1.0 / r["width"] + 0.01 * r["seed"]} for r in old]
     assert rigidity_figure(new, tmp_path, "local_r2_gauge")
+
+
+@pytest.mark.slow
+def test_a_sweep_stopped_by_a_time_limit_keeps_its_cells_and_its_run_record(root, tmp_path):
+    """SIGTERM (what `timeout` and batch systems send) ends `aetk sweep` with exit 143, the
+    finished cells kept and a run record saying it was stopped; a rerun goes on."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    config = _config(root, "stopped")
+    config.write_text(config.read_text().replace("widths = [1, 3]", "widths = [1, 2, 3, 4]")
+                      .replace("max_iterations = 15", "max_iterations = 100")
+                      .replace("patience = 15", "patience = 100"))
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "toolkit.cli", "sweep", "--config", str(config),
+               "--out", str(out), "--quiet"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.time() + 120
+    while not ((out / "cells").is_dir() and any((out / "cells").glob("*.csv"))):
+        assert process.poll() is None and time.time() < deadline, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stdout + stderr
+    assert "stopped by SIGTERM" in stderr and "run the same command again" in stderr
+    record = json.loads((out / "runs.jsonl").read_text().splitlines()[-1])
+    assert record["stopped"] == "SIGTERM" and 1 <= record["cells_finished"] < 8
+    finished = record["cells_finished"]
+    assert main(["sweep", "--config", str(config), "--out", str(out), "--quiet"]) in (0, None)
+    record = json.loads((out / "runs.jsonl").read_text().splitlines()[-1])
+    assert "stopped" not in record and record["cells_finished"] == 8
+    assert record["cells_trained"] == 8 - finished

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 from pathlib import Path
 
 from toolkit.cli.common import device_argument
@@ -45,15 +46,35 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
     comm = world()
     started, before = time.time(), len(finished_cells(Path(args.out)))
     code = code_version() if comm.Get_rank() == 0 else {}  # the code this run imported
-    results = run_sweep(config, args.out, progress=not args.quiet, comm=comm,
-                        only=parse_only(args.only), part=parse_part(args.part),
-                        force_new=args.force_new)
+    stopped = None
+    previous = signal.signal(signal.SIGTERM, _raise_stopped)  # a time limit (timeout, batch
+    try:  # system) ends the call: keep its run record, then exit 143 as the signal would
+        results = run_sweep(config, args.out, progress=not args.quiet, comm=comm,
+                            only=parse_only(args.only), part=parse_part(args.part),
+                            force_new=args.force_new)
+    except _Stopped as exc:
+        stopped = str(exc)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if comm.Get_rank() == 0:
+            run_record(args.out, started, code, before, len(finished_cells(Path(args.out))),
+                       comm.Get_size(), config.training.device,
+                       # the command as typed, without the machine's path to the executable
+                       " ".join(["aetk", *sys.argv[1:]]), stopped=stopped)
+    if stopped:
+        print(f"aetk sweep: stopped by {stopped}; the finished cells are kept in {args.out}, "
+              "run the same command again to go on", file=sys.stderr)
+        raise SystemExit(128 + signal.SIGTERM)
     if comm.Get_rank() == 0:
-        run_record(args.out, started, code, before, len(finished_cells(Path(args.out))),
-                   comm.Get_size(), config.training.device,
-                   # the command as typed, without the machine's path to the executable
-                   " ".join(["aetk", *sys.argv[1:]]))
         print(f"wrote {results} ({len(config.cells())} cells x {len(config.seeds)} seeds)")
+
+
+class _Stopped(BaseException):
+    """A stop signal, as KeyboardInterrupt: not caught by handlers of Exception."""
+
+
+def _raise_stopped(signum, frame) -> None:
+    raise _Stopped(signal.Signals(signum).name)
 
 
 def _cmd_report(args: argparse.Namespace) -> None:

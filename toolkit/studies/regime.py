@@ -147,15 +147,21 @@ def machine() -> dict:
 
 
 def run_record(out: str | Path, started: float, code: dict, cells_before: int,
-               cells_after: int, ranks: int, device: str, command: str) -> dict:
-    """Append one line about a finished ``aetk sweep`` call to ``out/runs.jsonl``.
+               cells_after: int, ranks: int, device: str, command: str,
+               stopped: str | None = None) -> dict:
+    """Append one line about an ``aetk sweep`` call to ``out/runs.jsonl``.
 
     ``code``: :func:`code_version` taken when the run started (the code it imported).
+    ``stopped``: the signal that ended the call before its cells were done (a time limit's
+    SIGTERM), recorded as ``"stopped"``. ``cells_trained`` counts the cells the folder
+    gained, by every process that shares it (``--part``).
     """
     record = {"started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
               "wall_s": round(time.time() - started, 1), "ranks": ranks, "device": device,
               "cells_trained": cells_after - cells_before, "cells_finished": cells_after,
               "command": command, "code": code, "machine": machine()}
+    if stopped:
+        record["stopped"] = stopped
     with open(Path(out) / "runs.jsonl", "a") as handle:
         handle.write(json.dumps(record) + "\n")
     return record
