@@ -10,6 +10,7 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -308,6 +309,52 @@ def test_paper_regime_early_stopping_tables_are_the_committed_results():
         assert table in doc and table in comparison
     gauge = width_table({"lbfgs_last": tables["lbfgs_last"]}, "local_r2_gauge", ["ArKr"])
     assert gauge in doc and gauge in comparison
+
+
+def test_paper_regime_gpu_tables_are_the_committed_results():
+    """docs/paper_regime.md ("The paper's grid on a GPU") shows exactly the tables
+    `width_table` renders from results/paper_regime/paper_gpu/, names the two-layer cells that
+    did not run, and quotes the data-size GPU cells and the README's summary as stored."""
+    from toolkit.studies.regime import data_size_table, width_table
+    from toolkit.studies.sweep import read_results
+
+    doc = (ROOT / "docs" / "paper_regime.md").read_text()
+    flat = " ".join(doc.split())
+    rows = read_results(ROOT / "results" / "paper_regime" / "paper_gpu")
+    assert len(rows) == 24 * 5 and all(np.isfinite(r["local_r2_gauge"]) for r in rows)
+    tables = {"H100": rows}
+    for depth in (1, 2):
+        for metric, systems in (("local_r2_aligned", ["Ar", "Kr", "ArKr"]),
+                                ("local_r2_gauge", ["ArKr"])):
+            assert width_table(tables, metric, systems, depth=depth) in doc, (metric, depth)
+    assert width_table(tables, "total_r2", ["Ar", "Kr", "ArKr"]) in doc
+    wide = {100, 150, 200, 300, 400, 500}
+    ran = {(r["system"], r["width"]) for r in rows if r["depth"] == 2}
+    missing = {s: sorted(w for w in wide if (s, w) not in ran) for s in ("Ar", "Kr", "ArKr")}
+    named = "; ".join(f"{s} {', '.join(map(str, ws))}" for s, ws in missing.items())
+    assert f"({named})" in flat and f"the other {sum(map(len, missing.values()))} two-layer" \
+        in flat
+    assert f"and {len(ran)} of the 18 two-layer tanh cells" in flat
+    arkr = [r for r in rows if r["system"] == "ArKr"]
+    means = [np.mean([r["local_r2_aligned"] for r in arkr if (r["depth"], r["width"]) == cell])
+             for cell in {(r["depth"], r["width"]) for r in arkr}]  # over seeds, per cell
+    low, high = f"{min(means):.3f}", f"{max(means):.3f}"
+    assert f"aligned score stays at {low}-{high}" in flat
+    share = [r["aligned_share_transfer"] for r in arkr]
+    assert f"({min(share):.2f}-{max(share):.2f} of the mixture's aligned error" in flat
+    assert f"after {min(r['best_iteration'] for r in rows)}-" \
+        f"{max(r['best_iteration'] for r in rows)} iterations" in flat
+    small = read_results(ROOT / "results" / "paper_regime" / "data_size_gpu")
+    for metric, system, words in (("local_r2_aligned", "Ar", "Ar aligned local R2"),
+                                  ("total_r2", "Ar", "total R2"),
+                                  ("local_r2_aligned", "ArKr", "ArKr aligned"),
+                                  ("local_r2_gauge", "ArKr", "gauge-projected")):
+        entry = data_size_table(small, metric, system).splitlines()[-1].split(" | ")[1]
+        entry = entry.strip(" |")
+        assert f"{words} {entry}" in flat, (metric, system, entry)
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert f"the mixture's aligned score {low}-{high} while" in readme
+    (ROOT / "docs" / "figures" / "paper_gpu_local_r2_tanh_d1.png").stat()
 
 
 def test_paper_regime_data_size_tables_are_the_committed_results():
