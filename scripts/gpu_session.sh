@@ -35,8 +35,13 @@ slice() {  # CONFIG OUT [sweep options]: one slice, with what is left of the bud
         return
     fi
     echo "slice ($left s left): $*" | tee -a "$PACK/session.txt"
-    TIME_LIMIT=$left scripts/gpu_sweep.sh "$1" bundles/paper "$2" "${@:3}" 2>&1 \
+    # training ends 20 s before the budget: time for the results table and the packing
+    DEADLINE=$(( END - 20 )) scripts/gpu_sweep.sh "$1" bundles/paper "$2" "${@:3}" 2>&1 \
         | tee -a "$PACK/session.txt"
+    if [ "${PIPESTATUS[0]}" -eq 3 ]; then  # cuda differs from cpu: train nothing at all
+        echo "stopped: the cuda-vs-cpu test failed" | tee -a "$PACK/session.txt"
+        exit 3
+    fi
     export SKIP_CUDA_TEST=1  # the cuda-vs-cpu test once per session
 }
 
@@ -59,6 +64,7 @@ pack, folders = Path(sys.argv[1]), [Path(f) for f in sys.argv[2:] if Path(f).is_
 limit, most = 15 * 2**20, int(__import__("os").environ.get("PACK_FILES", "4"))
 files = [p for f in folders for p in sorted(f.rglob("*")) if p.is_file()]
 files += [p for f in folders for p in sorted(f.parent.glob(f.name + ".job*.log"))]
+files = [p for p in files if not p.name.startswith(".") and p.suffix != ".tmp"]  # partial
 small = [p for p in files if p.suffix != ".pt" and not p.parent.name == "data"]
 checkpoints = sorted((p for p in files if p.suffix == ".pt"), key=lambda p: p.stat().st_size)
 groups, left_out = [small], []

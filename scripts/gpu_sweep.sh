@@ -8,11 +8,13 @@
 #    torch (a CUDA build) and numpy; no LAMMPS, ASE, MPI, tqdm or matplotlib. There run
 #      scripts/gpu_sweep.sh [CONFIG] [BUNDLES] [OUT] [aetk sweep options, e.g. --only depth=1]
 #    defaults: sweeps/paper.toml bundles/paper runs/paper-gpu. Environment: PYTHON (python3),
-#    TIME_LIMIT (seconds; stop training then, e.g. to fit a time-limited allocation), JOBS
+#    TIME_LIMIT (seconds; stop training then, e.g. to fit a time-limited allocation; SIGTERM,
+#    then SIGKILL 20 s later), DEADLINE (the same as an absolute time, epoch seconds), JOBS
 #    (parallel sweep processes sharing the GPU, default 3: small cells leave it idle),
 #    DEVICE (cuda; "cpu" runs the same procedure without a GPU, as the test suite does),
 #    SKIP_CUDA_TEST (set: skip step 3's test, e.g. when it ran earlier in the session).
-# 3. It checks the GPU, runs the cuda-vs-cpu equality test (if pytest is installed), trains
+# 3. It checks the GPU, runs the cuda-vs-cpu equality test (if pytest is installed; exit 3
+#    and no training if it fails), trains
 #    every unfinished cell (resumable: run it again after a kill or a time limit) and says
 #    which cells are still missing. Bring OUT back and draw the figures with
 #      aetk report --results runs/paper-gpu --out runs/paper-gpu/figures
@@ -43,19 +45,24 @@ EOF
 
 if [ "$DEVICE" != cpu ] && [ -z "${SKIP_CUDA_TEST:-}" ] && "$PY" -c "import pytest" 2>/dev/null; then
     # the test file needs no conftest (which imports matplotlib)
-    "$PY" -m pytest -q --noconftest -p no:cacheprovider tests/test_training_protocol.py -k cuda
+    "$PY" -m pytest -q --noconftest -p no:cacheprovider tests/test_training_protocol.py -k cuda \
+        || { echo "gpu_sweep.sh: the cuda-vs-cpu test failed; nothing trained"; exit 3; }
 fi
 
 # JOBS processes share OUT (cells are separate files; results.csv is rebuilt from all
 # finished cells by whichever finishes last); each takes every JOBS-th of the cells that the
 # options select, largest first (--part), so --only filters of any field apply to all of them
 START=$(date +%s)
+if [ -n "${DEADLINE:-}" ]; then  # an absolute end (epoch seconds) wins over TIME_LIMIT
+    TIME_LIMIT=$(( DEADLINE - START ))
+    [ "$TIME_LIMIT" -ge 1 ] || { echo "gpu_sweep.sh: DEADLINE has passed; nothing trained"; exit 0; }
+fi
 mkdir -p "$(dirname "$OUT")"
 PIDS=()
 for ((job = 0; job < JOBS; job++)); do
-    ${TIME_LIMIT:+timeout --signal=TERM "$TIME_LIMIT"} "$PY" -m toolkit.cli sweep \
-        --config "$CONFIG" --bundle "$BUNDLES" --device "$DEVICE" --out "$OUT" --quiet \
-        --part "$job/$JOBS" "$@" > "$OUT.job$job.log" 2>&1 &
+    ${TIME_LIMIT:+timeout --signal=TERM --kill-after=20 "$TIME_LIMIT"} "$PY" -m toolkit.cli \
+        sweep --config "$CONFIG" --bundle "$BUNDLES" --device "$DEVICE" --out "$OUT" --quiet \
+        --part "$job/$JOBS" "$@" >> "$OUT.job$job.log" 2>&1 &
     PIDS+=($!)
 done
 STATUS=0

@@ -426,7 +426,7 @@ def test_worker_killed_mid_frame_loses_nothing_and_resumes(tmp_path):
     while time.time() < deadline and worker.poll() is None:
         if records.is_file() and len(read_frames(records)) >= 1:
             # the second frame's CP2K is (being) started: kill the worker in the middle
-            time.sleep(0.5)
+            time.sleep(0.2)
             break
         time.sleep(0.2)
     assert worker.poll() is None, "the worker finished before it could be killed"

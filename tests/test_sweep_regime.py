@@ -131,7 +131,7 @@ def test_too_many_training_frames_are_refused_in_one_line(root, tmp_path, capsys
     assert "train_frames 50 is more than the 14 training frames" in error
 
 
-def test_a_slice_runs_only_its_cells_and_the_rest_is_named_missing(root, tmp_path):
+def test_a_slice_runs_only_its_cells_and_the_rest_is_named_missing(root, tmp_path, capsys):
     config = read_config(_config(root, "slice"))
     only = parse_only(["system=ArKr", "width=3"])
     rows = _rows(run_sweep(config, tmp_path / "run", progress=False, only=only))
@@ -153,6 +153,15 @@ def test_a_slice_runs_only_its_cells_and_the_rest_is_named_missing(root, tmp_pat
     for bad in ("3/3", "1", "a/b", "-1/2"):
         with pytest.raises(SweepConfigError, match="J/N with 0 <= J < N"):
             parse_part(bad)
+    # from the CLI: one line, and a call that failed leaves no run record (nor a folder)
+    path = str(_config(root, "slice"))
+    assert main(["sweep", "--config", path, "--out", str(tmp_path / "bad"), "--part", "3/3"]) == 2
+    assert main(["sweep", "--config", path, "--out", str(tmp_path / "part"), "--part", "0/2",
+                 "--force-new"]) == 2
+    error = capsys.readouterr().err
+    assert "J/N with 0 <= J < N" in error and "--force-new with --part" in error
+    assert not (tmp_path / "bad").exists()
+    assert not (tmp_path / "part" / "runs.jsonl").exists() and (tmp_path / "part").is_dir()
 
 
 def test_adam_and_lbfgs_sweeps_are_compared_in_one_figure_and_table(root, tmp_path, capsys):

@@ -46,21 +46,32 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
     comm = world()
     started, before = time.time(), len(finished_cells(Path(args.out)))
     code = code_version() if comm.Get_rank() == 0 else {}  # the code this run imported
+    part = parse_part(args.part)
+    if part is not None and args.force_new:
+        raise SweepConfigError("--force-new with --part: every process would clear the folder "
+                               "the others write to; clear it once (--force-new without "
+                               "--part, or a new --out), then start the parts")
     stopped = None
-    previous = signal.signal(signal.SIGTERM, _raise_stopped)  # a time limit (timeout, batch
-    try:  # system) ends the call: keep its run record, then exit 143 as the signal would
-        results = run_sweep(config, args.out, progress=not args.quiet, comm=comm,
-                            only=parse_only(args.only), part=parse_part(args.part),
-                            force_new=args.force_new)
-    except _Stopped as exc:
-        stopped = str(exc)
+    # a time limit (timeout, a batch system) ends a one-process call with SIGTERM: keep its
+    # run record, then exit 143 as the signal would. Under mpirun the default stays (a rank
+    # waiting in a barrier would never see the flag, and the job would hang).
+    catch = comm.Get_size() == 1
+    previous = signal.signal(signal.SIGTERM, _raise_stopped) if catch else None
+    try:
+        try:
+            results = run_sweep(config, args.out, progress=not args.quiet, comm=comm,
+                                only=parse_only(args.only), part=part,
+                                force_new=args.force_new)
+        except _Stopped as exc:
+            stopped = str(exc)
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        if comm.Get_rank() == 0:
-            run_record(args.out, started, code, before, len(finished_cells(Path(args.out))),
-                       comm.Get_size(), config.training.device,
-                       # the command as typed, without the machine's path to the executable
-                       " ".join(["aetk", *sys.argv[1:]]), stopped=stopped)
+        if catch:
+            signal.signal(signal.SIGTERM, previous)
+    if comm.Get_rank() == 0:  # a finished or stopped call, not one that failed
+        run_record(args.out, started, code, before, len(finished_cells(Path(args.out))),
+                   comm.Get_size(), config.training.device,
+                   # the command as typed, without the machine's path to the executable
+                   " ".join(["aetk", *sys.argv[1:]]), stopped=stopped)
     if stopped:
         print(f"aetk sweep: stopped by {stopped}; the finished cells are kept in {args.out}, "
               "run the same command again to go on", file=sys.stderr)

@@ -515,8 +515,10 @@ class DatasetGauge:
         return atomic_energies(ensemble.networks, ensemble.theta, ensemble.normalisation,
                                self.test.values, self.test.species_index)
 
-    def member_rows(self, ensemble, regulariser: float | None = None) -> list[dict]:
-        """Gauge scores and mean LPR per species of every member, as result-table columns."""
+    def member_rows(self, ensemble, regulariser: float | None = None,
+                    lpr: bool = True) -> list[dict]:
+        """Gauge scores and mean LPR per species of every member, as result-table columns
+        (``lpr=False``: the LPR columns NaN, not computed)."""
         from toolkit.studies.rigidity import REGULARISER, model_rigidity, species_means
 
         spec = self.dataset.descriptors.spec
@@ -534,13 +536,14 @@ class DatasetGauge:
                             "aligned_share_transfer": report.aligned_share_transfer,
                             "aligned_share_symmetric": report.aligned_share_symmetric,
                             "identifiable_share": report.identifiable_share})
-            lpr = model_rigidity(ensemble.member(m), self.train.values,
-                                 self.train.species_index, self.train.frame_index,
-                                 self.test.values, self.test.species_index,
-                                 REGULARISER if regulariser is None else regulariser)
-            for element, value in species_means(lpr, self.test.species_index,
-                                                spec.elements).items():
-                row[f"lpr_{element}"] = value
+            if lpr:
+                values = model_rigidity(ensemble.member(m), self.train.values,
+                                        self.train.species_index, self.train.frame_index,
+                                        self.test.values, self.test.species_index,
+                                        REGULARISER if regulariser is None else regulariser)
+                for element, value in species_means(values, self.test.species_index,
+                                                    spec.elements).items():
+                    row[f"lpr_{element}"] = value
             rows.append(row)
         return rows
 

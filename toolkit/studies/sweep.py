@@ -612,34 +612,39 @@ def fill_gauge_columns(out: str | Path, bundle: str | None = None,
     config = stored_config(out)
     if bundle:
         config = replace(config, data=replace(config.data, bundle=bundle))
+    refuse_changed_data(config, out)  # the scores must be of the frames the cells saw
     done = finished_cells(out)
     todo = []
     for cell in config.cells():
         path = out / "cells" / f"{cell_id(*cell)}.csv"
         if cell_id(*cell) in done and any(
-                not np.isfinite(r["local_r2_gauge"])
+                not np.isfinite(r.get("local_r2_gauge", np.nan))
                 for r in read_table(path, INT_COLUMNS, TEXT_COLUMNS)):
             todo.append(cell)
     gauges: dict = {}
     filled = []
-    for cell in progress_bar(todo, desc="gauge columns", unit="cell", enabled=progress):
-        system = cell[0]
-        if system not in gauges:
-            frames = None if config.data.bundle else data_path(config, system, out)
-            gauges[system] = DatasetGauge(load_system(config, system, frames))
-        if not gauges[system].has_local:
-            raise SweepConfigError(f"{system}: the sweep's data hold no local energies or no "
-                                   "test-frame structures; the gauge columns cannot be made")
-        name = cell_id(*cell)
-        ensemble = TrainedEnsemble.from_dict(torch.load(out / "cells" / f"{name}.pt",
-                                                        weights_only=True))
-        rows = read_table(out / "cells" / f"{name}.csv", texts=config.columns)
-        for row, scores in zip(rows, gauges[system].member_rows(ensemble), strict=True):
-            row.update({c: scores[c] for c in GAUGE_COLUMNS})
-        write_table(out / "cells" / f"{name}.csv", rows, config.columns)
-        filled.append(name)
-    if filled:
-        collect_results(config, out)
+    try:
+        for cell in progress_bar(todo, desc="gauge columns", unit="cell", enabled=progress):
+            system = cell[0]
+            if system not in gauges:
+                frames = None if config.data.bundle else data_path(config, system, out)
+                gauges[system] = DatasetGauge(load_system(config, system, frames))
+            if not gauges[system].has_local:
+                raise SweepConfigError(f"{system}: the sweep's data hold no local energies or "
+                                       "no test-frame structures; the gauge columns cannot be "
+                                       "made")
+            name = cell_id(*cell)
+            ensemble = TrainedEnsemble.from_dict(torch.load(out / "cells" / f"{name}.pt",
+                                                            weights_only=True))
+            rows = read_table(out / "cells" / f"{name}.csv", texts=config.columns)
+            scores = gauges[system].member_rows(ensemble, lpr=False)  # LPR stays as trained
+            for row, member in zip(rows, scores, strict=True):
+                row.update({c: member[c] for c in GAUGE_COLUMNS})
+            write_table(out / "cells" / f"{name}.csv", rows, config.columns)
+            filled.append(name)
+    finally:
+        if filled:
+            collect_results(config, out)
     return filled
 
 
