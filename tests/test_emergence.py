@@ -12,13 +12,13 @@ from toolkit.metrics import r2
 from toolkit.models.networks import Architecture, atomic_energies
 from toolkit.models.potential import read_potential
 from toolkit.models.training import TrainingSettings, train_ensemble
-from toolkit.reference.classical import evaluate_reference
+from toolkit.reference.classical import evaluate_reference, parse_teacher_reference
 from toolkit.studies.ceiling import (
     descriptor_ceiling,
     frames_local_energy,
     representability_ceiling,
 )
-from toolkit.studies.teacher import label_with_teacher, parse_teacher_reference, write_teacher
+from toolkit.studies.teacher import label_with_teacher, write_teacher
 
 LINEAR = Architecture((), "linear")
 

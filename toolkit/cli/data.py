@@ -44,9 +44,13 @@ def _generate_lammps(args: argparse.Namespace) -> None:
 
 def _cmd_generate(args: argparse.Namespace) -> None:
     from toolkit.data import write_frames
-    from toolkit.reference.classical import ClassicalRun, generate_frames, write_input
+    from toolkit.reference.classical import (
+        ClassicalRun,
+        generate_frames,
+        parse_teacher_reference,
+        write_input,
+    )
     from toolkit.species import mixture_name
-    from toolkit.studies.teacher import generate_teacher_frames, parse_teacher_reference
 
     if args.reference.startswith("lammps:"):
         _generate_lammps(args)
@@ -82,6 +86,8 @@ def _cmd_generate(args: argparse.Namespace) -> None:
             cutoff_sigma=args.cutoff_sigma,
         )
         if teacher is not None:
+            from toolkit.studies.teacher import generate_teacher_frames  # PyTorch
+
             frames += generate_teacher_frames(run, teacher, share=args.share, other=args.other,
                                               progress=not args.quiet)
         else:

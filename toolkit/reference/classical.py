@@ -53,6 +53,24 @@ class ReferenceDataError(AetkError, ValueError):
     """A classical reference run or relabelling asked for something impossible."""
 
 
+TEACHER_PREFIX = "teacher:"
+
+
+def parse_teacher_reference(reference: str) -> Path | None:
+    """The potential directory of ``teacher:PATH``, or None for a classical reference (here,
+    not in toolkit.studies.teacher, so that checking a reference needs no PyTorch)."""
+    if reference.startswith(TEACHER_PREFIX):
+        path = reference[len(TEACHER_PREFIX):]
+        if not path:
+            raise ReferenceDataError("--reference teacher:PATH needs a potential directory "
+                                     "after ':'")
+        return Path(path)
+    if reference not in REFERENCES:
+        raise ReferenceDataError(f"unknown reference {reference!r}; choose from {REFERENCES} or "
+                         "teacher:POTENTIAL_DIR")
+    return None
+
+
 class LiquidBox:
     """Mixin for runs of ``system`` with ``natoms`` atoms melted from an fcc lattice."""
 

@@ -44,22 +44,6 @@ from toolkit.reference.classical import (
 )
 from toolkit.studies.ceiling import SMALL_NETWORK, fit_local_energies, frames_local_energy
 
-TEACHER_PREFIX = "teacher:"
-
-
-def parse_teacher_reference(reference: str) -> Path | None:
-    """The potential directory of ``teacher:PATH``, or None for a classical reference."""
-    if reference.startswith(TEACHER_PREFIX):
-        path = reference[len(TEACHER_PREFIX):]
-        if not path:
-            raise ReferenceDataError("--reference teacher:PATH needs a potential directory "
-                                     "after ':'")
-        return Path(path)
-    if reference not in REFERENCES:
-        raise ReferenceDataError(f"unknown reference {reference!r}; choose from {REFERENCES} or "
-                         "teacher:POTENTIAL_DIR")
-    return None
-
 
 def label_with_teacher(
     frames: Sequence[Atoms],
