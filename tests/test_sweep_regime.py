@@ -89,6 +89,27 @@ def test_data_size_axis_trains_each_size_and_reports_it(root, tmp_path, capsys):
     by_size = {int(r["n_train"]): float(r["train_loss"]) for r in rows
                if r["system"] == "ArKr" and r["width"] == "3" and r["seed"] == "0"}
     assert by_size[4] != by_size[12]
+    # LPR measures the rigidity the cell's own 4 training frames give, not the whole split's:
+    # the table's value is recomputed from 4 frames, and 12 frames give more rigidity (adding
+    # frames can only add to the rigidity matrix)
+    import torch
+
+    from toolkit.models.training import TrainedEnsemble
+    from toolkit.studies.identifiability import DatasetGauge
+
+    dataset = load_dataset(root / "arkr.extxyz", config.spec, config.split_seed, progress=False)
+    ensemble = TrainedEnsemble.from_dict(torch.load(
+        tmp_path / "run" / "cells" / "ArKr_tanh_d1_w3_n4.pt", weights_only=True))
+    gauge = DatasetGauge(dataset)
+    four = gauge.member_rows(ensemble, train_frames=training_frames(dataset, 4))
+    split = gauge.member_rows(ensemble)
+    stored = [r for r in rows if r["system"] == "ArKr" and r["width"] == "3"
+              and r["n_train"] == "4"]
+    for mine, row, whole in zip(four, stored, split, strict=True):
+        for element in ("Ar", "Kr"):
+            assert float(row[f"lpr_{element}"]) == pytest.approx(mine[f"lpr_{element}"],
+                                                                 rel=1e-12)
+            assert whole[f"lpr_{element}"] > 1.05 * mine[f"lpr_{element}"]
     stored = json.loads((tmp_path / "run" / "config.json").read_text())
     assert stored["train_frames"] == [4, 12]
     assert main(["report", "--results", str(tmp_path / "run"), "--out",

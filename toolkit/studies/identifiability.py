@@ -515,14 +515,18 @@ class DatasetGauge:
         return atomic_energies(ensemble.networks, ensemble.theta, ensemble.normalisation,
                                self.test.values, self.test.species_index)
 
-    def member_rows(self, ensemble, regulariser: float | None = None,
-                    lpr: bool = True) -> list[dict]:
+    def member_rows(self, ensemble, regulariser: float | None = None, lpr: bool = True,
+                    train_frames: Sequence[int] | None = None) -> list[dict]:
         """Gauge scores and mean LPR per species of every member, as result-table columns
-        (``lpr=False``: the LPR columns NaN, not computed)."""
+        (``lpr=False``: the LPR columns NaN, not computed). ``train_frames``: the frames the
+        ensemble was trained on, whose rigidity LPR measures (default: the whole training
+        split; a data-size cell trains on fewer)."""
         from toolkit.studies.rigidity import REGULARISER, model_rigidity, species_means
 
         spec = self.dataset.descriptors.spec
         predicted = self.predictions(ensemble)
+        train = (self.train if train_frames is None
+                 else self.dataset.descriptors.select_frames(list(train_frames)))
         rows = []
         for m in range(len(ensemble.seeds)):
             row = dict.fromkeys(GAUGE_COLUMNS + lpr_columns(spec), float("nan"))
@@ -537,8 +541,8 @@ class DatasetGauge:
                             "aligned_share_symmetric": report.aligned_share_symmetric,
                             "identifiable_share": report.identifiable_share})
             if lpr:
-                values = model_rigidity(ensemble.member(m), self.train.values,
-                                        self.train.species_index, self.train.frame_index,
+                values = model_rigidity(ensemble.member(m), train.values,
+                                        train.species_index, train.frame_index,
                                         self.test.values, self.test.species_index,
                                         REGULARISER if regulariser is None else regulariser)
                 for element, value in species_means(values, self.test.species_index,

@@ -320,7 +320,7 @@ def train_cell(config: SweepConfig, dataset: Dataset, cell: tuple, progress: boo
                               seeds=list(config.seeds), settings=config.training,
                               progress=progress, monitor=recorder)
     scores = ensemble_scores(ensemble, dataset, dataset.split.test)
-    extra = gauge.member_rows(ensemble)
+    extra = gauge.member_rows(ensemble, train_frames=train)  # LPR: the cell's own frames
     rows = []
     for m, seed in enumerate(config.seeds):
         s = scores[m]
