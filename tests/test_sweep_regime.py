@@ -78,11 +78,20 @@ def test_training_frames_are_nested_and_bounded(root):
         training_frames(dataset, 15, "ArKr: ")
 
 
-def test_data_size_axis_trains_each_size_and_reports_it(root, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def sized(root, tmp_path_factory):
+    """A sweep with a data-size axis (4 and 12 training frames), trained once."""
     config = read_config(_config(root, "sizes", "train_frames = [4, 12]"))
+    out = tmp_path_factory.mktemp("sized") / "run"
+    run_sweep(config, out, progress=False)
+    return config, out
+
+
+def test_data_size_axis_trains_each_size_and_reports_it(root, sized, tmp_path, capsys):
+    config, run = sized
     assert len(config.cells()) == 2 * 2 * 2
     assert cell_id(*config.cells()[0]) == "Ar_tanh_d1_w1_n4"
-    rows = _rows(run_sweep(config, tmp_path / "run", progress=False))
+    rows = _rows(run / "results.csv")
     assert sorted({int(r["n_train"]) for r in rows}) == [4, 12]
     assert len(rows) == 8 * 2
     # fewer frames, other networks: the axis does change what is trained
@@ -99,7 +108,7 @@ def test_data_size_axis_trains_each_size_and_reports_it(root, tmp_path, capsys):
 
     dataset = load_dataset(root / "arkr.extxyz", config.spec, config.split_seed, progress=False)
     ensemble = TrainedEnsemble.from_dict(torch.load(
-        tmp_path / "run" / "cells" / "ArKr_tanh_d1_w3_n4.pt", weights_only=True))
+        run / "cells" / "ArKr_tanh_d1_w3_n4.pt", weights_only=True))
     gauge = DatasetGauge(dataset)
     four = gauge.member_rows(ensemble, train_frames=training_frames(dataset, 4))
     split = gauge.member_rows(ensemble)
@@ -110,10 +119,9 @@ def test_data_size_axis_trains_each_size_and_reports_it(root, tmp_path, capsys):
             assert float(row[f"lpr_{element}"]) == pytest.approx(mine[f"lpr_{element}"],
                                                                  rel=1e-12)
             assert whole[f"lpr_{element}"] > 1.05 * mine[f"lpr_{element}"]
-    stored = json.loads((tmp_path / "run" / "config.json").read_text())
+    stored = json.loads((run / "config.json").read_text())
     assert stored["train_frames"] == [4, 12]
-    assert main(["report", "--results", str(tmp_path / "run"), "--out",
-                 str(tmp_path / "figs")]) == 0
+    assert main(["report", "--results", str(run), "--out", str(tmp_path / "figs")]) == 0
     assert "all 8 cells finished" in capsys.readouterr().out
     assert (tmp_path / "figs" / "data_size_local_r2_aligned_tanh_d1.png").is_file()
     table = (tmp_path / "figs" / "data_size_local_r2_aligned_tanh_d1.md").read_text()
@@ -123,11 +131,11 @@ def test_data_size_axis_trains_each_size_and_reports_it(root, tmp_path, capsys):
     assert totals != table and "| width | 4 frames | 12 frames |" in totals
 
 
-def test_systems_with_different_frame_counts_are_not_a_data_size_axis(root, tmp_path):
+def test_systems_with_different_frame_counts_are_not_a_data_size_axis(sized, tmp_path):
     """Two systems with different numbers of training frames (e.g. DFT compositions): the
     report draws every system in the paper's figures and no data-size figure."""
-    config = read_config(_config(root, "counts", "train_frames = [4, 12]"))
-    rows = _rows(run_sweep(config, tmp_path / "run", progress=False))
+    _, run = sized
+    rows = _rows(run / "results.csv")
     kept = [r for r in rows if (r["system"], r["n_train"]) in (("Ar", "4"), ("ArKr", "12"))]
     table = tmp_path / "one_size_per_system.csv"
     with open(table, "w", newline="") as handle:
@@ -138,8 +146,7 @@ def test_systems_with_different_frame_counts_are_not_a_data_size_axis(root, tmp_
     assert not list((tmp_path / "figs").glob("data_size_*"))
     assert (tmp_path / "figs" / "fig8_local_r2.png").is_file()
     # control: the full table, with two sizes per cell, is a data-size axis
-    assert main(["report", "--results", str(tmp_path / "run"), "--out",
-                 str(tmp_path / "figs2")]) == 0
+    assert main(["report", "--results", str(run), "--out", str(tmp_path / "figs2")]) == 0
     assert list((tmp_path / "figs2").glob("data_size_*"))
 
 
