@@ -314,3 +314,29 @@ def test_a_sweep_stopped_by_a_time_limit_keeps_its_cells_and_its_run_record(root
     record = json.loads((out / "runs.jsonl").read_text().splitlines()[-1])
     assert "stopped" not in record and record["cells_finished"] == 5
     assert record["cells_trained"] == 5 - finished
+
+
+def test_four_panel_figures_of_a_partial_grid_label_every_width(sized):
+    """The panels share one x axis: a panel without cells (here every panel but tanh, one
+    layer) must not leave that axis without labels, as it did (set_xticks([]) last)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from toolkit.plots import ARCHITECTURES, _curves
+    from toolkit.studies.sweep import read_results
+
+    _, run = sized
+    rows = [r for r in read_results(run) if r["n_train"] == 12]
+    fig, axes = plt.subplots(2, 2, sharex=True, sharey=True)
+    for ax, (activation, depth) in zip(axes.flat, ARCHITECTURES, strict=True):
+        _curves(ax, rows, "local_r2_aligned", activation, depth, shared=True)
+    ticks = [t.get_text() for t in axes[1, 1].get_xticklabels()]
+    plt.close(fig)
+    assert sorted(int(t) for t in ticks if t) == [1, 3]
+    fig, axes = plt.subplots(2, 2, sharex=True, sharey=True)
+    for ax, (activation, depth) in zip(axes.flat, ARCHITECTURES, strict=True):
+        _curves(ax, rows, "local_r2_aligned", activation, depth)  # control: not shared
+    assert not [t for t in axes[1, 1].get_xticklabels() if t.get_text()]
+    plt.close(fig)
