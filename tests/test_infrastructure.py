@@ -92,7 +92,7 @@ def test_share_gather_and_rank0_errors_on_three_ranks(tmp_path, arkr_atm_frames)
         from toolkit.descriptors import DescriptorSpec, compute_descriptors
         from toolkit.parallel import (allgather_dict, gather_lists, is_rank0, on_rank0, share,
                                       share_indices, world)
-        from toolkit.studies.sweep import SweepConfigError
+        from toolkit.descriptor_spec import SpecError  # a user error whose module needs no torch
         comm = world()
         rank = comm.Get_rank()
         mine = share(["a", "b"], comm)
@@ -101,11 +101,11 @@ def test_share_gather_and_rank0_errors_on_three_ranks(tmp_path, arkr_atm_frames)
         print(f"rank {rank} owns {mine} merged {sorted(merged.items())} gathered {gathered}")
         assert on_rank0(lambda: 41 + rank, comm) == 41
         def refuse():
-            raise SweepConfigError("the config changed")
+            raise SpecError("the config changed")
         try:
             on_rank0(refuse, comm)
-        except SweepConfigError as exc:
-            print(f"rank {rank} got SweepConfigError: {exc}")
+        except SpecError as exc:
+            print(f"rank {rank} got SpecError: {exc}")
         d = compute_descriptors(read_frames("two.extxyz"), DescriptorSpec(), cache=False,
                                 progress=False, comm=comm)
         np.save(f"descriptors-{rank}.npy", d.values)
@@ -119,7 +119,7 @@ def test_share_gather_and_rank0_errors_on_three_ranks(tmp_path, arkr_atm_frames)
     assert "rank 1 owns ['b']" in out and "rank 2 owns [] " in out
     assert "rank 2 owns [] merged [(0, 0), (1, 1), (2, 4), (3, 9), (4, 16)] gathered None" in out
     for rank in range(3):
-        assert f"rank {rank} got SweepConfigError: the config changed" in out
+        assert f"rank {rank} got SpecError: the config changed" in out
 
 
 # -- tables -----------------------------------------------------------------------------------
