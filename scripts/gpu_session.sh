@@ -3,8 +3,10 @@
 #
 #   BUDGET=480 scripts/gpu_session.sh PACK
 #
-# Runs scripts/gpu_sweep.sh on slices of the grid in order of priority, under one deadline
-# BUDGET seconds from now (default 480), from bundles/paper (`make bundles`):
+# First times one training step on the GPU and on the CPU (scripts/gpu_step_bench.py ->
+# PACK/gpu_step.json). Then runs scripts/gpu_sweep.sh on slices of the grid in order of
+# priority, under one deadline BUDGET seconds from the start (default 480), from
+# bundles/paper (`make bundles`):
 #   1. tanh, 1 layer, widths 100-500 (Ar, Kr, ArKr)          -> runs/paper-gpu
 #   2. the data-size sweep's width-500 cells at 1,400 frames -> runs/data_size-gpu
 #   3. tanh, 2 layers, widths 100-500; 4. linear, 1 layer, widths 100-500;
@@ -44,6 +46,10 @@ slice() {  # CONFIG OUT [sweep options]: one slice, with what is left of the bud
     fi
     export SKIP_CUDA_TEST=1  # the cuda-vs-cpu test once per session
 }
+
+# one training step on the GPU next to the CPU's (16 threads there), the same workload
+timeout --kill-after=10 120 "$PY" scripts/gpu_step_bench.py --bundle bundles/paper/Ar.npz \
+    --out "$PACK/gpu_step.json" 2>&1 | tee -a "$PACK/session.txt"
 
 WIDE=width=100,150,200,300,400,500
 slice sweeps/paper.toml runs/paper-gpu --only activation=tanh --only depth=1 --only "$WIDE"

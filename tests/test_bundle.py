@@ -246,3 +246,25 @@ def test_gpu_script_runs_its_procedure_on_cpu(arkr_file, tmp_path):
     assert len(runs) == 4 and all(r["device"] == "cpu" for r in runs)
     assert max(r["cells_finished"] for r in runs[:2]) == 1
     assert max(r["cells_finished"] for r in runs[2:]) == 2
+
+
+def test_gpu_step_bench_times_a_step_from_a_bundle(dataset, tmp_path):
+    """scripts/gpu_step_bench.py: the step time of each architecture from a bundle (CPU here;
+    the GPU's next to it where torch sees one)."""
+    import importlib.util
+
+    import torch
+
+    bundle = write_bundle(tmp_path / "ArKr.npz", dataset, "ArKr", "float32")
+    path = Path(__file__).resolve().parents[1] / "scripts" / "gpu_step_bench.py"
+    spec = importlib.util.spec_from_file_location("gpu_step_bench", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--bundle", str(bundle), "--out", str(tmp_path / "step.json"),
+                        "--widths", "3,5", "--depths", "1,2", "--repeats", "1",
+                        "--cpu-threads", "1"]) == 0
+    out = json.loads((tmp_path / "step.json").read_text())
+    assert out["frames"] == 12 and out["atoms"] == len(dataset.descriptors.values)
+    assert sorted(out["steps"]) == ["3x1", "3x2", "5x1", "5x2"]
+    assert all(row["cpu_s"] > 0 for row in out["steps"].values())
+    assert all(("cuda_s" in row) == torch.cuda.is_available() for row in out["steps"].values())
