@@ -9,8 +9,10 @@
 # bundles/paper (`make bundles`):
 #   1. tanh, 1 layer, widths 100-500 (Ar, Kr, ArKr)          -> runs/paper-gpu
 #   2. the data-size sweep's width-500 cells at 1,400 frames -> runs/data_size-gpu
-#   3. tanh, 2 layers, widths 100-500; 4. linear, 1 layer, widths 100-500;
-#   5. linear, 2 layers, widths 100-500; 6. the rest of the grid (widths 1-64)
+#   3. tanh, 2 layers, widths 100-500; 4. the paper's likely protocol (Adam, no early
+#   stopping; sweeps/paper_adam32.toml), widths 100-500 -> runs/paper-adam32-gpu;
+#   5. linear, 1 layer, widths 100-500; 6. linear, 2 layers, widths 100-500;
+#   7. the rest of the grid (widths 1-64)
 # A slice that the deadline cuts keeps its finished cells (run the script again to go on;
 # finished cells are skipped). Then it packs the sweep folders into PACK as tar files of at
 # most 15 MiB each (results, tables, logs; then checkpoints, smallest first, while they fit
@@ -55,12 +57,13 @@ WIDE=width=100,150,200,300,400,500
 slice sweeps/paper.toml runs/paper-gpu --only activation=tanh --only depth=1 --only "$WIDE"
 slice sweeps/data_size.toml runs/data_size-gpu --only width=500 --only n_train=1400
 slice sweeps/paper.toml runs/paper-gpu --only activation=tanh --only depth=2 --only "$WIDE"
+slice sweeps/paper_adam32.toml runs/paper-adam32-gpu --only "$WIDE"
 slice sweeps/paper.toml runs/paper-gpu --only activation=linear --only depth=1 --only "$WIDE"
 slice sweeps/paper.toml runs/paper-gpu --only activation=linear --only depth=2 --only "$WIDE"
 slice sweeps/paper.toml runs/paper-gpu
 date -u +"ended: %Y-%m-%dT%H:%M:%SZ" | tee -a "$PACK/session.txt"
 
-"$PY" - "$PACK" runs/paper-gpu runs/data_size-gpu <<'EOF'
+"$PY" - "$PACK" runs/paper-gpu runs/data_size-gpu runs/paper-adam32-gpu <<'EOF'
 """Pack sweep folders into tar files of at most 15 MiB: tables first, then checkpoints."""
 import sys
 import tarfile
