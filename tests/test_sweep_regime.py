@@ -340,3 +340,18 @@ def test_four_panel_figures_of_a_partial_grid_label_every_width(sized):
         _curves(ax, rows, "local_r2_aligned", activation, depth)  # control: not shared
     assert not [t for t in axes[1, 1].get_xticklabels() if t.get_text()]
     plt.close(fig)
+
+
+def test_every_shipped_sweep_config_reads():
+    """Each sweeps/*.toml (the ones only a GPU or a cluster runs, too) is a valid config: a
+    typo there would surface only on the machine that finally runs it."""
+    from toolkit.studies.reference_points import read_lj_config
+
+    root = Path(__file__).resolve().parents[1] / "sweeps"
+    configs = sorted(root.glob("*.toml"))
+    assert len(configs) >= 19
+    for path in configs:
+        if "[points]" in path.read_text():
+            assert read_lj_config(path), path
+        else:
+            assert read_config(path).cells(), path
