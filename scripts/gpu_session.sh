@@ -9,12 +9,15 @@
 # bundles/paper (`make bundles`):
 #   1. tanh, 1 layer, widths 100-500 (Ar, Kr, ArKr)          -> runs/paper-gpu
 #   2. the data-size sweep's width-500 cells at 1,400 frames -> runs/data_size-gpu
-#   3. tanh, 2 layers, widths 100-500; 4. the paper's likely protocol (Adam, no early
-#   stopping; sweeps/paper_adam32.toml), widths 100-500 -> runs/paper-adam32-gpu;
+#   3. the paper's likely protocol (Adam, mini-batches, no early stopping;
+#   sweeps/paper_adam32.toml), widths 100-500 -> runs/paper-adam32-gpu (JOBS_SMALL processes,
+#   default 6: small batches leave the GPU idle); 4. tanh, 2 layers, widths 100-500;
 #   5. linear, 1 layer, widths 100-500; 6. linear, 2 layers, widths 100-500;
 #   7. the rest of the grid (widths 1-64)
 # A slice that the deadline cuts keeps its finished cells (run the script again to go on;
-# finished cells are skipped). Then it packs the sweep folders into PACK as tar files of at
+# finished cells are skipped). A sweep folder that is not under runs/ yet starts from its
+# committed copy under results/paper_regime/ (paper_gpu, data_size_gpu, paper_adam32_gpu),
+# so a later session trains only the cells no session has finished. Then it packs the sweep folders into PACK as tar files of at
 # most 15 MiB each (results, tables, logs; then checkpoints, smallest first, while they fit
 # in PACK_FILES files, default 4: 60 MiB) and lists in PACK/manifest.txt what it left out.
 set -uo pipefail
@@ -50,14 +53,25 @@ slice() {  # CONFIG OUT [sweep options]: one slice, with what is left of the bud
 }
 
 # one training step on the GPU next to the CPU's (16 threads there), the same workload
-timeout --kill-after=10 120 "$PY" scripts/gpu_step_bench.py --bundle bundles/paper/Ar.npz \
-    --out "$PACK/gpu_step.json" 2>&1 | tee -a "$PACK/session.txt"
+# (SKIP_STEP_BENCH set: skip it, e.g. when it ran earlier)
+[ -n "${SKIP_STEP_BENCH:-}" ] || timeout --kill-after=10 120 "$PY" scripts/gpu_step_bench.py \
+    --bundle bundles/paper/Ar.npz --out "$PACK/gpu_step.json" 2>&1 | tee -a "$PACK/session.txt"
+
+# go on from the committed results of earlier sessions (their cells are skipped)
+for run in paper-gpu data_size-gpu paper-adam32-gpu; do
+    committed=results/paper_regime/${run//-/_}
+    if [ ! -d "runs/$run" ] && [ -d "$committed" ]; then
+        mkdir -p runs && cp -r "$committed" "runs/$run" && chmod -R u+w "runs/$run"
+        echo "runs/$run: from $committed ($(ls "runs/$run/cells" | wc -l) cell files)" \
+            | tee -a "$PACK/session.txt"
+    fi
+done
 
 WIDE=width=100,150,200,300,400,500
 slice sweeps/paper.toml runs/paper-gpu --only activation=tanh --only depth=1 --only "$WIDE"
 slice sweeps/data_size.toml runs/data_size-gpu --only width=500 --only n_train=1400
+JOBS=${JOBS_SMALL:-6} slice sweeps/paper_adam32.toml runs/paper-adam32-gpu --only "$WIDE"
 slice sweeps/paper.toml runs/paper-gpu --only activation=tanh --only depth=2 --only "$WIDE"
-slice sweeps/paper_adam32.toml runs/paper-adam32-gpu --only "$WIDE"
 slice sweeps/paper.toml runs/paper-gpu --only activation=linear --only depth=1 --only "$WIDE"
 slice sweeps/paper.toml runs/paper-gpu --only activation=linear --only depth=2 --only "$WIDE"
 slice sweeps/paper.toml runs/paper-gpu
