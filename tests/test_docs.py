@@ -313,38 +313,84 @@ def test_paper_regime_early_stopping_tables_are_the_committed_results():
 
 def test_paper_regime_gpu_tables_are_the_committed_results():
     """docs/paper_regime.md ("The paper's grid on a GPU") shows exactly the tables
-    `width_table` renders from results/paper_regime/paper_gpu/, names the two-layer cells that
-    did not run, and quotes the data-size GPU cells and the README's summary as stored."""
-    from toolkit.studies.regime import data_size_table, width_table
+    `width_table` renders from results/paper_regime/paper_gpu/ and paper_adam32_gpu/ and
+    `step_table` from gpu_step.json, names the wide cells that did not run, and quotes the
+    data-size GPU cells and the README's summary as stored."""
+    from toolkit.studies.regime import data_size_table, step_table, width_table
     from toolkit.studies.sweep import read_results
 
     doc = (ROOT / "docs" / "paper_regime.md").read_text()
     flat = " ".join(doc.split())
-    rows = read_results(ROOT / "results" / "paper_regime" / "paper_gpu")
-    assert len(rows) == 24 * 5 and all(np.isfinite(r["local_r2_gauge"]) for r in rows)
+    results = ROOT / "results" / "paper_regime"
+    rows = read_results(results / "paper_gpu")
+    adam = read_results(results / "paper_adam32_gpu")
+    assert len(rows) == 38 * 5 and len(adam) == 18 * 5
+    assert all(np.isfinite(r["local_r2_gauge"]) for r in rows + adam)
     tables = {"H100": rows}
-    for depth in (1, 2):
-        for metric, systems in (("local_r2_aligned", ["Ar", "Kr", "ArKr"]),
-                                ("local_r2_gauge", ["ArKr"])):
-            assert width_table(tables, metric, systems, depth=depth) in doc, (metric, depth)
-    assert width_table(tables, "total_r2", ["Ar", "Kr", "ArKr"]) in doc
+    for activation, depths in (("tanh", (1, 2)), ("linear", (1,))):
+        for depth in depths:
+            for metric, systems in (("local_r2_aligned", ["Ar", "Kr", "ArKr"]),
+                                    ("local_r2_gauge", ["ArKr"])):
+                table = width_table(tables, metric, systems, activation, depth)
+                assert table in doc, (activation, metric, depth)
+    for activation in ("tanh", "linear"):
+        assert width_table(tables, "total_r2", ["Ar", "Kr", "ArKr"], activation) in doc
+    tanh = [r for r in rows if r["activation"] == "tanh"]
+    both = {"L-BFGS": [r for r in tanh if r["depth"] == 1], "Adam": adam}
+    for metric, systems in (("local_r2_aligned", ["Ar", "Kr", "ArKr"]),
+                            ("local_r2_gauge", ["ArKr"]), ("total_r2", ["Ar", "Kr", "ArKr"])):
+        assert width_table(both, metric, systems) in doc, ("adam", metric)
+    assert step_table(json.loads((results / "gpu_step.json").read_text())) in doc
     wide = {100, 150, 200, 300, 400, 500}
-    ran = {(r["system"], r["width"]) for r in rows if r["depth"] == 2}
-    missing = {s: sorted(w for w in wide if (s, w) not in ran) for s in ("Ar", "Kr", "ArKr")}
-    named = "; ".join(f"{s} {', '.join(map(str, ws))}" for s, ws in missing.items())
-    assert f"({named})" in flat and f"the other {sum(map(len, missing.values()))} two-layer" \
-        in flat
-    assert f"and {len(ran)} of the 18 two-layer tanh cells" in flat
-    arkr = [r for r in rows if r["system"] == "ArKr"]
-    means = [np.mean([r["local_r2_aligned"] for r in arkr if (r["depth"], r["width"]) == cell])
-             for cell in {(r["depth"], r["width"]) for r in arkr}]  # over seeds, per cell
-    low, high = f"{min(means):.3f}", f"{max(means):.3f}"
-    assert f"aligned score stays at {low}-{high}" in flat
-    share = [r["aligned_share_transfer"] for r in arkr]
+    for activation, depth, words in (("tanh", 2, "two-layer tanh"),
+                                     ("linear", 1, "one-layer linear")):
+        ran = {(r["system"], r["width"]) for r in rows
+               if (r["activation"], r["depth"]) == (activation, depth)}
+        missing = {s: sorted(w for w in wide if (s, w) not in ran) for s in ("Ar", "Kr", "ArKr")}
+        named = "; ".join(f"{s} {', '.join(map(str, ws))}" for s, ws in missing.items() if ws)
+        n_missing = sum(map(len, missing.values()))
+        assert f"{len(ran)} of the 18 {words} cells" in flat, words
+        assert f"the other {n_missing} {words} cells ({named})" in flat, (words, named)
+
+    def cell_means(chosen, metric, system):
+        chosen = [r for r in chosen if r["system"] == system]
+        cells = {(r["depth"], r["width"]) for r in chosen}
+        return [np.mean([r[metric] for r in chosen if (r["depth"], r["width"]) == c])
+                for c in cells]
+
+    def span(values):
+        return f"{min(values):.3f}-{max(values):.3f}"
+
+    low_high = span(cell_means(tanh, "local_r2_aligned", "ArKr"))
+    assert f"aligned score stays at {low_high}" in flat
+    share = [r["aligned_share_transfer"] for r in tanh if r["system"] == "ArKr"]
     assert f"({min(share):.2f}-{max(share):.2f} of the mixture's aligned error" in flat
-    assert f"after {min(r['best_iteration'] for r in rows)}-" \
-        f"{max(r['best_iteration'] for r in rows)} iterations" in flat
-    small = read_results(ROOT / "results" / "paper_regime" / "data_size_gpu")
+    assert f"after {min(r['best_iteration'] for r in tanh)}-" \
+        f"{max(r['best_iteration'] for r in tanh)} iterations" in flat
+    # the Adam bullet: its ranges and its largest distance from L-BFGS, per cell
+    assert (f"gives Ar {span(cell_means(adam, 'local_r2_aligned', 'Ar'))[:5]}, Kr "
+            f"{span(cell_means(adam, 'local_r2_aligned', 'Kr'))} and the mixture "
+            f"{span(cell_means(adam, 'local_r2_aligned', 'ArKr'))} aligned "
+            f"({span(cell_means(adam, 'local_r2_gauge', 'ArKr'))}") in flat
+    gap = max(abs(np.mean([r["local_r2_aligned"] for r in adam if (r["system"], r["width"]) == c])
+                  - np.mean([r["local_r2_aligned"] for r in both["L-BFGS"]
+                             if (r["system"], r["width"]) == c]))
+              for c in {(r["system"], r["width"]) for r in adam})
+    assert 0.004 < gap <= 0.005 and "every cell's mean within 0.005 of L-BFGS" in flat
+    spread = max(np.std([r["local_r2_aligned"] for r in adam if (r["system"], r["width"]) == c])
+                 for c in {(r["system"], r["width"]) for r in adam})
+    assert f"seed spread of at most {spread:.3f}" in flat
+    linear = [r for r in rows if r["activation"] == "linear"]
+    assert (f"score Ar {span(cell_means(linear, 'local_r2_aligned', 'Ar'))} and Kr "
+            f"{span(cell_means(linear, 'local_r2_aligned', 'Kr'))[:5]}; the mixture "
+            f"{span(cell_means(linear, 'local_r2_aligned', 'ArKr'))} aligned but "
+            f"{span(cell_means(linear, 'local_r2_gauge', 'ArKr'))} gauge-projected") in flat
+    share = [r["aligned_share_transfer"] for r in linear if r["system"] == "ArKr"]
+    assert f"({min(share):.2f}-{max(share):.2f} of its aligned error)" in flat
+    steps = json.loads((results / "gpu_step.json").read_text())["steps"]
+    ratios = [row["cpu_over_cuda"] for row in steps.values()]
+    assert f"{min(ratios):.0f}-{max(ratios):.0f} times faster on the H100" in flat
+    small = read_results(results / "data_size_gpu")
     for metric, system, words in (("local_r2_aligned", "Ar", "Ar aligned local R2"),
                                   ("total_r2", "Ar", "total R2"),
                                   ("local_r2_aligned", "ArKr", "ArKr aligned"),
@@ -353,8 +399,10 @@ def test_paper_regime_gpu_tables_are_the_committed_results():
         entry = entry.strip(" |")
         assert f"{words} {entry}" in flat, (metric, system, entry)
     readme = " ".join((ROOT / "README.md").read_text().split())
-    assert f"the mixture's aligned score {low}-{high} while" in readme
-    (ROOT / "docs" / "figures" / "paper_gpu_local_r2_tanh_d1.png").stat()
+    assert f"the mixture's aligned score {low_high} while" in readme
+    assert "every cell within 0.005 of L-BFGS" in readme
+    for name in ("paper_gpu_local_r2_tanh_d1.png", "paper_gpu_adam_vs_lbfgs_tanh_d1.png"):
+        assert f"figures/{name}" in doc and (ROOT / "docs" / "figures" / name).is_file()
 
 
 def test_paper_regime_data_size_tables_are_the_committed_results():

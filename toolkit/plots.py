@@ -269,7 +269,7 @@ def _grouped_panels(panels: dict[str, dict[str, tuple]], ylabel: str, out: Path,
             colour = colours[index % len(colours)]
             ax.plot(widths, mean, "o-", color=colour, label=label, ms=3)
             ax.fill_between(widths, mean - std, mean + std, color=colour, alpha=0.2, lw=0)
-        ax.set_xscale("log")
+        _width_axis(ax, [w for widths, _, _ in lines.values() for w in widths])
         ax.set_xlabel("layer width")
         ax.set_title(f"{SYSTEM_STYLE.get(system, (system,))[0]}, {title}", fontsize=9)
         ax.grid(alpha=0.3)

@@ -105,6 +105,30 @@ def paired_table(tables: dict[str, list[dict]], metrics: Sequence[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def step_table(bench: dict) -> str:
+    """Markdown: one training step's time per architecture on the GPU and the CPU, from the
+    JSON that ``scripts/gpu_step_bench.py`` writes (CPU only where no GPU ran)."""
+    gpu = bench.get("gpu")
+    cpu = f"CPU ({bench['cpu_threads']} threads)"
+    head = ["width x layers", f"{gpu} (ms)", f"{cpu} (ms)", "CPU / GPU"] if gpu else \
+        ["width x layers", f"{cpu} (ms)"]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    order = sorted(bench["steps"], key=lambda k: tuple(int(x) for x in reversed(k.split("x"))))
+    for key in order:
+        row = bench["steps"][key]
+        cells = [key.replace("x", " x "), _ms(row["cpu_s"])]
+        if gpu:
+            cells[1:1] = [_ms(row["cuda_s"])]
+            cells.append(f"{row['cpu_over_cuda']:.0f}x")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _ms(seconds: float) -> str:
+    ms = 1e3 * float(seconds)
+    return f"{ms:,.0f}" if ms >= 100 else f"{ms:.3g}"
+
+
 # -- where a sweep ran ------------------------------------------------------------------------
 def code_version(root: str | Path | None = None) -> dict:
     """The git commit of the toolkit's checkout (and whether it had local changes)."""
