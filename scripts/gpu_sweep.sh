@@ -31,13 +31,13 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 "$PY" - "$DEVICE" <<'EOF'
 import sys
+from importlib.metadata import version
 
-import numpy
+print(f"python {sys.version.split()[0]}, torch {version('torch')}, numpy {version('numpy')}")
+if sys.argv[1] == "cpu":  # (importing torch costs ~2 s: only where the GPU is checked)
+    sys.exit(0)
 import torch
 
-print(f"python {sys.version.split()[0]}, torch {torch.__version__}, numpy {numpy.__version__}")
-if sys.argv[1] == "cpu":
-    sys.exit(0)
 if not torch.cuda.is_available():
     sys.exit("gpu_sweep.sh: torch sees no CUDA GPU here; run it on a GPU machine")
 print(f"gpu: {torch.cuda.get_device_name(0)}")

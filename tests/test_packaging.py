@@ -100,27 +100,45 @@ print(cp2k_input(Atoms("Ar", positions=[[1, 1, 1]], cell=[8, 8, 8], pbc=True), D
 
 
 @pytest.mark.slow
-def test_plain_pytest_and_python_m_pytest_collect_every_test(installed):
+def test_plain_pytest_and_python_m_pytest_collect_every_test(installed, request):
     """From the repository root, as a developer runs them, with PYTHONPATH unset: the same
     tests, no errors. `python -m pytest` puts the working directory on sys.path, plain
     `pytest` does not, so a test importing `tests.mpi_helpers` broke only the latter; tests
-    import their helpers as top-level modules of tests/."""
-    counts = []
-    runs = [subprocess.Popen([*command, "--collect-only", "-q", "-p", "no:cacheprovider",
-                              "tests"], cwd=REPO, env=_clean_env(), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)  # side by side: 2 cores
-            for command in ([str(installed / "pytest")],
-                            [str(installed / "python"), "-m", "pytest"])]
-    for run in runs:
+    import their helpers as top-level modules of tests/. Where this session collected the
+    whole of tests/ unfiltered (as `make test` does), its own count stands for `python -m
+    pytest` and only plain `pytest` is run (a collection costs ~5 s of imports)."""
+    commands = {"pytest": [str(installed / "pytest")],
+                "python -m pytest": [str(installed / "python"), "-m", "pytest"]}
+    counts = {}
+    session = _whole_suite_count(request)
+    if session is not None:
+        counts["this session"] = session
+        del commands["python -m pytest"]
+    runs = {name: subprocess.Popen([*command, "--collect-only", "-q", "-p", "no:cacheprovider",
+                                    "tests"], cwd=REPO, env=_clean_env(),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for name, command in commands.items()}  # side by side: 2 cores
+    for name, run in runs.items():
         stdout, stderr = run.communicate(timeout=300)
         assert run.returncode == 0, stdout[-3000:] + stderr[-2000:]
         match = re.search(r"(\d+) tests? collected", stdout)
         assert match and "error" not in stdout.splitlines()[-1], stdout[-500:]
-        counts.append(int(match.group(1)))
-    assert counts[0] == counts[1] > 150
+        counts[name] = int(match.group(1))
+    assert len(set(counts.values())) == 1 and min(counts.values()) > 150, counts
     # a test count quoted in the README is this count (it drifts with every new test)
     for quoted in re.findall(r"(\d[\d,]*) tests\b", (REPO / "README.md").read_text()):
-        assert int(quoted.replace(",", "")) == counts[0], f"README quotes {quoted} tests"
+        assert int(quoted.replace(",", "")) == counts["pytest"], f"README quotes {quoted} tests"
+
+
+def _whole_suite_count(request) -> int | None:
+    """How many tests this session collected, if it collected all of tests/ with no -k, -m
+    or --deselect (then it is what a collection of tests/ finds); None otherwise."""
+    config = request.config
+    if config.option.keyword or config.option.markexpr or config.getoption("deselect"):
+        return None
+    if [Path(arg).resolve() for arg in config.args] != [REPO / "tests"]:
+        return None
+    return request.session.testscollected
 
 
 def test_no_tracked_file_names_a_path_of_this_machine():
