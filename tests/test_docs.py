@@ -401,6 +401,8 @@ def test_paper_regime_gpu_tables_are_the_committed_results():
     readme = " ".join((ROOT / "README.md").read_text().split())
     assert f"the mixture's aligned score {low_high} while" in readme
     assert "every cell within 0.005 of L-BFGS" in readme
+    assert step_table(json.loads((results / "gpu_step.json").read_text())) in \
+        (ROOT / "README.md").read_text()
     for name in ("paper_gpu_local_r2_tanh_d1.png", "paper_gpu_adam_vs_lbfgs_tanh_d1.png"):
         assert f"figures/{name}" in doc and (ROOT / "docs" / "figures" / name).is_file()
 
