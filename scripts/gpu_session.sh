@@ -17,8 +17,8 @@
 # A slice that the deadline cuts keeps its finished cells (run the script again to go on;
 # finished cells are skipped). A sweep folder that is not under runs/ yet starts from its
 # committed copy under results/paper_regime/ (paper_gpu, data_size_gpu, paper_adam32_gpu),
-# so a later session trains only the cells no session has finished. Then it packs the sweep folders into PACK as tar files of at
-# most 15 MiB each (results, tables, logs; then checkpoints, smallest first, while they fit
+# so a later session trains only the cells no session has finished. Then it packs the sweep
+# folders into PACK as tar files of at most 15 MiB each (results, tables, logs; then checkpoints, smallest first, while they fit
 # in PACK_FILES files, default 4: 60 MiB) and lists in PACK/manifest.txt what it left out.
 set -uo pipefail
 cd "$(dirname "$0")/.."

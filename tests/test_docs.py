@@ -316,7 +316,7 @@ def test_paper_regime_gpu_tables_are_the_committed_results():
     `width_table` renders from results/paper_regime/paper_gpu/ and paper_adam32_gpu/ and
     `step_table` from gpu_step.json, names the wide cells that did not run, and quotes the
     data-size GPU cells and the README's summary as stored."""
-    from toolkit.studies.regime import data_size_table, step_table, width_table
+    from toolkit.studies.regime import data_size_table, group_metric, step_table, width_table
     from toolkit.studies.sweep import read_results
 
     doc = (ROOT / "docs" / "paper_regime.md").read_text()
@@ -344,7 +344,8 @@ def test_paper_regime_gpu_tables_are_the_committed_results():
     for metric, systems in (("local_r2_aligned", ["Ar", "Kr", "ArKr"]),
                             ("local_r2_gauge", ["ArKr"]), ("total_r2", ["Ar", "Kr", "ArKr"])):
         assert width_table(both, metric, systems) in doc, ("adam", metric)
-    assert step_table(json.loads((results / "gpu_step.json").read_text())) in doc
+    bench = json.loads((results / "gpu_step.json").read_text())
+    assert step_table(bench) in doc
     wide = {100, 150, 200, 300, 400, 500}
     for activation, depth, words in (("tanh", 2, "two-layer tanh"),
                                      ("linear", 1, "one-layer linear")):
@@ -359,11 +360,10 @@ def test_paper_regime_gpu_tables_are_the_committed_results():
         else:
             assert f"other {words}" not in flat
 
-    def cell_means(chosen, metric, system):
+    def cell_means(chosen, metric, system):  # over seeds, one per (depth, width) cell
         chosen = [r for r in chosen if r["system"] == system]
-        cells = {(r["depth"], r["width"]) for r in chosen}
-        return [np.mean([r[metric] for r in chosen if (r["depth"], r["width"]) == c])
-                for c in cells]
+        return [v.mean() for by_width in group_metric(chosen, metric, ["depth"]).values()
+                for v in by_width.values()]
 
     def span(values):
         return f"{min(values):.3f}-{max(values):.3f}"
@@ -379,13 +379,14 @@ def test_paper_regime_gpu_tables_are_the_committed_results():
             f"{span(cell_means(adam, 'local_r2_aligned', 'Kr'))} and the mixture "
             f"{span(cell_means(adam, 'local_r2_aligned', 'ArKr'))} aligned "
             f"({span(cell_means(adam, 'local_r2_gauge', 'ArKr'))}") in flat
-    gap = max(abs(np.mean([r["local_r2_aligned"] for r in adam if (r["system"], r["width"]) == c])
-                  - np.mean([r["local_r2_aligned"] for r in both["L-BFGS"]
-                             if (r["system"], r["width"]) == c]))
-              for c in {(r["system"], r["width"]) for r in adam})
+    by_cell = {label: group_metric(chosen, "local_r2_aligned", ["system"])
+               for label, chosen in both.items()}
+    gap = max(abs(values.mean() - by_cell["L-BFGS"][system][width].mean())
+              for system, by_width in by_cell["Adam"].items()
+              for width, values in by_width.items())
     assert 0.004 < gap <= 0.005 and "every cell's mean within 0.005 of L-BFGS" in flat
-    spread = max(np.std([r["local_r2_aligned"] for r in adam if (r["system"], r["width"]) == c])
-                 for c in {(r["system"], r["width"]) for r in adam})
+    spread = max(values.std() for by_width in by_cell["Adam"].values()
+                 for values in by_width.values())
     assert f"seed spread of at most {spread:.3f}" in flat
     both_linear = linear + cpu
     assert (f"score Ar {span(cell_means(both_linear, 'local_r2_aligned', 'Ar'))} and Kr "
@@ -410,8 +411,7 @@ def test_paper_regime_gpu_tables_are_the_committed_results():
     tanh_totals = [m for system in ("Ar", "Kr", "ArKr")
                    for m in cell_means(tanh, "total_r2", system)]
     assert f"(total R2 {span(tanh_totals)})" in flat
-    steps = json.loads((results / "gpu_step.json").read_text())["steps"]
-    ratios = [row["cpu_over_cuda"] for row in steps.values()]
+    ratios = [row["cpu_over_cuda"] for row in bench["steps"].values()]
     assert f"{min(ratios):.0f}-{max(ratios):.0f} times faster on the H100" in flat
     small = read_results(results / "data_size_gpu")
     for metric, system, words in (("local_r2_aligned", "Ar", "Ar aligned local R2"),
@@ -426,8 +426,7 @@ def test_paper_regime_gpu_tables_are_the_committed_results():
     assert "every cell within 0.005 of L-BFGS" in readme
     assert (f"are flat too: Ar {span(cell_means(both_linear, 'local_r2_aligned', 'Ar'))}, Kr "
             f"{span(cell_means(both_linear, 'local_r2_aligned', 'Kr'))}.") in readme
-    assert step_table(json.loads((results / "gpu_step.json").read_text())) in \
-        (ROOT / "README.md").read_text()
+    assert step_table(bench) in (ROOT / "README.md").read_text()
     for name in ("paper_gpu_local_r2_tanh_d1.png", "paper_gpu_adam_vs_lbfgs_tanh_d1.png"):
         assert f"figures/{name}" in doc and (ROOT / "docs" / "figures" / name).is_file()
 
