@@ -50,9 +50,13 @@ def _packed(descriptors, energies, frames):
     return fs, objective.PackedFrames.pack(fs.blocks, fs.target, fs.n_atoms)
 
 
+# (1, 1), (5, 1) and (2, 1, 3): hidden layers of one unit below the output, whose gradient
+# once took the output layer's path (wrong by O(1), found on the paper grid's width-1 cells)
 ARCHITECTURES = [Architecture((3,), "tanh"), Architecture((4, 5), "sigmoid"),
                  Architecture((), "linear"), Architecture((6, 6), "relu"),
-                 Architecture((7,), "linear")]
+                 Architecture((7,), "linear"), Architecture((1,), "tanh"),
+                 Architecture((1, 1), "tanh"), Architecture((5, 1), "linear"),
+                 Architecture((2, 1, 3), "sigmoid"), Architecture((1, 4), "tanh")]
 
 
 @pytest.mark.parametrize("uniform", [False, True])
