@@ -346,16 +346,37 @@ def test_paper_regime_gpu_tables_are_the_committed_results():
     results = ROOT / "results" / "paper_regime"
     rows = read_results(results / "paper_gpu")
     adam = read_results(results / "paper_adam32_gpu")
-    cpu = read_results(results / "paper_cpu")  # linear, one layer, on this machine's CPU
+    on_cpu = read_results(results / "paper_cpu")  # this machine's CPU, same bundles
+    cpu = [r for r in on_cpu if (r["activation"], r["depth"]) == ("linear", 1)]
+    two = [r for r in on_cpu if r["depth"] == 2]
     assert len(rows) == 38 * 5 and len(adam) == 18 * 5 and len(cpu) >= 30 * 5
-    assert {(r["activation"], r["depth"]) for r in cpu} == {("linear", 1)}
-    assert all(np.isfinite(r["local_r2_gauge"]) for r in rows + adam + cpu)
-    tables = {"H100": rows}
-    for depth in (1, 2):
-        for metric, systems in (("local_r2_aligned", ["Ar", "Kr", "ArKr"]),
-                                ("local_r2_gauge", ["ArKr"])):
-            assert width_table(tables, metric, systems, "tanh", depth) in doc, (metric, depth)
-    assert width_table(tables, "total_r2", ["Ar", "Kr", "ArKr"]) in doc
+    assert len(cpu) + len(two) == len(on_cpu) and len(two) >= 36 * 5
+    assert all(np.isfinite(r["local_r2_gauge"]) for r in rows + adam + on_cpu)
+    everything = ("local_r2_aligned", ["Ar", "Kr", "ArKr"]), ("local_r2_gauge", ["ArKr"]), \
+        ("total_r2", ["Ar", "Kr", "ArKr"])
+    for metric, systems in everything[:2]:
+        assert width_table({"H100": rows}, metric, systems) in doc, metric
+    assert width_table({"H100": rows}, "total_r2", ["Ar", "Kr", "ArKr"]) in doc
+    for metric, systems in everything:  # two layers: CPU (narrow) and H100 (wide)
+        assert width_table({"CPU": two, "H100": rows}, metric, systems, "tanh", 2) in doc
+        assert width_table({"CPU": two}, metric, systems, "linear", 2) in doc
+    assert min(r["best_iteration"] for r in two if r["width"] == 1) > 60  # the fixed 1x1 cells
+    spans = {act: {s: [v.mean() for v in group_metric(
+        [r for r in two + rows if (r["activation"], r["depth"], r["system"]) == (act, 2, s)],
+        metric, ["system"])[(s,)].values()] for s, metric in
+        (("Ar", "local_r2_aligned"), ("Kr", "local_r2_aligned"), ("ArKr", "local_r2_gauge"))}
+        for act in ("tanh", "linear")}
+    tanh2 = {w: v.mean() for w, v in group_metric(
+        [r for r in two if r["activation"] == "tanh"], "local_r2_aligned",
+        ["system"])[("ArKr",)].items()}
+    assert (f"Ar {min(spans['tanh']['Ar']):.3f}-{max(spans['tanh']['Ar']):.3f}, Kr "
+            f"{min(spans['tanh']['Kr']):.3f}-{max(spans['tanh']['Kr']):.3f}, the mixture's aligned "
+            f"score falling from {tanh2[4]:.3f} (width 4) to {tanh2[32]:.3f} (32) at a "
+            f"gauge-projected {min(spans['tanh']['ArKr']):.3f}-{max(spans['tanh']['ArKr']):.3f}"
+            ) in " ".join((ROOT / "README.md").read_text().split())
+    assert (f"Linear (one linear model of the descriptors at any width and depth): Ar "
+            f"{min(spans['linear']['Ar']):.3f}-{max(spans['linear']['Ar']):.3f}, Kr "
+            f"{min(spans['linear']['Kr']):.3f}-{max(spans['linear']['Kr']):.3f}") in flat
     linear = [r for r in rows if r["activation"] == "linear"]
     for metric, systems in (("local_r2_aligned", ["Ar", "Kr", "ArKr"]),
                             ("local_r2_gauge", ["ArKr"]), ("total_r2", ["Ar", "Kr", "ArKr"])):
