@@ -236,18 +236,17 @@ def _backward(networks: EnsembleNetworks, layers, grads, x: torch.Tensor,
         a = kept[index - 1]  # (n, M, H): this layer's input
         n_out, n_in = w.shape[1], w.shape[2]
         gb.add_(upstream.sum(0))
+        da = work.get(("da",), (n, m, n_in), x)
         if n_out == 1:
             # one unit per member: the output layer (upstream is ``de``) or a hidden layer of
             # width 1 (upstream is the ``da`` buffer below, so copied out before it is reused)
             up = upstream.reshape(n, m)
             if index < len(layers) - 1:
                 up = work.get(("up",), (n, m), x).copy_(up)
-            da = work.get(("da",), (n, m, n_in), x)
             full = up.t() @ a.view(n, m * n_in)  # (M, M H); member m's block is row m
             gw[:, 0, :].add_(torch.diagonal(full.view(m, m, n_in), dim1=0, dim2=1).t())
             torch.mm(up, _block_diagonal(w[:, 0, :]).t(), out=da.view(n, m * n_in))
         else:
-            da = work.get(("da",), (n, m, n_in), x)
             up = upstream.transpose(0, 1)  # (M, n, K)
             gw.add_(torch.bmm(up.transpose(1, 2), a.transpose(0, 1)))
             da.copy_(torch.bmm(up, w, out=work.get(("da", "t"), (m, n, n_in), x))
