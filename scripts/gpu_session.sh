@@ -12,8 +12,9 @@
 #   3. the paper's likely protocol (Adam, mini-batches, no early stopping;
 #   sweeps/paper_adam32.toml), widths 100-500 -> runs/paper-adam32-gpu (JOBS_SMALL processes,
 #   default 6: small batches leave the GPU idle); 4. tanh, 2 layers, widths 100-500;
-#   5. linear, 1 layer, widths 100-500; 6. linear, 2 layers, widths 100-500;
-#   7. the rest of the grid (widths 1-64)
+#   5. linear, 1 layer, widths 100-500; 6. the two-layer cells of widths 12-64 that the
+#   CPU did not run (results/paper_regime/paper_cpu has widths 1-32 and linear 64; the
+#   grid's own rest would redo those); 7. linear, 2 layers, widths 100-500
 # A slice that the deadline cuts keeps its finished cells (run the script again to go on;
 # finished cells are skipped). A sweep folder that is not under runs/ yet starts from its
 # committed copy under results/paper_regime/ (paper_gpu, data_size_gpu, paper_adam32_gpu),
@@ -73,8 +74,9 @@ slice sweeps/data_size.toml runs/data_size-gpu --only width=500 --only n_train=1
 JOBS=${JOBS_SMALL:-6} slice sweeps/paper_adam32.toml runs/paper-adam32-gpu --only "$WIDE"
 slice sweeps/paper.toml runs/paper-gpu --only activation=tanh --only depth=2 --only "$WIDE"
 slice sweeps/paper.toml runs/paper-gpu --only activation=linear --only depth=1 --only "$WIDE"
+slice sweeps/paper.toml runs/paper-gpu --only activation=tanh --only depth=2 --only width=12,24,48,64
+slice sweeps/paper.toml runs/paper-gpu --only activation=linear --only depth=2 --only width=12,24,48
 slice sweeps/paper.toml runs/paper-gpu --only activation=linear --only depth=2 --only "$WIDE"
-slice sweeps/paper.toml runs/paper-gpu
 date -u +"ended: %Y-%m-%dT%H:%M:%SZ" | tee -a "$PACK/session.txt"
 
 "$PY" - "$PACK" runs/paper-gpu runs/data_size-gpu runs/paper-adam32-gpu <<'EOF'
