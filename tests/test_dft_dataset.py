@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from toolkit.data import read_frames
+from toolkit.errors import AetkError
 from toolkit.reference.dft.campaign import LEGACY_TRAJECTORY, Campaign, structures
 
 DATASET = Path(__file__).resolve().parents[1] / "datasets" / "dft"
@@ -165,3 +166,22 @@ def test_readme_slope_errors_are_least_squares_errors_of_the_frames(system):
     covariance = residual @ residual / (len(x) - 2) * np.linalg.inv(design.T @ design)
     stderr = _make_dataset().slope_stderr(DATASET / f"{name}.fit.json")
     assert stderr == pytest.approx(np.sqrt(covariance[0, 0]), rel=1e-4)
+
+
+def test_write_tables_replaces_each_table_by_its_header(tmp_path):
+    """`--write-tables` puts the rendered tables in place of the README's stale ones and keeps
+    the prose; on the committed README it changes nothing (the README is up to date)."""
+    make = _make_dataset()
+    readme = (DATASET / "README.md").read_text()
+    tables = make.tables_markdown(Campaign(DATASET, tmp_path / "work"))
+    same, count = make.replace_tables(readme, tables)
+    assert same == readme and count >= 6
+    stale = "intro\n\n| a | b |\n|---|---|\n| 1 | 2 |\n| 3 | 4 |\n\nprose after\n"
+    fresh = "| a | b |\n|---|---|\n| 5 | 6 |\n"
+    text, count = make.replace_tables(stale, fresh)
+    assert count == 1
+    assert text == "intro\n\n| a | b |\n|---|---|\n| 5 | 6 |\n\nprose after\n"
+    with pytest.raises(AetkError, match="0 tables headed"):
+        make.replace_tables(stale, "| x | y |\n|---|---|\n| 1 | 2 |\n")
+    with pytest.raises(AetkError, match="2 tables headed"):
+        make.replace_tables(stale + stale, fresh)

@@ -11,6 +11,7 @@ committed records are never recomputed.
     .venv/bin/python datasets/dft/make_dataset.py --status
     .venv/bin/python datasets/dft/make_dataset.py --partition-only
     .venv/bin/python datasets/dft/make_dataset.py --tables   # README.md's tables
+    .venv/bin/python datasets/dft/make_dataset.py --write-tables   # ... written into it
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def main() -> None:
     parser.add_argument("--status", action="store_true", help="print what exists and stop")
     parser.add_argument("--tables", action="store_true",
                         help="print README.md's tables from the committed files and stop")
+    parser.add_argument("--write-tables", action="store_true",
+                        help="replace README.md's tables by those --tables prints, and stop")
     parser.add_argument("--isolated", action="store_true",
                         help="compute the isolated Ar and Kr atoms (records/isolated.extxyz)")
     args = parser.parse_args()
@@ -59,6 +62,18 @@ def main() -> None:
                         target=args.target)
     if args.tables:
         print(tables_markdown(campaign))
+        return
+    if args.write_tables:
+        from toolkit.data import atomic_write_text
+        from toolkit.errors import AetkError
+
+        readme = campaign.root / "README.md"
+        try:
+            text, count = replace_tables(readme.read_text(), tables_markdown(campaign))
+        except AetkError as exc:
+            sys.exit(f"{readme}: {exc}")
+        atomic_write_text(readme, text)
+        print(f"{readme}: {count} tables written")
         return
     if args.status:
         print(json.dumps(json.loads(write_status(campaign).read_text()), indent=1))
@@ -187,6 +202,25 @@ def tables_markdown(campaign) -> str:
     return "\n".join([frames_table(campaign), fit_table(campaign.root),
                       joint_table(campaign.root), isolated_table(campaign.root),
                       cost_table(campaign.root)])
+
+
+def replace_tables(text: str, tables: str) -> tuple[str, int]:
+    """``text`` with each markdown table of ``tables`` in place of the table there that has
+    the same header line; the number of tables replaced. A header that is missing or
+    appears twice is an error (the README's tables are then fixed by hand)."""
+    from toolkit.errors import AetkError
+
+    blocks = [b.strip("\n") for b in tables.split("\n\n") if b.strip().startswith("|")]
+    for block in blocks:
+        header = block.splitlines()[0] + "\n"
+        if text.count(header) != 1:
+            raise AetkError(f"README.md has {text.count(header)} tables headed "
+                              f"{header.strip()!r}, not one; paste `--tables` by hand")
+        start = text.index(header)
+        lines = text[start:].split("\n")
+        rows = next((k for k, line in enumerate(lines) if not line.startswith("|")), len(lines))
+        text = text[:start] + block + text[start + len("\n".join(lines[:rows])):]
+    return text, len(blocks)
 
 
 def frames_table(campaign) -> str:
