@@ -8,6 +8,7 @@ the records) fails. The campaign that grows the set runs CP2K in tests/test_dft.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -185,3 +186,14 @@ def test_write_tables_replaces_each_table_by_its_header(tmp_path):
         make.replace_tables(stale, "| x | y |\n|---|---|\n| 1 | 2 |\n")
     with pytest.raises(AetkError, match="2 tables headed"):
         make.replace_tables(stale + stale, fresh)
+
+
+def test_dft_doc_cost_table_is_the_committed_cost():
+    """docs/dft.md's campaign cost table is the one rendered from cost.json (it once kept an
+    older partition's table); a changed mean is caught."""
+    make = _make_dataset()
+    doc = (DATASET.parents[1] / "docs" / "dft.md").read_text()
+    table = make.cost_table(DATASET).strip()
+    assert table in doc
+    changed = re.sub(r"\| (\d+) \(", lambda m: f"| {int(m.group(1)) + 1} (", table, count=1)
+    assert changed != table and changed not in doc
