@@ -12,9 +12,11 @@
 #   3. the paper's likely protocol (Adam, mini-batches, no early stopping;
 #   sweeps/paper_adam32.toml), widths 100-500 -> runs/paper-adam32-gpu (JOBS_SMALL processes,
 #   default 6: small batches leave the GPU idle); 4. tanh, 2 layers, widths 100-500;
-#   5. linear, 1 layer, widths 100-500; 6. the two-layer cells of widths 12-64 that the
-#   CPU did not run (results/paper_regime/paper_cpu has widths 1-32 and linear 64; the
-#   grid's own rest would redo those); 7. linear, 2 layers, widths 100-500
+#   5. tanh, 1 layer, widths 1-64 that no kept table has (Ar and Kr all; ArKr 12, 24, 48:
+#   its others are results/identifiability/sweep_mixture.csv); 6. the two-layer cells of
+#   widths 12-64 that the CPU did not run (results/paper_regime/paper_cpu has widths 1-32
+#   and linear 64); 7. linear, 2 layers, widths 100-500. Linear one-layer cells are all
+#   committed (paper_gpu and paper_cpu), so no slice redoes them.
 # A slice that the deadline cuts keeps its finished cells (run the script again to go on;
 # finished cells are skipped). A sweep folder that is not under runs/ yet starts from its
 # committed copy under results/paper_regime/ (paper_gpu, data_size_gpu, paper_adam32_gpu),
@@ -73,7 +75,9 @@ slice sweeps/paper.toml runs/paper-gpu --only activation=tanh --only depth=1 --o
 slice sweeps/data_size.toml runs/data_size-gpu --only width=500 --only n_train=1400
 JOBS=${JOBS_SMALL:-6} slice sweeps/paper_adam32.toml runs/paper-adam32-gpu --only "$WIDE"
 slice sweeps/paper.toml runs/paper-gpu --only activation=tanh --only depth=2 --only "$WIDE"
-slice sweeps/paper.toml runs/paper-gpu --only activation=linear --only depth=1 --only "$WIDE"
+NARROW=width=1,2,4,8,12,16,24,32,48,64
+slice sweeps/paper.toml runs/paper-gpu --only system=Ar,Kr --only activation=tanh --only depth=1 --only "$NARROW"
+slice sweeps/paper.toml runs/paper-gpu --only system=ArKr --only activation=tanh --only depth=1 --only width=12,24,48
 slice sweeps/paper.toml runs/paper-gpu --only activation=tanh --only depth=2 --only width=12,24,48,64
 slice sweeps/paper.toml runs/paper-gpu --only activation=linear --only depth=2 --only width=12,24,48
 slice sweeps/paper.toml runs/paper-gpu --only activation=linear --only depth=2 --only "$WIDE"

