@@ -161,16 +161,35 @@ def batched_vs_one_by_one(sizes: Sizes) -> dict:
     batched step does 5 members' arithmetic, so the ratio can reach 5 only where a single
     member's step is dominated by fixed costs (Python, reading the descriptors), i.e. at
     small widths; see docs/paper_regime.md.
+
+    Also one value-and-gradient evaluation on the training frames, 5 members against 1
+    (median of 15, process CPU time): ``evaluation_ratio`` = t(5) / t(1). With equal fixed
+    costs per iteration, a training speed-up of 5 would need that ratio to be 1.
     """
     import numpy as np
 
-    from toolkit.models.networks import Architecture
-    from toolkit.models.training import train_ensemble
+    from toolkit.models import objective
+    from toolkit.models.networks import Architecture, EnsembleNetworks
+    from toolkit.models.training import fit_normalisation, frame_set, train_ensemble
 
     descriptors, energies, train, val, fixed = _training_setup(sizes, sizes.pick(50, 2))
+    energies = np.asarray(energies, dtype=np.float64)
+    train_d = descriptors.select_frames(train)
+    norm = fit_normalisation(train_d, energies[train])
+    frames = frame_set(train_d, energies[train], norm)
+    packed = objective.PackedFrames.pack(frames.blocks, frames.target, frames.n_atoms)
     out = {}
     for width in sizes.pick((1, 4, 16, 64), (1, 4)):
         arch = Architecture((width,), "tanh")
+        networks = EnsembleNetworks(arch, descriptors.spec.n_species, descriptors.values.shape[1])
+        theta = networks.initial_theta([0, 1, 2, 3, 4])
+        evaluation = {}
+        for members in (1, 5):
+            part = theta[:members].clone()
+            objective.value_and_grad(networks, part, packed)  # warm-up (buffers, caches)
+            evaluation[members] = float(np.median([_cpu_seconds(
+                lambda p=part, n=networks: objective.value_and_grad(n, p, packed))[0]
+                for _ in range(15)]))
         batched, single = [], []
         for _ in range(3):
             batched.append(_cpu_seconds(lambda a=arch: train_ensemble(
@@ -183,7 +202,10 @@ def batched_vs_one_by_one(sizes: Sizes) -> dict:
         wall_b, wall_s = (float(np.median([t[1] for t in x])) for x in (batched, single))
         out[f"w{width}"] = {"batched_cpu_s": cpu_b, "one_by_one_cpu_s": cpu_s,
                             "speedup_cpu": cpu_s / cpu_b, "speedup_wall": wall_s / wall_b,
-                            "iterations": fixed.max_iterations}
+                            "iterations": fixed.max_iterations,
+                            "evaluation_1_member_cpu_s": evaluation[1],
+                            "evaluation_5_members_cpu_s": evaluation[5],
+                            "evaluation_ratio": evaluation[5] / evaluation[1]}
     return out
 
 
@@ -648,6 +670,10 @@ def table_rows(results: dict) -> list[tuple[str, str]]:
         widths = [k for k in b if k.startswith("w") and k[1:].isdigit()]
         rows.append(("5 seeds batched vs one by one, same iterations (speed-up, CPU time)",
                      ", ".join(f"{_fmt(b[k]['speedup_cpu'])}x ({k})" for k in widths)))
+        if all("evaluation_ratio" in b[k] for k in widths):
+            rows.append(("one value-and-gradient evaluation, 5 members / 1 member (CPU time; "
+                         "5x training needs 1)",
+                         ", ".join(f"{_fmt(b[k]['evaluation_ratio'])} ({k})" for k in widths)))
     if "training_gflops" in r:
         g = r["training_gflops"]
         widths = [k for k in g if k.startswith("tanh_") and "x" not in k]
