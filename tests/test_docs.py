@@ -76,6 +76,22 @@ def test_table_shows_each_measured_number_and_a_changed_file_is_caught(bench):
     assert "No benchmark results" in bench.table_markdown({**results, "quick": True})
 
 
+def test_paper_regime_speedup_bound_is_the_committed_bench():
+    """docs/paper_regime.md's argument for the unmet 5x target quotes the evaluation ratios,
+    the commit and the width-1 speed-up of the committed bench run; a rerun of the bench
+    that changes them fails here until the paragraph is updated."""
+    doc = (ROOT / "docs" / "paper_regime.md").read_text()
+    entry = json.loads((ROOT / "benchmarks" / "results.json").read_text())
+    b = entry["batched_vs_one_by_one"]
+    ratios = ", ".join(f"{b[k]['evaluation_ratio']:.2f} ({k})" for k in ("w1", "w4", "w16"))
+    paragraph = " ".join(doc[doc.index("**Issue 14's target"):].split("\n\n")[0].split())
+    assert f"E5/E1 = {ratios}, {b['w64']['evaluation_ratio']:.2f} (w64)" in paragraph
+    assert f"commit {b['measured_with_commit'][:7]}" in paragraph
+    assert f"(width 1: {b['w1']['speedup_cpu']:.1f}x in the same run)" in paragraph
+    assert f"down to {b['w16']['evaluation_ratio']:.1f}x" in paragraph
+    assert f"E5/E1 = {b['w1']['evaluation_ratio'] + 0.01:.2f} (w1)" not in paragraph
+
+
 def test_reference_points_tables_are_the_committed_results():
     """docs/reference_points.md shows exactly the tables `aetk points report` renders from
     results/reference_points/ (no placeholder left, no hand-edited number)."""
