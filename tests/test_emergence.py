@@ -149,3 +149,19 @@ def test_bad_share_and_reference_are_refused(ar_frames, linear_teacher):
     assert str(parse_teacher_reference("teacher:potentials/t")) == "potentials/t"
     with pytest.raises(ValueError, match="unknown reference"):
         parse_teacher_reference("teachers")
+
+
+def test_search_covers_the_grid_and_its_refinement_once():
+    """`aetk emergence search` scores the 72-spec grid and the 12 rcutfac refinements (84
+    specs, docs/emergence.md), each once, the default spec among them; `ceilings` has three
+    distinct specs, the default first."""
+    from toolkit.studies.emergence import CEILING_SPECS, search_specs, spec_grid
+
+    specs = search_specs()
+    keys = [s.key for s in specs]
+    assert len(specs) == 84 and len(set(keys)) == 84
+    assert len(spec_grid()) == 72
+    assert DescriptorSpec().key in keys
+    assert {s.rcutfac for s in specs} == {1.3, 1.4, 1.45, 1.5, 1.55, 1.6, 1.8, 2.0}
+    assert CEILING_SPECS[0].key == DescriptorSpec().key
+    assert len({s.key for s in CEILING_SPECS}) == 3

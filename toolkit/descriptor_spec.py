@@ -12,7 +12,7 @@ Defaults, for liquid Ar/Kr at 120 K (justified in the README):
   descriptor cutoff equal to it (1.6) was the first choice, but the representability
   search (docs/emergence.md: 84 specs, 6 references) found 1.45 best for every system:
   mean linear ceiling 0.991 against 0.970 at 1.6 (mixture 0.982 against 0.946), at the same
-  cost. The shell it leaves out holds pair energies below 4 % of epsilon (force-shifted LJ
+  cost. The shell it leaves out holds pair energies of at most 4.2 % of epsilon (force-shifted LJ
   at 1.45 sigma), while the tighter cutoff spends the bispectrum's radial resolution on
   the first shell, where the energy varies;
 - weights Ar 1.0, Kr sqrt(C6_Kr / C6_Ar) (see :func:`toolkit.species.snap_weight`), so Ar

@@ -219,9 +219,11 @@ def _cmd_ceiling(args: argparse.Namespace) -> None:
 
 
 def _cmd_emergence(args: argparse.Namespace) -> None:
+    from toolkit.descriptor_spec import read_spec
     from toolkit.studies.emergence import run_job
 
-    run_job(args.job, Path(args.out), Path(args.figures) if args.figures else None)
+    run_job(args.job, Path(args.out), Path(args.figures) if args.figures else None,
+            read_spec(args.spec) if args.spec else None)
 
 
 def _cmd_gauge(args: argparse.Namespace) -> None:
@@ -303,6 +305,9 @@ def add_parsers(sub) -> None:
     p.add_argument("job", choices=["search", "ceilings", "map", "report"])
     p.add_argument("--out", default="runs/emergence")
     p.add_argument("--figures", help="report: folder for PNG figures")
+    p.add_argument("--spec", help="descriptor spec TOML ([descriptor] table): ceilings at that "
+                   "spec only (default: the default spec, rcutfac 1.6 and twojmax 8), or the "
+                   "map's spec (default: the default spec)")
     p.set_defaults(func=_cmd_emergence)
 
     p = sub.add_parser("gauge", help="which part of a potential's local-energy error totals "

@@ -60,6 +60,15 @@ def spec_grid(twojmax: Sequence[int] = (4, 6, 8),
             for t, c, f, m in itertools.product(twojmax, rcutfac, rfac0, rmin0)]
 
 
+def search_specs() -> list[DescriptorSpec]:
+    """The specs ``aetk emergence search`` scores: :func:`spec_grid` (72), then rcutfac
+    1.3, 1.4, 1.45 and 1.55 for each twojmax at the default rfac0 and rmin0 (12), because the
+    grid's best sat at its edge (docs/emergence.md, section 2)."""
+    refined = [DescriptorSpec(twojmax=t, rcutfac=c) for t in (4, 6, 8)
+               for c in (1.3, 1.4, 1.45, 1.55)]
+    return spec_grid() + refined
+
+
 def sampled_frames(out: Path, system: str, n_frames: int, seed: int) -> list:
     """LJ + ATM frames of ``system``, generated once into ``out/data``."""
     path = out / "data" / f"{system}-ljatm-{n_frames}-s{seed}.extxyz"
@@ -121,8 +130,12 @@ def spec_search(out: Path, specs: Sequence[DescriptorSpec], n_frames: int = 300,
 
 def default_ceilings(out: Path, n_frames: int = 300, seed: int = 11,
                      spec: DescriptorSpec | None = None) -> Path:
-    """All three ceilings (linear, quadratic, network) of both references at one spec."""
+    """All three ceilings (linear, quadratic, network) of both references at one spec
+    (kept: a file that exists is not recomputed)."""
     spec = spec or DescriptorSpec()
+    path = out / f"ceilings-{spec.key[:8]}.json"
+    if path.is_file():
+        return path
     results = {}
     for system in SYSTEMS:
         frames = sampled_frames(out, system, n_frames, seed)
@@ -132,7 +145,6 @@ def default_ceilings(out: Path, n_frames: int = 300, seed: int = 11,
             labelled = frames if reference == "lj+atm" else evaluate_reference(frames, "lj")
             results[f"{system}/{reference}"] = descriptor_ceiling(
                 descriptors, frames_local_energy(labelled), split)
-    path = out / f"ceilings-{spec.key[:8]}.json"
     atomic_write_text(path, json.dumps({"spec": spec.to_dict(), "ceilings": results},
                                        indent=1) + "\n")
     return path
@@ -144,12 +156,14 @@ def emergence_map(out: Path, shares: Sequence[float] = SHARES, n_frames: int = 3
                   wide: int | None = 500, wide_seeds: Sequence[int] = (0,),
                   wide_shares: Sequence[float] = (1.0, 0.0),
                   training: TrainingSettings = LONG_TRAINING,
-                  wide_training: TrainingSettings = WIDE_TRAINING) -> Path:
+                  wide_training: TrainingSettings = WIDE_TRAINING,
+                  spec: DescriptorSpec | None = None) -> Path:
     """Teacher-share map on Ar: per share, ceilings and a width sweep of tanh students.
 
-    The ``wide`` width (one hidden layer of 500 costs ~1 s per L-BFGS iteration on one
-    core) runs last, for ``wide_shares`` only, with fewer seeds and iterations, in
-    ``share*-wide``.
+    The ``wide`` width (one hidden layer of 500 is slow on one core) runs last, for
+    ``wide_shares`` only, with fewer seeds and iterations, in ``share*-wide``. ``spec``: the
+    descriptor of teacher, ceilings and students (default: the toolkit's); a folder whose
+    teacher exists keeps the teacher's spec.
     """
     from toolkit.models.networks import Architecture
     from toolkit.models.potential import read_potential
@@ -159,7 +173,8 @@ def emergence_map(out: Path, shares: Sequence[float] = SHARES, n_frames: int = 3
     if not (teacher_dir / "meta.json").is_file():
         write_teacher(sampled_frames(out, "Ar", n_frames, 11), teacher_dir,
                       Architecture((16,), "tanh"),
-                      settings=TrainingSettings(max_iterations=1000, patience=50))
+                      settings=TrainingSettings(max_iterations=1000, patience=50),
+                      spec=spec or DescriptorSpec())
     teacher = read_potential(teacher_dir)
     frames = sampled_frames(out, "Ar", n_frames, 12)  # structures the teacher never saw
     # students and ceilings see the teacher's descriptors, or share 1 is not representable
@@ -334,15 +349,22 @@ def map_figure(root: Path, figure: Path, metric: str = "local_r2_aligned") -> Pa
     return figure
 
 
-def run_job(job: str, out: Path, figures: Path | None = None) -> None:
+# ``aetk emergence ceilings``: all three ceilings at the default spec, the first default
+# (rcutfac 1.6) and the richer twojmax 8 at the default cutoff (docs/emergence.md)
+CEILING_SPECS = (DescriptorSpec(), DescriptorSpec(rcutfac=1.6), DescriptorSpec(twojmax=8))
+
+
+def run_job(job: str, out: Path, figures: Path | None = None,
+            spec: DescriptorSpec | None = None) -> None:
     """`aetk emergence JOB`: search, ceilings, map, or report (tables; figures with
-    ``figures``)."""
+    ``figures``). ``spec``: ceilings at that spec only, or the map's spec."""
     if job == "search":
-        print(spec_search(out, spec_grid()))
+        print(spec_search(out, search_specs()))
     elif job == "ceilings":
-        print(default_ceilings(out))
+        for candidate in ([spec] if spec else CEILING_SPECS):
+            print(default_ceilings(out, spec=candidate))
     elif job == "map":
-        print(emergence_map(out))
+        print(emergence_map(out, spec=spec))
     else:
         for path in sorted(out.glob("ceilings-*.json")):
             print("\n" + ceilings_table(path))

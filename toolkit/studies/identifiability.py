@@ -183,7 +183,7 @@ def transfer_basis(spec: DescriptorSpec, frames: Sequence, n_knots: int = N_KNOT
     if not types:
         raise GaugeError(f"the frames hold one species only ({sorted(present)}): there are no "
                          "cross-species pairs, so no cross-pair transfer to decompose; use "
-                         "--no-transfer (constants only)")
+                         "--transfer no (constants only)")
     pairs = pairs or pair_list(frames, spec.cutoff)
     symbols = np.concatenate([a.get_chemical_symbols() for a in frames])
     knots, cutoffs = {}, {}
@@ -315,7 +315,7 @@ class GaugeProjector:
         if transfer and not mixture:
             raise GaugeError(f"the frames hold one species only ({sorted(present)}): there are "
                              "no cross-species pairs, so cross-pair transfers do not exist; "
-                             "decompose constants only (--no-transfer)")
+                             "decompose constants only (--transfer no)")
         self.transfer = transfer
         self.constants = np.stack([self.species == spec.elements.index(e)
                                    for e in self.elements], axis=1).astype(float)
