@@ -165,3 +165,20 @@ def test_search_covers_the_grid_and_its_refinement_once():
     assert {s.rcutfac for s in specs} == {1.3, 1.4, 1.45, 1.5, 1.55, 1.6, 1.8, 2.0}
     assert CEILING_SPECS[0].key == DescriptorSpec().key
     assert len({s.key for s in CEILING_SPECS}) == 3
+
+
+def test_search_table_lists_the_default_once_then_the_best_by_mean():
+    """The default spec is the first row, once, even where it ranks among the best; the
+    other rows follow by mean R2 over the six cases (a made-up table)."""
+    from toolkit.studies.emergence import REFERENCES, SYSTEMS, search_table
+
+    def rows(rcutfac, r2):
+        return [{"model": "linear", "twojmax": 6, "rcutfac": rcutfac, "rfac0": 0.99363,
+                 "rmin0": 0.0, "system": s, "reference": r, "r2": r2}
+                for s in SYSTEMS for r in REFERENCES]
+
+    default = DescriptorSpec().rcutfac
+    table = search_table(rows(default, 0.99) + rows(1.6, 0.98) + rows(1.3, 0.985), top=2)
+    lines = table.splitlines()[2:]
+    assert [line.split(" | ")[1] for line in lines] == [str(default), "1.3", "1.6"]
+    assert lines[0].startswith("| 6 (default) |") and table.count("(default)") == 1

@@ -233,7 +233,7 @@ def _write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
 
 
 def search_table(rows: list[dict], model: str = "linear", top: int = 10) -> str:
-    """Markdown: default spec first, then the best ``top`` specs by mean R2 over 6 cases."""
+    """Markdown: default spec first, then the best ``top`` other specs by mean R2 over 6 cases."""
     by_spec: dict[tuple, dict] = {}
     for row in rows:
         if row["model"] != model:
@@ -249,6 +249,7 @@ def search_table(rows: list[dict], model: str = "linear", top: int = 10) -> str:
     head = ("| twojmax | rcutfac | rfac0 | rmin0 | " + " | ".join(f"{s} {r}" for s, r in cases)
             + " | mean |")
     lines = [head, "|" + "---|" * (5 + len(cases))]
+    ranked = [k for k in ranked if k != default_key]  # the default has its own first row
     for key in ([default_key] if default_key in complete else []) + ranked[:top]:
         values = [complete[key][c] for c in cases]
         mark = " (default)" if key == default_key else ""
