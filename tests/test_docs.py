@@ -518,3 +518,37 @@ def test_paper_regime_data_size_tables_are_the_committed_results():
     for metric in ("local_r2_aligned", "local_r2_gauge"):
         name = f"data_size_{metric}_tanh_d1.png"
         assert f"figures/{name}" in doc and (ROOT / "docs" / "figures" / name).is_file()
+
+
+def test_readme_md_wall_numbers_are_the_committed_table():
+    """The README's MD-with-walls paragraph quotes results/md_walls/summary.csv
+    (scripts/md_walls.py): collapse times of the bare networks, g(r) and energy differences,
+    closest pairs and wall fractions; a changed number is caught."""
+    import csv
+
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    with open(ROOT / "results" / "md_walls" / "summary.csv", newline="") as handle:
+        rows = {r["run"]: r for r in csv.DictReader(handle)}
+    walled = ["ar-tanh4", "kr-tanh4", "arkr-tanh4", "arkr-from-pure-tanh4"]
+    assert all(rows[name]["status"] == "completed" for name in walled)
+    assert all(rows[f"{name}-bare"]["status"] == "unstable" for name in walled)
+    at = {name: float(rows[f"{name}-bare"]["stopped_at_ps"]) for name in walled}
+    phrase = (f"Kr after {at['kr-tanh4']:g} ps, ArKr after {at['arkr-tanh4']:g} ps and the "
+              f"assembled pure->mixture model after {at['arkr-from-pure-tanh4']:g} ps of "
+              f"equilibration, Ar {at['ar-tanh4']:g} ps into production")
+    assert phrase in readme
+    assert rows["ar-tanh4-bare"]["stopped_phase"] == "production"
+    rdf = [float(rows[n]["rdf_integrated_abs_difference_A"]) for n in walled]
+    assert (f"|g - g_ref| {rdf[0]:.2f} Ar, {rdf[1]:.2f} Kr, {rdf[2]:.2f} ArKr, {rdf[3]:.2f} "
+            "assembled") in readme
+    pe = [abs(float(rows[n]["mean_pe_difference_meV_per_atom"])) for n in walled]
+    assert "within " + " / ".join(f"{v:.1f}" for v in pe) + " meV/atom" in readme
+    inside = [100 * float(rows[n]["wall_fraction_of_frames_inside"]) for n in walled]
+    assert (f"{inside[0]:.0f}% (Ar), {inside[1]:.0f}% (Kr), {inside[2]:.0f}% (ArKr) and "
+            f"{inside[3]:.0f}% (assembled)") in readme
+    ar, mix = rows["ar-tanh4"], rows["arkr-tanh4"]
+    assert (f"Ar-Ar {float(ar['closest_in_md_Ar-Ar_A']):.2f} A in pure Ar, data >= "
+            f"{float(ar['closest_in_data_Ar-Ar_A']):.2f} A; Kr-Kr "
+            f"{float(mix['closest_in_md_Kr-Kr_A']):.2f} A in the mixture, data >= "
+            f"{float(mix['closest_in_data_Kr-Kr_A']):.2f} A") in readme
+    assert f"Kr after {at['kr-tanh4'] + 0.1:g} ps" not in readme
