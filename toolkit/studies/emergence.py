@@ -373,8 +373,19 @@ def run_job(job: str, out: Path, figures: Path | None = None,
         for model in ("linear", "quadratic"):
             print(f"\n{model} ceilings, default spec and the best 10 by mean R2\n")
             print(search_table(rows, model))
-        if (out / "map" / "ceilings.json").is_file():
-            print("\nemergence map (local R2, offset-aligned; tot = total R2)\n")
-            print(map_table(out / "map"))
+        for root in [out / "map", *sorted(out.glob("map-*"))]:
+            if not (root / "ceilings.json").is_file():
+                continue
+            print(f"\nemergence map {root.name} ({_map_spec(root)}; local R2, offset-aligned; "
+                  "total R2 in parentheses)\n")
+            print(map_table(root))
             if figures:
-                print(map_figure(out / "map", figures / "emergence_map.png"))
+                print(map_figure(root, figures / f"emergence_{root.name}.png"))
+
+
+def _map_spec(root: Path) -> str:
+    """The descriptor of a map's students, from its first sweep's config."""
+    for config in sorted(root.glob("share*/config.json")):
+        d = json.loads(config.read_text())["descriptor"]
+        return f"twojmax {d['twojmax']}, rcutfac {d['rcutfac']}"
+    return "spec unknown"
