@@ -376,7 +376,7 @@ def run_job(job: str, out: Path, figures: Path | None = None,
         for root in [out / "map", *sorted(out.glob("map-*"))]:
             if not (root / "ceilings.json").is_file():
                 continue
-            print(f"\nemergence map {root.name} ({_map_spec(root)}; local R2, offset-aligned; "
+            print(f"\nemergence map in {root.name}/ ({_map_spec(root)}; local R2, offset-aligned; "
                   "total R2 in parentheses)\n")
             print(map_table(root))
             if figures:
