@@ -552,3 +552,47 @@ def test_readme_md_wall_numbers_are_the_committed_table():
             f"{float(mix['closest_in_md_Kr-Kr_A']):.2f} A in the mixture, data >= "
             f"{float(mix['closest_in_data_Kr-Kr_A']):.2f} A") in readme
     assert f"Kr after {at['kr-tanh4'] + 0.1:g} ps" not in readme
+
+
+def quick_sweep_sentence(results_dir: Path) -> str:
+    """The README's "What the curves show" sentence, from the demo sweep's committed tables
+    (results/quick: `make demo`'s results.csv and transfer.csv)."""
+    import pandas as pd
+
+    rows = pd.read_csv(results_dir / "results.csv")
+    tanh = rows[(rows.activation == "tanh") & (rows.depth == 1)]
+    means = tanh.groupby(["system", "width"]).local_r2_aligned.mean()
+
+    def span(values, digits=3):
+        low, high = f"{min(values):.{digits}f}", f"{max(values):.{digits}f}"
+        return low if low == high else f"{low}-{high}"
+
+    transfer = pd.read_csv(results_dir / "transfer.csv")
+    cells = transfer.groupby(["direction", "system", "activation", "depth", "width"])
+    local = cells.local_r2_aligned.mean()
+    pearson = cells.total_pearson.mean()
+    to_pure, to_mix = local.loc["mixture->pure"], local.loc["pure->mixture"]
+    widths = sorted(tanh.width.unique())
+    cap = json.loads((results_dir / "config.json").read_text())["training"]["max_iterations"]
+    return (f"Ar {span(means['Ar'])} and Kr {span(means['Kr'])} at widths "
+            f"{widths[0]}-{widths[-1]}; the mixture {span(means['ArKr'])}; members stopped "
+            f"after {tanh.best_iteration.min()}-{tanh.best_iteration.max()} L-BFGS iterations "
+            f"(cap {cap}). Transfer (cell means over "
+            f"all architectures): mixture networks on the pure liquids {span(to_pure, 2)}, "
+            f"pure networks on the mixture {span(to_mix, 2)} aligned local R2; transferred "
+            f"totals correlate (Pearson {span(pearson, 3)})")
+
+
+def test_readme_demo_numbers_are_the_committed_demo_tables():
+    """The README's description of the demo's curves quotes results/quick (a copy of
+    `make demo`'s tables); a changed number is caught."""
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    sentence = quick_sweep_sentence(ROOT / "results" / "quick")
+    assert sentence in readme
+    import pandas as pd  # "the mixture scores lowest at width 1"
+
+    rows = pd.read_csv(ROOT / "results" / "quick" / "results.csv")
+    mixture = rows[(rows.system == "ArKr") & (rows.activation == "tanh") & (rows.depth == 1)]
+    assert mixture.groupby("width").local_r2_aligned.mean().idxmin() == 1
+    assert "the mixture scores lowest at width 1" in readme
+    assert sentence.replace("Ar 0.", "Ar 1.", 1) not in readme
