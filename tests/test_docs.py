@@ -596,3 +596,23 @@ def test_readme_demo_numbers_are_the_committed_demo_tables():
     assert mixture.groupby("width").local_r2_aligned.mean().idxmin() == 1
     assert "the mixture scores lowest at width 1" in readme
     assert sentence.replace("Ar 0.", "Ar 1.", 1) not in readme
+
+
+def test_emergence_doc_tables_are_the_committed_results():
+    """docs/emergence.md shows exactly the tables `aetk emergence report --out
+    results/emergence` prints: three ceiling tables, the two search tables and both maps;
+    a changed number is caught."""
+    from toolkit.studies.emergence import _read_csv, ceilings_table, map_table, search_table
+
+    doc = (ROOT / "docs" / "emergence.md").read_text()
+    out = ROOT / "results" / "emergence"
+    ceilings = sorted(out.glob("ceilings-*.json"))
+    assert len(ceilings) == 3
+    rows = _read_csv(out / "search.csv")
+    assert len(rows) == 840
+    tables = [ceilings_table(p) for p in ceilings]
+    tables += [search_table(rows, model) for model in ("linear", "quadratic")]
+    tables += [map_table(out / name) for name in ("map", "map-rc16")]
+    for table in tables:
+        assert table in doc, table.splitlines()[0]
+    assert tables[-1].replace("0.978 ± 0.000", "0.979 ± 0.000") not in doc

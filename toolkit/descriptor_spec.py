@@ -10,11 +10,11 @@ Defaults, for liquid Ar/Kr at 120 K (justified in the README):
 - radii sigma_i / 2 and ``rcutfac 1.45``: pair cutoffs 1.45 sigma_ij (4.92 A Ar-Ar,
   5.09 A Ar-Kr, 5.26 A Kr-Kr). The classical reference is cut at 1.6 sigma_ij; a
   descriptor cutoff equal to it (1.6) was the first choice, but the representability
-  search (docs/emergence.md: 84 specs, 6 references) found 1.45 best for every system:
-  mean linear ceiling 0.991 against 0.970 at 1.6 (mixture 0.982 against 0.946), at the same
-  cost. The shell it leaves out holds pair energies of at most 4.2 % of epsilon (force-shifted LJ
-  at 1.45 sigma), while the tighter cutoff spends the bispectrum's radial resolution on
-  the first shell, where the energy varies;
+  search (docs/emergence.md: 84 specs, 6 references) found 1.45 better than 1.6 for every
+  system and as good as 1.4: mean linear ceiling 0.991 against 0.970 at 1.6 (mixture 0.982
+  against 0.946), at the same cost. The shell it leaves out holds pair energies of at most
+  4.2 % of epsilon (force-shifted LJ at 1.45 sigma), while the tighter cutoff spends the
+  bispectrum's radial resolution on the first shell, where the energy varies;
 - weights Ar 1.0, Kr sqrt(C6_Kr / C6_Ar) (see :func:`toolkit.species.snap_weight`), so Ar
   and Kr neighbours differ in every environment;
 - ``rfac0 0.99363``, ``rmin0 0``, ``switchflag 1``, ``bzeroflag 1`` (LAMMPS/FitSNAP defaults).
