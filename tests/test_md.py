@@ -128,6 +128,10 @@ def test_broken_potential_is_stopped_with_a_diagnosis(ar_potential, tmp_path):
         run_md(MDRun(str(broken), "Ar", steps=100, melt_steps=100, equilibration_steps=100),
                tmp_path / "run", progress=False)
     assert info.value.phase == "equilibration"
+    # the time is counted from the start of the equilibration, not from the melt's step 0
+    into = (info.value.step - 100) * MDRun("reference:lj", "Ar", steps=1).timestep
+    assert f"at step {info.value.step}, {into:g} ps into that phase" in str(info.value)
+    assert info.value.step > 100
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "unstable" and "potential is extrapolating" in summary["error"]
     # a run that flies apart is stopped at LAMMPS's lost-atom check, named as such

@@ -131,6 +131,7 @@ class _Runner:
             else run.start_nn_distance)
         self.production_seconds = 0.0
         self.production_steps = 0
+        self.phase_start: dict[str, int] = {}  # LAMMPS step where each phase began
 
     def execute(self, phase: str, commands: list[str]) -> bool:
         """Run one section; False when a stop was requested (the rest is skipped)."""
@@ -147,6 +148,7 @@ class _Runner:
         if steps == 0:
             return True
         start = int(self.lmp.raw.extract_global("ntimestep"))
+        self.phase_start.setdefault(phase, start)
         done, first, previous = 0, True, None
         self.bar.set_description(phase)
         while done < steps:
@@ -230,9 +232,12 @@ class _Runner:
                 cause += ("; this potential has no repulsive wall: give it one by fitting or "
                           "exporting it without --no-wall (aetk fit / aetk export), or, for "
                           "an assembled potential, by assembling sources that have walls")
+        # LAMMPS counts steps from the melt on and restarts at 0 for production only, so the
+        # time is given from the start of the phase
+        into = (step - self.phase_start.get(phase, 0)) * self.run.timestep
         return MDInstabilityError(
             f"MD of {self.run.system} with {self.run.potential} stopped in the "
-            f"{phase} phase at step {step} ({step * self.run.timestep:g} ps): {what}. "
+            f"{phase} phase at step {step}, {into:g} ps into that phase: {what}. "
             f"{last}. Likely cause: {cause}.", step, phase)
 
 
