@@ -617,3 +617,7 @@ def test_emergence_doc_tables_are_the_committed_results():
     for table in tables:
         assert table in doc, table.splitlines()[0]
     assert tables[-1].replace("0.978 ± 0.000", "0.979 ± 0.000") not in doc
+    # each map under its own heading (the two maps have the same shape)
+    default = doc.index("At the default spec (twojmax 6, rcutfac 1.45; `map/`)")
+    first = doc.index("At the first default (twojmax 6, rcutfac 1.6; `map-rc16/`)")
+    assert default < doc.index(tables[-2]) < first < doc.index(tables[-1])

@@ -182,3 +182,30 @@ def test_search_table_lists_the_default_once_then_the_best_by_mean():
     lines = table.splitlines()[2:]
     assert [line.split(" | ")[1] for line in lines] == [str(default), "1.3", "1.6"]
     assert lines[0].startswith("| 6 (default) |") and table.count("(default)") == 1
+
+
+def test_map_refuses_a_spec_other_than_its_teachers(tmp_path, monkeypatch):
+    """A map folder keeps its teacher's spec; asking it for another spec is refused in one
+    line (before, the request was silently ignored); the teacher's own spec passes the check
+    and goes on to sample frames (stopped there by a stand-in sampler)."""
+    import shutil
+    from pathlib import Path
+
+    from toolkit.errors import AetkError
+    from toolkit.studies import emergence
+    from toolkit.studies.emergence import emergence_map
+
+    def sampler(*args, **kwargs):
+        raise RuntimeError("sampling frames")
+
+    monkeypatch.setattr(emergence, "sampled_frames", sampler)
+
+    root = Path(__file__).resolve().parents[1]
+    teacher = tmp_path / "map" / "teacher-ar-tanh16"
+    shutil.copytree(root / "potentials" / "ar-tanh4", teacher)
+    own = read_potential(teacher).spec
+    other = DescriptorSpec(rcutfac=own.rcutfac + 0.15)
+    with pytest.raises(AetkError, match="another descriptor spec"):
+        emergence_map(tmp_path, spec=other)
+    with pytest.raises(RuntimeError, match="sampling frames"):
+        emergence_map(tmp_path, spec=own)

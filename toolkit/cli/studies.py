@@ -306,8 +306,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--out", default="runs/emergence")
     p.add_argument("--figures", help="report: folder for PNG figures")
     p.add_argument("--spec", help="descriptor spec TOML ([descriptor] table): ceilings at that "
-                   "spec only (default: the default spec, rcutfac 1.6 and twojmax 8), or the "
-                   "map's spec (default: the default spec)")
+                   "spec only (default: three specs, the toolkit's default, rcutfac 1.6 and "
+                   "twojmax 8), or the map's spec (default: the toolkit's default; one --out "
+                   "per spec)")
     p.set_defaults(func=_cmd_emergence)
 
     p = sub.add_parser("gauge", help="which part of a potential's local-energy error totals "

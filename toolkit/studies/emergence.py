@@ -1,15 +1,20 @@
 """Emergence experiments: descriptor spec search by ceiling, and the teacher-share map.
 
-Two reproducible jobs (results under an output folder, e.g. ``runs/emergence``, not in git):
+Four jobs (results under an output folder, e.g. ``runs/emergence``; the small outputs of the
+documented runs are committed in ``results/emergence``, docs/emergence.md):
 
-    aetk emergence search --out runs/emergence   # ceilings over a spec grid
-    aetk emergence map --out runs/emergence      # local R2 vs width per share
+    aetk emergence search --out runs/emergence     # ceilings over 84 specs
+    aetk emergence ceilings --out runs/emergence   # all three ceilings at three specs
+    aetk emergence map --out runs/emergence        # local R2 vs width per share
     aetk emergence report --out runs/emergence --figures docs/figures
 
 ``search``: for Ar, Kr and ArKr, frames sampled by LJ + ATM MD are labelled with both
 classical references (``lj`` relabels the same structures, so one descriptor computation
-serves both); the linear and quadratic ceilings (:mod:`toolkit.studies.ceiling`) of every spec
-of the grid go to ``search.csv``, one row per (system, reference, spec, model).
+serves both); the linear and quadratic ceilings (:mod:`toolkit.studies.ceiling`) of every
+spec of :func:`search_specs` go to ``search.csv``, one row per (system, reference, spec,
+model). Its ``seconds`` column is the time from the start of that system's spec (the
+descriptors included) to the row, so the rows of one spec repeat a growing value; the cost
+of a spec is the largest one.
 
 ``map``: a tanh-16 teacher is fitted per atom to the LJ + ATM partition of independent Ar
 frames; fresh Ar frames are labelled with share x teacher + (1 - share) x LJ + ATM
@@ -30,6 +35,7 @@ import numpy as np
 
 from toolkit.data import atomic_write_text, read_frames, split_frames, write_frames
 from toolkit.descriptors import DescriptorSpec, compute_descriptors
+from toolkit.errors import AetkError
 from toolkit.metrics import r2
 from toolkit.models.training import TrainingSettings
 from toolkit.reference.classical import ClassicalRun, evaluate_reference, generate_frames
@@ -131,11 +137,13 @@ def spec_search(out: Path, specs: Sequence[DescriptorSpec], n_frames: int = 300,
 def default_ceilings(out: Path, n_frames: int = 300, seed: int = 11,
                      spec: DescriptorSpec | None = None) -> Path:
     """All three ceilings (linear, quadratic, network) of both references at one spec
-    (kept: a file that exists is not recomputed)."""
+    (a file of the same spec, frames and seed is kept, not recomputed)."""
     spec = spec or DescriptorSpec()
     path = out / f"ceilings-{spec.key[:8]}.json"
     if path.is_file():
-        return path
+        kept = json.loads(path.read_text())
+        if (kept.get("n_frames"), kept.get("seed")) == (n_frames, seed):
+            return path
     results = {}
     for system in SYSTEMS:
         frames = sampled_frames(out, system, n_frames, seed)
@@ -145,8 +153,8 @@ def default_ceilings(out: Path, n_frames: int = 300, seed: int = 11,
             labelled = frames if reference == "lj+atm" else evaluate_reference(frames, "lj")
             results[f"{system}/{reference}"] = descriptor_ceiling(
                 descriptors, frames_local_energy(labelled), split)
-    atomic_write_text(path, json.dumps({"spec": spec.to_dict(), "ceilings": results},
-                                       indent=1) + "\n")
+    atomic_write_text(path, json.dumps({"spec": spec.to_dict(), "n_frames": n_frames,
+                                        "seed": seed, "ceilings": results}, indent=1) + "\n")
     return path
 
 
@@ -162,8 +170,9 @@ def emergence_map(out: Path, shares: Sequence[float] = SHARES, n_frames: int = 3
 
     The ``wide`` width (one hidden layer of 500 is slow on one core) runs last, for
     ``wide_shares`` only, with fewer seeds and iterations, in ``share*-wide``. ``spec``: the
-    descriptor of teacher, ceilings and students (default: the toolkit's); a folder whose
-    teacher exists keeps the teacher's spec.
+    descriptor of teacher, ceilings and students (default: the toolkit's). A folder whose
+    teacher exists goes on with the teacher's spec; asking for another spec there is
+    refused (one folder per spec).
     """
     from toolkit.models.networks import Architecture
     from toolkit.models.potential import read_potential
@@ -176,6 +185,10 @@ def emergence_map(out: Path, shares: Sequence[float] = SHARES, n_frames: int = 3
                       settings=TrainingSettings(max_iterations=1000, patience=50),
                       spec=spec or DescriptorSpec())
     teacher = read_potential(teacher_dir)
+    if spec is not None and spec.key != teacher.spec.key:
+        raise AetkError(f"{teacher_dir}: this map's teacher has another descriptor spec "
+                        f"(rcutfac {teacher.spec.rcutfac}, twojmax {teacher.spec.twojmax}); "
+                        "give the map with --spec its own --out folder")
     frames = sampled_frames(out, "Ar", n_frames, 12)  # structures the teacher never saw
     # students and ceilings see the teacher's descriptors, or share 1 is not representable
     # (an ``out`` made under an older default spec keeps that spec)
@@ -340,8 +353,8 @@ def map_figure(root: Path, figure: Path, metric: str = "local_r2_aligned") -> Pa
     ax.set_xscale("log")
     ax.set_xlabel("layer width (tanh, 1 hidden layer)")
     ax.set_ylabel("local-energy R2 (offset-aligned)")
-    ax.set_title("Ar: students on totals of teacher mixtures\n(dotted: tanh-16 ceiling)",
-                 fontsize=9)
+    ax.set_title(f"Ar, {_map_spec(root)}: students on totals of teacher mixtures\n"
+                 "(dotted: tanh-16 ceiling)", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     figure.parent.mkdir(parents=True, exist_ok=True)
@@ -359,6 +372,9 @@ def run_job(job: str, out: Path, figures: Path | None = None,
             spec: DescriptorSpec | None = None) -> None:
     """`aetk emergence JOB`: search, ceilings, map, or report (tables; figures with
     ``figures``). ``spec``: ceilings at that spec only, or the map's spec."""
+    if spec is not None and job in ("search", "report"):
+        raise AetkError(f"--spec applies to `ceilings` and `map`, not to `{job}` (the search "
+                        "scores its own 84 specs; the report reads what the folder holds)")
     if job == "search":
         print(spec_search(out, search_specs()))
     elif job == "ceilings":
@@ -371,7 +387,7 @@ def run_job(job: str, out: Path, figures: Path | None = None,
             print("\n" + ceilings_table(path))
         rows = _read_csv(out / "search.csv")
         for model in ("linear", "quadratic"):
-            print(f"\n{model} ceilings, default spec and the best 10 by mean R2\n")
+            print(f"\n{model} ceilings, default spec and the best 10 other specs by mean R2\n")
             print(search_table(rows, model))
         for root in [out / "map", *sorted(out.glob("map-*"))]:
             if not (root / "ceilings.json").is_file():
