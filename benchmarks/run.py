@@ -167,6 +167,7 @@ def batched_vs_one_by_one(sizes: Sizes) -> dict:
     costs per iteration, a training speed-up of 5 would need that ratio to be 1.
     """
     import numpy as np
+    import torch
 
     from toolkit.models import objective
     from toolkit.models.networks import Architecture, EnsembleNetworks
@@ -184,12 +185,15 @@ def batched_vs_one_by_one(sizes: Sizes) -> dict:
         networks = EnsembleNetworks(arch, descriptors.spec.n_species, descriptors.values.shape[1])
         theta = networks.initial_theta([0, 1, 2, 3, 4])
         evaluation = {}
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # as train_ensemble's settings.threads, the default 1
         for members in (1, 5):
             part = theta[:members].clone()
             objective.value_and_grad(networks, part, packed)  # warm-up (buffers, caches)
             evaluation[members] = float(np.median([_cpu_seconds(
                 lambda p=part, n=networks: objective.value_and_grad(n, p, packed))[0]
                 for _ in range(15)]))
+        torch.set_num_threads(threads)
         batched, single = [], []
         for _ in range(3):
             batched.append(_cpu_seconds(lambda a=arch: train_ensemble(

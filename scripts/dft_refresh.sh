@@ -16,12 +16,17 @@
 #   5. with AR108=W/dft (the `aetk dft` folder of datasets/dft/paper_size/summarise.py, its
 #      /usr/bin/time output in W/time.txt): datasets/dft/paper_size/Ar108.json, new maps
 #
-# CONFIG and LAST_CONFIG replace the two sweep configs (a test runs the script on a copy of
-# the repository with one-cell sweeps).
+# CONFIG and LAST_CONFIG replace the two sweep configs (it was tried on a copy of the
+# repository with two-width, two-seed sweeps; no test runs it). The campaign may go on: the
+# partition and the README tables are made under the records' lock, so they see the same
+# records.
 #
 # Then the prose: tests/test_docs.py and tests/test_dft_dataset.py name every table and
 # number of the docs that no longer matches; docs/dft.md says what each one means.
 set -euo pipefail
+resolve() { [ -z "$1" ] || realpath -m "$1"; }  # paths given from anywhere, before the cd
+CONFIG=$(resolve "${CONFIG:-}"); LAST_CONFIG=$(resolve "${LAST_CONFIG:-}")
+AR108=$(resolve "${AR108:-}")
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 AETK=${AETK:-.venv/bin/aetk}
@@ -29,8 +34,22 @@ NP=${NP:-2}
 MPIRUN=${MPIRUN:-.venv/bin/mpirun}  # the mpich of the venv (the system's may be another MPI)
 run() { echo "+ $*" >&2; "$@"; }
 
-run "$PY" datasets/dft/make_dataset.py --partition-only
-run "$PY" datasets/dft/make_dataset.py --write-tables
+if [ -n "$AR108" ] && [ ! -f "$(dirname "$AR108")/time.txt" ]; then
+    echo "AR108=$AR108: no $(dirname "$AR108")/time.txt (the /usr/bin/time -v output of its" \
+         "aetk dft run; datasets/dft/paper_size/summarise.py)" >&2
+    exit 1
+fi
+# NP ranks of MPIRUN must be one MPI world for mpi4py, or every rank trains every cell
+if ! "$MPIRUN" -np "$NP" "$PY" -c 'import sys; from mpi4py import MPI
+sys.exit(MPI.COMM_WORLD.Get_size() != int(sys.argv[1]))' "$NP"; then
+    echo "MPIRUN=$MPIRUN does not start one $NP-rank world for mpi4py; use the venv's" \
+         "mpirun (.venv/bin/mpirun)" >&2
+    exit 1
+fi
+
+mkdir -p datasets/dft/records  # the campaign's lock (toolkit/reference/dft/campaign.py)
+run flock datasets/dft/records/.lock -c "'$PY' datasets/dft/make_dataset.py --partition-only \
+    && '$PY' datasets/dft/make_dataset.py --write-tables"
 FRAMES=$("$PY" - <<'EOF'
 from pathlib import Path
 from toolkit.data import read_frames

@@ -171,12 +171,17 @@ def test_readme_slope_errors_are_least_squares_errors_of_the_frames(system):
 
 def test_write_tables_replaces_each_table_by_its_header(tmp_path):
     """`--write-tables` puts the rendered tables in place of the README's stale ones and keeps
-    the prose; on the committed README it changes nothing (the README is up to date)."""
+    the prose; the README's own tables written back change nothing; headers match whole
+    lines only; a rendered block that is not a table is refused."""
     make = _make_dataset()
     readme = (DATASET / "README.md").read_text()
-    tables = make.tables_markdown(Campaign(DATASET, tmp_path / "work"))
-    same, count = make.replace_tables(readme, tables)
-    assert same == readme and count >= 6
+    tables = make.tables_markdown(Campaign(DATASET, tmp_path / "work")).split("\n\n")
+    own = []  # the README's table under each rendered header, as it stands
+    for table in tables:
+        lines = readme[readme.index(table.splitlines()[0] + "\n"):].split("\n")
+        own.append("\n".join(lines[:next(k for k, x in enumerate(lines) if not x.startswith("|"))]))
+    same, count = make.replace_tables(readme, "\n\n".join(own))
+    assert same == readme and count == len(tables) >= 6
     stale = "intro\n\n| a | b |\n|---|---|\n| 1 | 2 |\n| 3 | 4 |\n\nprose after\n"
     fresh = "| a | b |\n|---|---|\n| 5 | 6 |\n"
     text, count = make.replace_tables(stale, fresh)
@@ -186,6 +191,11 @@ def test_write_tables_replaces_each_table_by_its_header(tmp_path):
         make.replace_tables(stale, "| x | y |\n|---|---|\n| 1 | 2 |\n")
     with pytest.raises(AetkError, match="2 tables headed"):
         make.replace_tables(stale + stale, fresh)
+    # a header inside a longer line is not that header
+    with pytest.raises(AetkError, match="0 tables headed"):
+        make.replace_tables("| z | a | b |\n|---|---|---|\n", fresh)
+    with pytest.raises(AetkError, match="not a markdown table"):
+        make.replace_tables(stale, "caption\n| a | b |\n|---|---|\n")
 
 
 def test_dft_doc_cost_table_is_the_committed_cost():

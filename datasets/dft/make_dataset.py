@@ -205,18 +205,25 @@ def tables_markdown(campaign) -> str:
 
 
 def replace_tables(text: str, tables: str) -> tuple[str, int]:
-    """``text`` with each markdown table of ``tables`` in place of the table there that has
-    the same header line; the number of tables replaced. A header that is missing or
-    appears twice is an error (the README's tables are then fixed by hand)."""
+    """``text`` with each markdown table of ``tables`` in place of the table there whose
+    header is the same whole line; the number of tables replaced. A header that is missing
+    or appears twice, or a block of ``tables`` that is not a table, is an error (the
+    README's tables are then fixed by hand)."""
+    import re
+
     from toolkit.errors import AetkError
 
-    blocks = [b.strip("\n") for b in tables.split("\n\n") if b.strip().startswith("|")]
+    blocks = [b.strip("\n") for b in tables.split("\n\n") if b.strip()]
     for block in blocks:
-        header = block.splitlines()[0] + "\n"
-        if text.count(header) != 1:
-            raise AetkError(f"README.md has {text.count(header)} tables headed "
-                              f"{header.strip()!r}, not one; paste `--tables` by hand")
-        start = text.index(header)
+        if not all(line.startswith("|") for line in block.splitlines()):
+            raise AetkError(f"the rendered block {block.splitlines()[0]!r} is not a markdown "
+                            "table; paste `--tables` by hand")
+        header = block.splitlines()[0]
+        found = list(re.finditer(r"(?m)^" + re.escape(header) + r"$", text))
+        if len(found) != 1:
+            raise AetkError(f"README.md has {len(found)} tables headed {header!r}, not one; "
+                            "paste `--tables` by hand")
+        start = found[0].start()
         lines = text[start:].split("\n")
         rows = next((k for k, line in enumerate(lines) if not line.startswith("|")), len(lines))
         text = text[:start] + block + text[start + len("\n".join(lines[:rows])):]
