@@ -6,9 +6,9 @@ STAMP   := $(VENV)/.installed
 SYSSTAMP := $(VENV)/.system-packages
 NP      ?= 2
 
-# Setup installs without compiling bytecode (pip's compile of every file of torch & co. took
-# 44 of 73 s here); Python then writes .pyc for the modules actually imported, on first use,
-# which needs bytecode writing on even where the environment turns it off.
+# Setup installs without compiling bytecode (pip's compile of every file of torch & co. was
+# most of the install time here); Python then writes .pyc for the modules actually
+# imported, on first use, which needs bytecode writing on even where the environment turns it off.
 unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: setup system-packages test test-fast bench demo bundles lint clean

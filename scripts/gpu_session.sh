@@ -21,8 +21,10 @@
 # finished cells are skipped). A sweep folder that is not under runs/ yet starts from its
 # committed copy under results/paper_regime/ (paper_gpu, data_size_gpu, paper_adam32_gpu),
 # so a later session trains only the cells no session has finished. Then it packs the sweep
-# folders into PACK as tar files of at most 15 MiB each (results, tables, logs; then checkpoints, smallest first, while they fit
-# in PACK_FILES files, default 4: 60 MiB) and lists in PACK/manifest.txt what it left out.
+# folders into PACK as tar files: part0.tar holds the results, tables and logs (whatever
+# their size; a few MiB), then checkpoints, smallest first, fill tar files of at most 15 MiB
+# (a checkpoint over 15 MiB gets one of its own) while they fit in PACK_FILES files
+# (default 4), and PACK/manifest.txt lists what was left out.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PACK=${1:?usage: scripts/gpu_session.sh PACK (folder for the packed results)}

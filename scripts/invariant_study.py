@@ -27,9 +27,9 @@ killed run resumes):
   under ``missing`` (with the command that finishes it; ``complete`` is false), and the
   rank correlations of an unfinished sweep use its finished cells only.
 
-Everything runs serially on one core (torch threads 1). Training dominates: in the
-interrupted first run, one case at one width took 1.4 to 23 minutes (``train.log``), and
-the sweeps train 24 more cells of 5 seeds.
+Everything runs serially on one core (torch threads 1). Training dominates: each case at
+each width is one training run of minutes to tens of minutes (``train.log`` in the output
+folder records them), and the sweeps train 24 more cells of 5 seeds.
 """
 
 from __future__ import annotations

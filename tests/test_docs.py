@@ -621,3 +621,18 @@ def test_emergence_doc_tables_are_the_committed_results():
     default = doc.index("At the default spec (twojmax 6, rcutfac 1.45; `map/`)")
     first = doc.index("At the first default (twojmax 6, rcutfac 1.6; `map-rc16/`)")
     assert default < doc.index(tables[-2]) < first < doc.index(tables[-1])
+
+
+def test_potentials_readme_scores_are_their_committed_files():
+    """potentials/README.md's test scores are each potential's `test_metrics_sweep` (meta.json)
+    and, for the assembled one, its committed evaluation; a changed number is caught."""
+    readme = (ROOT / "potentials" / "README.md").read_text()
+    for name in ("ar-tanh4", "kr-tanh4", "arkr-tanh4"):
+        m = json.loads((ROOT / "potentials" / name / "meta.json").read_text())
+        m = m["test_metrics_sweep"]
+        assert f"| {m['local_r2_aligned']:.3f} / {m['total_r2']:.3f} |" in readme, name
+    e = json.loads((ROOT / "results" / "potentials" /
+                    "arkr-from-pure-tanh4.evaluation.json").read_text())["metrics"]
+    scores = f"{e['local_aligned']['r2']:.2f} / {e['total']['r2']:.2f} (offset totals"
+    assert scores in readme
+    assert scores.replace("/ -", "/ ") not in readme

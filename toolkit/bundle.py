@@ -19,9 +19,10 @@ File ``<system>.npz`` (a zip of deflate-compressed numpy arrays):
   noise and do not compress).
 
 Sizes measured for 2,000 frames x 108 atoms x 30 descriptors (docs/paper_regime.md):
-float32 ~21 MB per system, so three systems do not fit 64 MiB next to a working tree;
-fixed16 ~12.5 MB per system does. Training always runs in float64; the effect of storage
-rounding on trained scores is measured in docs/paper_regime.md.
+float32 ~22 MiB per system, so three systems do not fit 64 MiB next to a working tree;
+fixed16 ~14.4 MiB per system does (`make bench`, bundle_sizes). Training always runs in
+float64; the effect of storage rounding on trained scores is measured in
+docs/paper_regime.md.
 
 The ``bundle_sha256`` in ``meta`` is a hash of every stored array and of the rest of
 ``meta``; reading verifies it, so a truncated copy or an edited file is refused.

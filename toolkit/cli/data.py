@@ -185,8 +185,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--config", required=True, help="sweep TOML whose systems and data to bundle")
     p.add_argument("--out", required=True, help="folder for <system>.npz")
     p.add_argument("--precision", default="float32", choices=["float64", "float32", "fixed16"],
-                   help="descriptor storage (training is float64 either way): float32 ~21 MB "
-                   "per 2,000 frames x 108 atoms; fixed16 ~12.5 MB (error ~1e-4 of a "
+                   help="descriptor storage (training is float64 either way): float32 ~22 MiB "
+                   "per 2,000 frames x 108 atoms; fixed16 ~14.4 MiB (error ~1e-4 of a "
                    "component's spread); see docs/paper_regime.md")
     p.add_argument("--work", help="where generated frames are kept (default runs/NAME, as "
                    "`aetk sweep --out runs/NAME` would)")

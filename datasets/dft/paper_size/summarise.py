@@ -6,9 +6,12 @@ Made with (from the repository root; the DFT work directory is not tracked):
     /usr/bin/time -v aetk dft --data W/Ar108.extxyz --out W/dft --cutoff 600 --vdw-cutoff 150 --np 1
     python datasets/dft/paper_size/summarise.py W/dft W/time.txt
 
-(stopped after the first frame). Writes ``Ar108.json`` next to this file: cost, memory, the
-Bader checks, and how the shipped 32-atom maps (Ar32 and the joint map, 300 Ry) predict this
-frame's DFT total from its electrostatic energy.
+(stopped after the first frame). ``Ar108.structures.extxyz`` next to this file is that
+W/Ar108.extxyz, ``Ar108.cp2k.inp`` the CP2K input `aetk dft` wrote for its first frame.
+Writes ``Ar108.json`` next to this file: cost, memory, the Bader checks, and how the shipped
+32-atom maps (Ar32 and the joint map, 300 Ry) predict this frame's DFT total from its
+electrostatic energy. Its ``ranks`` and ``note`` describe the committed run (one rank; which
+SCF steps shared the machine); edit them here before summarising another run.
 """
 
 from __future__ import annotations
