@@ -17,7 +17,6 @@ with another --steps, to OUT/summary.csv.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import re
 import shutil
@@ -123,20 +122,6 @@ def _row(folder: Path, name: str, system: str, wall: bool) -> dict:
     return row
 
 
-def write_table(rows: list[dict], path: Path) -> None:
-    from toolkit.data import atomic_write_text
-
-    lines = [",".join(COLUMNS)]
-    for row in rows:
-        lines.append(",".join("" if row.get(k) is None else str(row[k]) for k in COLUMNS))
-    atomic_write_text(path, "\n".join(lines) + "\n")
-
-
-def read_table(path: Path) -> list[dict]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "md-walls")
@@ -147,11 +132,13 @@ def main() -> None:
                         help="equilibration and production steps each (a smaller number "
                         "checks the script)")
     args = parser.parse_args()
+    from toolkit.tables import write_table
+
     rows = run_all(args.out.resolve(), args.steps)
     table = args.table or (ROOT / "results" / "md_walls" / "summary.csv"
                            if args.steps == STEPS else args.out / "summary.csv")
     table.parent.mkdir(parents=True, exist_ok=True)
-    write_table(rows, table)
+    write_table(table, rows, COLUMNS)
     print(f"wrote {table}")
 
 
