@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -63,6 +62,7 @@ def _finished(folder: Path, steps: int, wall: bool) -> bool:
     run = summary.get("run", {})
     return (run.get("steps") == steps and run.get("equilibration_steps") == steps
             and summary.get("status") in ("completed", "unstable")
+            and (summary["status"] == "completed" or "stopped" in summary)
             and not (wall and summary["status"] == "completed"
                      and not (folder / "comparison.json").is_file()))
 
@@ -100,13 +100,10 @@ def _row(folder: Path, name: str, system: str, wall: bool) -> dict:
     row = {"run": folder.name, "potential": name, "system": system, "wall": wall,
            "status": summary["status"],
            "production_ps": round(summary["production_steps_done"] * run["timestep"], 3)}
-    found = re.search(r"(\w+) phase at step (\d+)", summary.get("error", ""))
-    if found:
-        # LAMMPS counts steps from the melt on and restarts at 0 for production only
-        phase, step = found.group(1), int(found.group(2))
-        start = run["melt_steps"] if phase == "equilibration" else 0
-        row["stopped_phase"] = phase
-        row["stopped_ps_into_phase"] = round((step - start) * run["timestep"], 6)
+    stopped = summary.get("stopped")
+    if stopped:  # LAMMPS counts steps from the melt on; the runner gives the phase's time
+        row["stopped_phase"] = stopped["phase"]
+        row["stopped_ps_into_phase"] = round(stopped["ps_into_phase"], 6)
     row["closest_pair_min_A"] = summary.get("closest_pair_min")
     contacts = summary.get("wall")
     if contacts:

@@ -134,6 +134,8 @@ def test_broken_potential_is_stopped_with_a_diagnosis(ar_potential, tmp_path):
     assert info.value.step > 100
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "unstable" and "potential is extrapolating" in summary["error"]
+    assert summary["stopped"] == {"phase": "equilibration", "step": info.value.step,
+                                  "ps_into_phase": into}
     # a run that flies apart is stopped at LAMMPS's lost-atom check, named as such
     with pytest.raises(MDInstabilityError, match="Lost atoms"):
         run_md(MDRun("reference:lj", "Ar", temperature=1e5, steps=100, timestep=0.01,

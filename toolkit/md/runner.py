@@ -65,10 +65,11 @@ MAX_TRAINING_SCALES = 50.0
 class MDInstabilityError(AetkError, RuntimeError):
     """The MD blew up (lost atoms, NaN, energy jump, runaway temperature); says where and why."""
 
-    def __init__(self, message: str, step: int, phase: str):
+    def __init__(self, message: str, step: int, phase: str, ps_into_phase: float = 0.0):
         super().__init__(message)
         self.step = step
         self.phase = phase
+        self.ps_into_phase = ps_into_phase
 
 
 
@@ -238,7 +239,7 @@ class _Runner:
         return MDInstabilityError(
             f"MD of {self.run.system} with {self.run.potential} stopped in the "
             f"{phase} phase at step {step}, {into:g} ps into that phase: {what}. "
-            f"{last}. Likely cause: {cause}.", step, phase)
+            f"{last}. Likely cause: {cause}.", step, phase, into)
 
 
 def run_md(run: MDRun, out_dir: str | Path, *, model: PairModel | None = None,
@@ -302,7 +303,7 @@ def run_md(run: MDRun, out_dir: str | Path, *, model: PairModel | None = None,
 
 
 def _summary(result: MDResult, model: PairModel, runner: _Runner, ranks: int,
-             seconds: float, error: Exception | None) -> dict:
+             seconds: float, error: MDInstabilityError | None) -> dict:
     from toolkit.md.analysis import energy_drift, read_dump, wall_contacts
 
     run = result.run
@@ -312,6 +313,8 @@ def _summary(result: MDResult, model: PairModel, runner: _Runner, ranks: int,
                "production_steps_done": runner.production_steps}
     if error is not None:
         summary["error"] = str(error)
+        summary["stopped"] = {"phase": error.phase, "step": error.step,
+                              "ps_into_phase": error.ps_into_phase}
     if runner.production_seconds > 0:
         ns = runner.production_steps * run.timestep * 1e-3
         summary["ns_per_day"] = ns / (runner.production_seconds / 86400.0)
