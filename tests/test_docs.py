@@ -365,16 +365,15 @@ def test_paper_regime_gpu_tables_are_the_committed_results():
     on_cpu = read_results(results / "paper_cpu")  # this machine's CPU, same bundles
     cpu = [r for r in on_cpu if (r["activation"], r["depth"]) == ("linear", 1)]
     two = [r for r in on_cpu if r["depth"] == 2]
-    assert len(rows) == 38 * 5 and len(adam) == 18 * 5 and len(cpu) >= 30 * 5
+    assert len(rows) == 72 * 5 and len(adam) == 18 * 5 and len(cpu) >= 30 * 5
     assert len(cpu) + len(two) == len(on_cpu) and len(two) >= 36 * 5
     assert all(np.isfinite(r["local_r2_gauge"]) for r in rows + adam + on_cpu)
     everything = ("local_r2_aligned", ["Ar", "Kr", "ArKr"]), ("local_r2_gauge", ["ArKr"]), \
         ("total_r2", ["Ar", "Kr", "ArKr"])
-    for metric, systems in everything[:2]:
-        assert width_table({"H100": rows}, metric, systems) in doc, metric
-    assert width_table({"H100": rows}, "total_r2", ["Ar", "Kr", "ArKr"]) in doc
-    for metric, systems in everything:  # two layers: CPU (narrow) and H100 (wide)
-        assert width_table({"CPU": two, "H100": rows}, metric, systems, "tanh", 2) in doc
+    for metric, systems in everything:  # "GPU": the H100's and the H200's cells
+        assert width_table({"GPU": rows}, metric, systems) in doc, metric
+    for metric, systems in everything:  # two layers: CPU (narrow) and GPU (wide)
+        assert width_table({"CPU": two, "GPU": rows}, metric, systems, "tanh", 2) in doc
         assert width_table({"CPU": two}, metric, systems, "linear", 2) in doc
     assert min(r["best_iteration"] for r in two if r["width"] == 1) > 60  # the fixed 1x1 cells
     spans = {act: {s: [v.mean() for v in group_metric(
@@ -396,16 +395,16 @@ def test_paper_regime_gpu_tables_are_the_committed_results():
     linear = [r for r in rows if r["activation"] == "linear"]
     for metric, systems in (("local_r2_aligned", ["Ar", "Kr", "ArKr"]),
                             ("local_r2_gauge", ["ArKr"]), ("total_r2", ["Ar", "Kr", "ArKr"])):
-        assert width_table({"CPU": cpu, "H100": linear}, metric, systems, "linear") in doc, \
+        assert width_table({"CPU": cpu, "GPU": linear}, metric, systems, "linear") in doc, \
             ("linear", metric)
-    tanh = [r for r in rows if r["activation"] == "tanh"]
+    wide = {100, 150, 200, 300, 400, 500}
+    tanh = [r for r in rows if r["activation"] == "tanh" and r["width"] in wide]
     both = {"L-BFGS": [r for r in tanh if r["depth"] == 1], "Adam": adam}
     for metric, systems in (("local_r2_aligned", ["Ar", "Kr", "ArKr"]),
                             ("local_r2_gauge", ["ArKr"]), ("total_r2", ["Ar", "Kr", "ArKr"])):
         assert width_table(both, metric, systems) in doc, ("adam", metric)
     bench = json.loads((results / "gpu_step.json").read_text())
     assert step_table(bench) in doc
-    wide = {100, 150, 200, 300, 400, 500}
     for activation, depth, words in (("tanh", 2, "two-layer tanh"),
                                      ("linear", 1, "one-layer linear")):
         ran = {(r["system"], r["width"]) for r in rows + cpu
@@ -427,10 +426,29 @@ def test_paper_regime_gpu_tables_are_the_committed_results():
     def span(values):
         return f"{min(values):.3f}-{max(values):.3f}"
 
-    low_high = span(cell_means(tanh, "local_r2_aligned", "ArKr"))
-    assert f"aligned score stays at {low_high}" in flat
+    low_high = span(cell_means(tanh, "local_r2_aligned", "ArKr"))  # widths 100-500
+    assert f"then stays at {low_high} at widths 100-500**" in flat
+    one = [r for r in rows if (r["activation"], r["depth"]) == ("tanh", 1)]
+    narrow = group_metric([r for r in one if r["width"] < 100], "local_r2_aligned",
+                          ["system"])
+    fall = narrow[("ArKr",)]  # the mixture's one-layer cells of widths 12, 24, 48 here
+    assert sorted(fall) == [12, 24, 48] and fall[12].mean() > fall[48].mean() + 0.03
+    assert (f"falls from {fall[12].mean():.3f} at width 12 to {fall[48].mean():.3f} at 48"
+            ) in flat
+    pure = {s: span(cell_means(one, "local_r2_aligned", s)) for s in ("Ar", "Kr")}
+    assert {r["width"] for r in one if r["system"] == "Ar"} >= {1, 2, 64, 500}
+    worst = max(v.std() for s in ("Ar", "Kr") for v in group_metric(
+        [r for r in one if r["system"] == s], "local_r2_aligned", ["system"])[(s,)].values())
+    assert (f"score Ar {pure['Ar']} and Kr {pure['Kr']} at every width from 1 to 500, with "
+            f"seed spreads of at most {worst:.3f}") in flat
+    assert (f"Ar {pure['Ar']} and Kr {pure['Kr']} at every width from 1 to 500 with one "
+            f"layer") in " ".join((ROOT / "README.md").read_text().split())
+    assert (f"The pure liquids do not fall: Ar {span([v.mean() for v in narrow[('Ar',)].values()])}"
+            f" and Kr {span([v.mean() for v in narrow[('Kr',)].values()])} at every one of "
+            "these widths") in " ".join((ROOT / "README.md").read_text().split())
     share = [r["aligned_share_transfer"] for r in tanh if r["system"] == "ArKr"]
-    assert f"({min(share):.2f}-{max(share):.2f} of the mixture's aligned error" in flat
+    assert f"(at widths 100-500, {min(share):.2f}-{max(share):.2f} of the mixture's aligned " \
+        "error" in flat
     assert f"after {min(r['best_iteration'] for r in tanh)}-" \
         f"{max(r['best_iteration'] for r in tanh)} iterations" in flat
     # the Adam bullet: its ranges and its largest distance from L-BFGS, per cell

@@ -342,6 +342,28 @@ def test_four_panel_figures_of_a_partial_grid_label_every_width(sized):
     plt.close(fig)
 
 
+def test_width_labels_thin_a_dense_grid_and_keep_both_ends():
+    """The paper's 16 widths from 1 to 500 overlapped on a log axis ("64100", 300/400/500 on
+    top of each other); a label that would overlap the one before is left empty, the first
+    and last width always labelled. Six wide widths on the same axis keep every label."""
+    from toolkit.plots import width_labels
+
+    paper = [1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 100, 150, 200, 300, 400, 500]
+    labels = width_labels(paper, axis_inches=3.6)
+    assert len(labels) == len(paper)  # one label (maybe empty) per tick
+    assert [t for t in labels if t] == ["1", "2", "4", "8", "12", "24", "48", "100", "200",
+                                        "500"]
+    inches = np.log(paper) / np.log(500) * 3.6
+    shown = [(x, len(t)) for x, t in zip(inches, labels, strict=True) if t]
+    digit = 0.6 * 10 / 72
+    for (x0, n0), (x1, n1) in zip(shown[:-1], shown[1:], strict=True):  # none overlap
+        assert x1 - x0 >= (n0 + n1) / 2 * digit
+    narrow = width_labels(paper, axis_inches=2.4)  # a narrower panel: fewer labels
+    assert 2 < sum(map(bool, narrow)) < sum(map(bool, labels)) and narrow[-1] == "500"
+    assert width_labels(paper[10:], 3.6) == ["100", "150", "200", "300", "400", "500"]
+    assert width_labels([1, 3], 0.1) == ["1", "3"]
+
+
 def test_every_shipped_sweep_config_reads():
     """Each sweeps/*.toml (the ones only a GPU or a cluster runs, too) is a valid config: a
     typo there would surface only on the machine that finally runs it."""

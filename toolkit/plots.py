@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -49,15 +50,44 @@ def _curves(ax, rows, metric: str, activation: str, depth: int,
     ax.grid(alpha=0.3)
 
 
+def width_labels(widths, axis_inches: float, fontsize: float = 10.0) -> list[str]:
+    """Tick labels for a log axis ``axis_inches`` long with a tick at every width: plain
+    numbers, left empty where a label would overlap the one before (a digit taken as 0.6 of
+    the font size wide, 0.08 in between labels), so that a grid like 1-500 with 16 widths
+    stays legible in a narrow panel; the first and the last width are always labelled (the
+    last wins over a too-close one before it)."""
+    ticks = sorted({int(w) for w in widths})
+    if len(ticks) < 2:
+        return [str(t) for t in ticks]
+    where = (np.log(ticks) - np.log(ticks[0])) / np.log(ticks[-1] / ticks[0]) * axis_inches
+    digit = 0.6 * fontsize / 72
+
+    def apart(i: int, j: int) -> bool:
+        room = (len(str(ticks[i])) + len(str(ticks[j]))) / 2 * digit + 0.08
+        return where[j] - where[i] >= room
+
+    shown = [0]
+    for i in range(1, len(ticks) - 1):
+        if apart(shown[-1], i):
+            shown.append(i)
+    while len(shown) > 1 and not apart(shown[-1], len(ticks) - 1):
+        shown.pop()
+    shown.append(len(ticks) - 1)
+    return [str(t) if i in shown else "" for i, t in enumerate(ticks)]
+
+
 def _width_axis(ax, widths) -> None:
-    """Log width axis labelled at the widths that ran (plain numbers, no 2x10^0)."""
+    """Log width axis with a tick at every width that ran, labelled as ``width_labels`` says
+    (plain numbers, no 2x10^0)."""
     from matplotlib.ticker import NullFormatter, NullLocator
 
     ax.set_xscale("log")
     ax.xaxis.set_minor_locator(NullLocator())
     ax.xaxis.set_minor_formatter(NullFormatter())
     ticks = sorted({int(w) for w in widths})
-    ax.set_xticks(ticks, [str(t) for t in ticks])
+    inches = ax.get_position().width * ax.figure.get_figwidth()
+    size = matplotlib.font_manager.FontProperties(size=plt.rcParams["xtick.labelsize"])
+    ax.set_xticks(ticks, width_labels(ticks, inches, size.get_size_in_points()))
 
 
 def _save(fig, out: Path, name: str, tight: bool = True) -> list[Path]:
