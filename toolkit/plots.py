@@ -85,7 +85,8 @@ def _width_axis(ax, widths) -> None:
     ax.xaxis.set_minor_locator(NullLocator())
     ax.xaxis.set_minor_formatter(NullFormatter())
     ticks = sorted({int(w) for w in widths})
-    inches = ax.get_position().width * ax.figure.get_figwidth()
+    # the ticks span the axis less its margins on both sides
+    inches = ax.get_position().width * ax.figure.get_figwidth() / (1 + 2 * ax.margins()[0])
     size = matplotlib.font_manager.FontProperties(size=plt.rcParams["xtick.labelsize"])
     ax.set_xticks(ticks, width_labels(ticks, inches, size.get_size_in_points()))
 
