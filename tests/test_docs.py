@@ -91,6 +91,22 @@ def test_paper_regime_speedup_bound_is_the_committed_bench():
     assert f"(width 1: {b['w1']['speedup_cpu']:.1f}x in the same run)" in paragraph
     assert f"down to {b['w16']['evaluation_ratio']:.1f}x" in paragraph
     assert f"E5/E1 = {b['w1']['evaluation_ratio'] + 0.01:.2f} (w1)" not in paragraph
+    # the arithmetic bound at width 16: the bench's flop count at its measured matmul peak
+    bench = _load_script("bench_run", ROOT / "benchmarks" / "run.py")
+    from toolkit.models.networks import Architecture
+
+    g = entry["training_gflops"]
+    flop = bench._layer_flops(Architecture((16,), "tanh"), 30, 5, g["atoms"])
+    peak = g["matmul_peak_gflops_1thread"]
+    one, five = (b["w16"][f"evaluation_{n}_cpu_s"] for n in ("1_member", "5_members"))
+    floor = flop / (peak * 1e9)
+    assert floor < one  # what the paragraph says: flops alone do not rule 5x out
+    assert (f"({flop / 1e9:.3f} GFLOP on the bench's {g['atoms']:,} atoms" in paragraph
+            and f"would take {floor * 1e3:.1f} ms at this machine's one-thread matmul peak "
+            f"({peak:.1f} GFLOP/s" in paragraph
+            and f"whole evaluation ({one * 1e3:.1f} ms)" in paragraph
+            and f"runs at {flop / 5 / one / 1e9:.1f} GFLOP/s, five members' at "
+                f"{flop / five / 1e9:.1f})" in paragraph), paragraph
 
 
 def test_reference_points_tables_are_the_committed_results():
