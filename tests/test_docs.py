@@ -460,6 +460,13 @@ def test_paper_regime_gpu_tables_are_the_committed_results():
             f"seed spreads of at most {worst:.3f}") in flat
     assert (f"Ar {pure['Ar']} and Kr {pure['Kr']} at every width from 1 to 500 with one "
             f"layer") in " ".join((ROOT / "README.md").read_text().split())
+    intro = " ".join(doc[doc.index("**In short**"):].split("\n\n")[0].split())
+    gauge = span(cell_means([r for r in rows if r["activation"] == "tanh"], "local_r2_gauge",
+                            "ArKr"))
+    assert (f"Ar {pure['Ar']} and Kr {pure['Kr']} (aligned local R2) at every width from 1 to "
+            f"500" in intro and f"{low_high} at widths 100-500" in intro
+            and f"gauge-projected score stays at {gauge}" in intro
+            and "within 0.005 of L-BFGS" in intro), intro
     mixture_widths = set(tomllib.loads((ROOT / "sweeps" / "identifiability.toml").read_text())
                          ["sweep"]["widths"])  # the README's sentence: sweep_mixture.csv's
     same = {s: span([v.mean() for w, v in narrow[(s,)].items() if w in mixture_widths])
