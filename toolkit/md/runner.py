@@ -65,7 +65,7 @@ MAX_TRAINING_SCALES = 50.0
 class MDInstabilityError(AetkError, RuntimeError):
     """The MD blew up (lost atoms, NaN, energy jump, runaway temperature); says where and why."""
 
-    def __init__(self, message: str, step: int, phase: str, ps_into_phase: float = 0.0):
+    def __init__(self, message: str, step: int, phase: str, ps_into_phase: float):
         super().__init__(message)
         self.step = step
         self.phase = phase
