@@ -63,6 +63,49 @@ def sweep_tables(rows: list[dict]) -> dict[str, str]:
     return out
 
 
+BANDS = ((1, 1), (2, 16), (32, 64), (128, 500))
+
+
+def band_shift(by_width: dict) -> float:
+    """Mean over widths 128-500 minus mean over widths 1-16 of the seed means (the last
+    column of ``band_table``; ``by_width``: width -> values over seeds)."""
+    import numpy as np
+
+    wide = [v.mean() for w, v in by_width.items() if w >= BANDS[-1][0]]
+    narrow = [v.mean() for w, v in by_width.items() if w <= BANDS[1][1]]
+    return float(np.mean(wide) - np.mean(narrow)) if wide and narrow else float("nan")
+
+
+def band_table(rows: list[dict], metric: str, systems: list[str]) -> str:
+    """The width axis in four bands: per system and activation, the seed mean of ``metric``
+    at width 1 and its range (min-max over widths) in each band, and the largest seed std
+    of the widest band, and the wide bands' mean minus the narrow ones' (``band_shift``; the
+    summary at the top of docs/dft.md's learning section)."""
+    from toolkit.studies.regime import group_metric
+
+    names = [f"width {lo}" if lo == hi else f"widths {lo}-{hi}" for lo, hi in BANDS]
+    lines = ["| system | activation | " + " | ".join(names)
+             + f" | largest seed std, {names[-1]} | mean of 128-500 minus mean of 1-16 |",
+             "|---|---|" + "---|" * (len(BANDS) + 2)]
+    for system in systems:
+        for activation in ("linear", "tanh"):
+            chosen = [r for r in rows if (r["system"], r["activation"]) == (system, activation)]
+            if not chosen:
+                continue
+            by_width = group_metric(chosen, metric, [])[()]
+            cells = []
+            for lo, hi in BANDS:
+                means = [f"{v.mean():.3f}" for w, v in sorted(by_width.items()) if lo <= w <= hi]
+                ends = sorted(set(means), key=float)
+                cells.append("-".join(dict.fromkeys([ends[0], ends[-1]])) if means else "")
+            lo, hi = BANDS[-1]
+            spread = [v.std() for w, v in by_width.items() if lo <= w <= hi]
+            cells.append(f"{max(spread):.3f}" if spread else "")
+            cells.append(f"{band_shift(by_width):+.3f}")
+            lines.append(f"| {system} | {activation} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def transfer_tables(rows: list[dict]) -> dict[str, str]:
     """(title -> markdown): pure Ar + Kr networks on the mixture, mixture networks on the
     pure liquids (transfer.csv of `aetk transfer`)."""
@@ -111,7 +154,9 @@ def render(folder: str | Path) -> dict[str, str]:
 
     folder = Path(folder)
     rows = read_results(folder / "results.csv")
-    tables = {"split": split_table(rows), "best iteration": stopping_table(rows),
+    tables = {"summary local_r2_aligned": band_table(rows, "local_r2_aligned", SYSTEMS),
+              "summary local_r2_gauge": band_table(rows, "local_r2_gauge", MIXTURES),
+              "split": split_table(rows), "best iteration": stopping_table(rows),
               **sweep_tables(rows)}
     if (folder / "transfer.csv").is_file():
         tables.update(transfer_tables(read_results(folder / "transfer.csv")))

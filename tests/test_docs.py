@@ -224,7 +224,20 @@ def test_dft_doc_sweep_tables_are_the_committed_results():
     shown = [t for t in tables if not t.startswith("transfer")] + [
         t for t in tables if t.startswith("transfer")
         and any(m in t for m in ("local_r2_aligned", "local_r2_gauge"))]
-    assert {"split", "best iteration", "sweep local_r2_gauge tanh"} <= set(shown)
+    assert {"split", "best iteration", "sweep local_r2_gauge tanh",
+            "summary local_r2_aligned", "summary local_r2_gauge"} <= set(shown)
+    # the summary's claim: the wide bands against the narrow ones, per activation
+    from toolkit.studies.regime import group_metric
+    from toolkit.studies.sweep import read_results
+
+    rows = read_results(results / "results.csv")
+    shifts = {act: [tables_script.band_shift(group_metric(
+        [r for r in rows if (r["system"], r["activation"]) == (s, act)], "local_r2_aligned",
+        [])[()]) for s in tables_script.SYSTEMS] for act in ("linear", "tanh")}
+    flat = " ".join(doc.split())
+    assert (f"widths 128-500 score {min(shifts['linear']):+.3f} to {max(shifts['linear']):+.3f} "
+            f"against widths 1-16 with linear networks and {min(shifts['tanh']):+.3f} to "
+            f"{max(shifts['tanh']):+.3f} with tanh") in flat
     for title in tables:
         assert tables[title] in committed, f"results/dft_regime/tables.md: {title!r} differs"
     for title in shown:
