@@ -335,6 +335,10 @@ def test_joint_map_recovers_per_species_slopes_and_intercepts():
         assert joint.slopes[e] == pytest.approx(slopes[e], abs=1e-8)
         assert joint.intercepts[e] == pytest.approx(intercepts[e], abs=1e-5)
     assert joint.rmse < 1e-9
+    # per-species standard errors, frames independent and correlated: both tiny here
+    for e in ("Ar", "Kr"):
+        assert 0 < joint.slope_stderr_newey_west[e] < 1e-6
+        assert 0 < joint.intercept_stderr_newey_west[e] < 1e-3
     record = records["Ar2Kr2"][0]
     symbols = record.atoms.get_chemical_symbols()
     local = joint.local_energies(record.basin_energies, symbols, record.energy + 0.004)
@@ -461,3 +465,79 @@ def test_isolated_atoms_are_one_basin_of_eight_electrons(tmp_path):
         assert record.basin_electrons[0] == pytest.approx(8.0, abs=2e-3)
         assert record.basin_energies[0] == pytest.approx(record.electrostatic_energy, abs=1e-6)
     assert len(read_frames(tmp_path / "set" / "records" / "isolated.extxyz")) == 2
+
+
+def _ar1(rng, n, rho):
+    """n steps of a unit-variance AR(1) series with lag-1 correlation rho."""
+    out = np.empty(n)
+    out[0] = rng.normal()
+    for k in range(1, n):
+        out[k] = rho * out[k - 1] + np.sqrt(1 - rho**2) * rng.normal()
+    return out
+
+
+def test_newey_west_stderr_matches_the_spread_of_correlated_fits():
+    """Frames along a trajectory with correlated E_es and residuals: the classical standard
+    error of the slope is too small, the Newey-West one matches the slope's actual spread
+    over many independent data sets; on independent frames the two agree."""
+    from toolkit.reference.local_energy import correlation_stderr
+
+    natoms, trajectories, length = 32, 8, 40
+    groups = np.repeat(np.arange(trajectories), length)
+    order = np.tile(np.arange(length), trajectories)
+    for rho, lag, classical_low in ((0.0, 3, False), (0.7, 8, True)):
+        rng = np.random.default_rng(11)
+        slopes, classical, robust = [], [], []
+        for _ in range(300):
+            x = np.concatenate([_ar1(rng, length, rho) for _ in range(trajectories)])
+            noise = np.concatenate([_ar1(rng, length, rho) for _ in range(trajectories)])
+            e_es = natoms * (-762.0 + 0.010 * x)
+            total = e_es + natoms * (-1.18 * e_es / natoms - 711.0 + 0.0008 * noise)
+            slopes.append(fit_correlation(total, e_es, natoms).slope)
+            err = correlation_stderr(total, e_es, natoms, groups, order, lag=lag)
+            classical.append(err["slope_classical"])
+            robust.append(err["slope_newey_west"])
+        spread = np.std(slopes)
+        assert np.mean(robust) == pytest.approx(spread, rel=0.2), (rho, np.mean(robust), spread)
+        if classical_low:  # the correlated case: independent-frame errors understate it
+            assert np.mean(classical) < 0.75 * spread
+        else:
+            assert np.mean(classical) == pytest.approx(spread, rel=0.1)
+
+
+def test_newey_west_covariance_never_mixes_trajectories():
+    from toolkit.reference.dft.cp2k import DftError
+    from toolkit.reference.local_energy import newey_west_covariance
+
+    rng = np.random.default_rng(5)
+    design = np.column_stack([rng.normal(size=60), np.ones(60)])
+    residual = rng.normal(size=60)
+    groups, order = np.repeat([0, 1, 2], 20), np.tile(np.arange(20), 3)
+    full = newey_west_covariance(design, residual, groups, order, lag=4)
+    # rows in any order give the same result: positions come from ``order``
+    shuffle = rng.permutation(60)
+    assert np.allclose(newey_west_covariance(design[shuffle], residual[shuffle],
+                                             groups[shuffle], order[shuffle], lag=4), full)
+    # every row its own trajectory: no lag terms, White's covariance
+    alone = newey_west_covariance(design, residual, np.arange(60), order, lag=4)
+    assert np.allclose(alone, newey_west_covariance(design, residual, groups, order, lag=0))
+    assert not np.allclose(alone, full)  # the lag terms within a trajectory count
+    with pytest.raises(DftError, match="Newey-West"):
+        newey_west_covariance(design, residual[:-1], groups, order)
+
+
+def test_correlation_stderr_classical_is_the_textbook_formula():
+    from toolkit.reference.local_energy import correlation_stderr
+
+    rng = np.random.default_rng(2)
+    natoms = 32
+    e_es = natoms * (-762.0 + 0.01 * rng.normal(size=50))
+    total = e_es + natoms * (-1.18 * e_es / natoms - 711.0 + 0.0008 * rng.normal(size=50))
+    err = correlation_stderr(total, e_es, natoms, np.zeros(50), np.arange(50))
+    x, fit = e_es / natoms, fit_correlation(total, e_es, natoms)
+    s2 = fit.rmse**2 * 50 / 48
+    sxx = np.sum((x - x.mean()) ** 2)
+    assert err["slope_classical"] == pytest.approx(np.sqrt(s2 / sxx), rel=1e-9)
+    assert err["intercept_classical"] == pytest.approx(
+        np.sqrt(s2 * (1 / 50 + x.mean() ** 2 / sxx)), rel=1e-6)
+    assert err["newey_west_lag"] == 3

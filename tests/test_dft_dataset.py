@@ -169,6 +169,58 @@ def test_readme_slope_errors_are_least_squares_errors_of_the_frames(system):
     assert stderr == pytest.approx(np.sqrt(covariance[0, 0]), rel=1e-4)
 
 
+def test_slope_errors_allowing_for_correlated_frames_are_those_of_the_shipped_frames(system):
+    """SYSTEM.fit.json's ``stderr``: the classical errors are the textbook ones above, the
+    Newey-West ones are recomputed from the frames' trajectories and positions."""
+    from toolkit.reference.local_energy import correlation_stderr
+
+    name, frames, _ = system
+    natoms = len(frames[0])
+    total = np.array([a.info["energy"] for a in frames])
+    electrostatic = np.array([a.info["electrostatic_energy"] for a in frames])
+    stored = json.loads((DATASET / f"{name}.fit.json").read_text())["stderr"]
+    again = correlation_stderr(total, electrostatic, natoms,
+                               [a.info["trajectory"] for a in frames],
+                               [a.info["trajectory_frame"] for a in frames])
+    assert stored == pytest.approx(again, rel=1e-9)
+    assert stored["slope_classical"] == pytest.approx(
+        _make_dataset().slope_stderr(DATASET / f"{name}.fit.json"), rel=1e-6)
+    # the shipped frames are close to independent: the two differ by less than a quarter
+    assert 0.75 < stored["slope_newey_west"] / stored["slope_classical"] < 1.25
+
+
+def test_joint_map_errors_are_least_squares_errors_of_the_shipped_frames():
+    """joint/joint.fit.json's standard errors, recomputed by another route (QR of the
+    column-scaled design) from the frames of joint/: the normal equations' pseudo-inverse
+    once returned errors 2.5x too small for Ar."""
+    joint = json.loads((DATASET / "joint" / "joint.fit.json").read_text())["joint"]
+    elements = sorted(joint["slopes"])
+    rows, target = [], []
+    for path in sorted((DATASET / "joint").glob("*.extxyz")):
+        for atoms in read_frames(path):
+            symbols = np.array(atoms.get_chemical_symbols())
+            n = len(symbols)
+            basins = atoms.arrays["basin_energy"]
+            rows.append([basins[symbols == e].sum() / n for e in elements]
+                        + [np.sum(symbols == e) / n for e in elements])
+            target.append((atoms.info["energy"] - atoms.info["electrostatic_energy"]) / n)
+    design, target = np.array(rows), np.array(target)
+    assert len(target) == joint["n_frames"]
+    norms = np.linalg.norm(design, axis=0)
+    q, r = np.linalg.qr(design / norms)
+    coefficients = np.linalg.solve(r, q.T @ target) / norms
+    residual = target - design @ coefficients
+    r_inv = np.linalg.inv(r)
+    stderr = np.sqrt(np.sum(r_inv**2, axis=1) * (residual @ residual)
+                     / (len(target) - len(coefficients))) / norms
+    k = len(elements)
+    for i, e in enumerate(elements):
+        assert joint["slopes"][e] == pytest.approx(coefficients[i], abs=1e-9)
+        assert joint["slope_stderr"][e] == pytest.approx(stderr[i], rel=1e-4), e
+        assert joint["intercept_stderr"][e] == pytest.approx(stderr[k + i], rel=1e-4), e
+        assert 0.75 < joint["slope_stderr_newey_west"][e] / joint["slope_stderr"][e] < 1.25
+
+
 def test_write_tables_replaces_each_table_by_its_header(tmp_path):
     """`--write-tables` puts the rendered tables in place of the README's stale ones and keeps
     the prose; the README's own tables written back change nothing; headers match whole

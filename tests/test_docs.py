@@ -265,6 +265,21 @@ def test_dft_doc_fit_joint_and_isolated_tables_are_the_committed_files():
         assert (f"| {label} | {fit['slope']:.4f} ± {stderr:.4f} | {fit['intercept']:.3f} |"
                 in doc), system
     joint = json.loads((dataset / "joint" / "joint.fit.json").read_text())["joint"]
+    # the prose on errors that allow for correlated frames, and the slopes' differences
+    flat = " ".join(doc.split())
+    errors = {s: json.loads((dataset / f"{s}.fit.json").read_text())["stderr"]
+              for s in ("Ar32", "Kr32", "Ar16Kr16", "Ar24Kr8", "Ar8Kr24")}
+    ratios = [e["slope_newey_west"] / e["slope_classical"] for e in errors.values()] + [
+        joint["slope_stderr_newey_west"][s] / joint["slope_stderr"][s] for s in ("Ar", "Kr")]
+    assert f"scales the slopes' errors by {min(ratios):.2f}-{max(ratios):.2f}" in flat
+    for s, own in (("Ar", "Ar32"), ("Kr", "Kr32")):
+        slope = json.loads((dataset / f"{own}.fit.json").read_text())["fit"]["slope"]
+        gap = abs(slope - joint["slopes"][s])
+        plain = gap / np.hypot(errors[own]["slope_classical"], joint["slope_stderr"][s])
+        robust = gap / np.hypot(errors[own]["slope_newey_west"],
+                                joint["slope_stderr_newey_west"][s])
+        assert (f"{plain:.1f} combined standard errors ({robust:.1f} with the Newey-West "
+                f"errors") in flat, s
     for s in ("Ar", "Kr"):
         assert (f"| joint {s} | {joint['slopes'][s]:.4f} ± {joint['slope_stderr'][s]:.4f} | "
                 f"{joint['intercepts'][s]:.2f} ± {joint['intercept_stderr'][s]:.2f} |") in doc

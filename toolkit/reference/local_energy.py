@@ -75,6 +75,68 @@ def fit_correlation(total: np.ndarray, electrostatic: np.ndarray, natoms: int) -
     )
 
 
+NEWEY_WEST_LAG = 3  # frames (1.5 ps at the campaign's 0.5 ps spacing; 4 (n/100)^(2/9) for n ~ 40)
+
+
+def newey_west_covariance(design: np.ndarray, residual: np.ndarray, groups, order,
+                          lag: int = NEWEY_WEST_LAG) -> np.ndarray:
+    """Covariance of least-squares coefficients whose residuals may be correlated between
+    nearby frames of one trajectory (Newey-West: Bartlett weights 1 - k/(lag + 1) for frames
+    k <= ``lag`` steps apart in the same group, none across groups), with the small-sample
+    factor n/(n - p). ``groups``: a trajectory label per row; ``order``: the frame's
+    position along it. With ``lag`` 0 it is White's heteroskedasticity-robust covariance.
+    """
+    design = np.asarray(design, dtype=np.float64)
+    residual = np.asarray(residual, dtype=np.float64)
+    groups, order = np.asarray(groups), np.asarray(order)
+    n, p = design.shape
+    if not (len(residual) == len(groups) == len(order) == n) or n <= p:
+        raise DftError(f"Newey-West covariance: {n} rows, {p} coefficients, {len(residual)} "
+                       f"residuals, {len(groups)} groups")
+    meat = np.zeros((p, p))
+    for group in dict.fromkeys(groups.tolist()):
+        rows = np.flatnonzero(groups == group)
+        rows = rows[np.argsort(order[rows], kind="stable")]
+        score = design[rows] * residual[rows, None]
+        meat += score.T @ score
+        for k in range(1, min(lag, len(rows) - 1) + 1):
+            cross = score[k:].T @ score[:-k]
+            meat += (1.0 - k / (lag + 1.0)) * (cross + cross.T)
+    bread = np.linalg.pinv(design.T @ design)
+    return bread @ meat @ bread * n / (n - p)
+
+
+def _trajectories(records) -> tuple[list, list]:
+    """(trajectory label, position along it) per record; one trajectory in frame order where
+    the records carry no labels."""
+    groups = [r.labels.get("trajectory", "") for r in records]
+    order = [int(r.labels.get("trajectory_frame", r.index)) for r in records]
+    return groups, order
+
+
+def correlation_stderr(total: np.ndarray, electrostatic: np.ndarray, natoms: int, groups,
+                       order, lag: int = NEWEY_WEST_LAG) -> dict[str, float]:
+    """Standard errors of the correlation fit's slope and intercept: ``classical`` (frames
+    independent, homoskedastic) and ``newey_west`` (frames correlated along a trajectory up to
+    ``lag`` steps), both for the same least-squares line as :func:`fit_correlation`."""
+    x = np.asarray(electrostatic, dtype=np.float64) / natoms
+    y = (np.asarray(total, dtype=np.float64) - np.asarray(electrostatic)) / natoms
+    design = np.column_stack([x - x.mean(), np.ones_like(x)])  # centred: a well-posed inverse
+    coefficients, *_ = np.linalg.lstsq(design, y, rcond=None)
+    residual = y - design @ coefficients
+    n = len(y)
+    classical = np.linalg.inv(design.T @ design) * float(residual @ residual) / (n - 2)
+    robust = newey_west_covariance(design, residual, groups, order, lag)
+    # (slope, c) of the centred line; the intercept at x = 0 is c - slope mean(x)
+    back = np.array([-x.mean(), 1.0])
+    out = {}
+    for name, cov in (("classical", classical), ("newey_west", robust)):
+        out[f"slope_{name}"] = float(np.sqrt(cov[0, 0]))
+        out[f"intercept_{name}"] = float(np.sqrt(max(back @ cov @ back, 0.0)))
+    out["newey_west_lag"] = lag
+    return out
+
+
 def local_energies(
     basin_energies: np.ndarray,
     total: float,
@@ -321,6 +383,7 @@ def partition_command(
     }
     info["total_against_electrostatic"] = total_against_electrostatic(total, electrostatic,
                                                                       natoms)
+    info["stderr"] = correlation_stderr(total, electrostatic, natoms, *_trajectories(records))
     settings = Path(dft) / "settings.json"
     if settings.is_file():
         info["dft_settings"] = json.loads(settings.read_text())
@@ -373,8 +436,11 @@ class JointFit:
     rmse: float  # eV/atom, over all frames
     n_frames: int
     rmse_per_system: dict[str, float]
-    slope_stderr: dict[str, float]
+    slope_stderr: dict[str, float]  # frames independent
     intercept_stderr: dict[str, float]
+    # frames correlated along each trajectory (newey_west_covariance, NEWEY_WEST_LAG)
+    slope_stderr_newey_west: dict[str, float] = field(default_factory=dict)
+    intercept_stderr_newey_west: dict[str, float] = field(default_factory=dict)
 
     def predict_total(self, basin_energies: np.ndarray, symbols: list[str]) -> float:
         symbols = np.asarray(symbols)
@@ -394,8 +460,11 @@ def fit_joint(records_by_system: dict[str, list[DftFrameRecord]]) -> JointFit:
     """Least squares over every frame of every system, each frame weighted per atom."""
     elements = sorted({s for records in records_by_system.values() for r in records
                        for s in r.atoms.get_chemical_symbols()})
-    rows, targets, systems = [], [], []
+    rows, targets, systems, groups, order = [], [], [], [], []
     for system, records in records_by_system.items():
+        trajectories, positions = _trajectories(records)
+        groups += [f"{system}/{t}" for t in trajectories]  # no trajectory spans two systems
+        order += positions
         for record in records:
             symbols = np.asarray(record.atoms.get_chemical_symbols())
             n = len(symbols)
@@ -414,8 +483,14 @@ def fit_joint(records_by_system: dict[str, list[DftFrameRecord]]) -> JointFit:
     coefficients /= scale
     residual = target - design @ coefficients
     dof = max(len(target) - design.shape[1], 1)
-    covariance = np.linalg.pinv(design.T @ design) * float(residual @ residual) / dof
+    # in the scaled columns: design.T @ design itself has a condition number ~1e15, and its
+    # pseudo-inverse drops the directions that carry the standard errors
+    scaled = np.linalg.inv((design / scale).T @ (design / scale)) / np.outer(scale, scale)
+    covariance = scaled * float(residual @ residual) / dof
     stderr = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
+    robust = newey_west_covariance(design / scale, residual, groups, order) / np.outer(scale,
+                                                                                       scale)
+    robust_stderr = np.sqrt(np.clip(np.diag(robust), 0.0, None))
     k = len(elements)
     systems = np.asarray(systems)
     return JointFit(
@@ -425,7 +500,10 @@ def fit_joint(records_by_system: dict[str, list[DftFrameRecord]]) -> JointFit:
         rmse_per_system={s: float(np.sqrt(np.mean(residual[systems == s] ** 2)))
                          for s in records_by_system},
         slope_stderr={e: float(stderr[i]) for i, e in enumerate(elements)},
-        intercept_stderr={e: float(stderr[k + i]) for i, e in enumerate(elements)})
+        intercept_stderr={e: float(stderr[k + i]) for i, e in enumerate(elements)},
+        slope_stderr_newey_west={e: float(robust_stderr[i]) for i, e in enumerate(elements)},
+        intercept_stderr_newey_west={e: float(robust_stderr[k + i])
+                                     for i, e in enumerate(elements)})
 
 
 def partition_joint_command(sources: dict[str, str | Path], out_dir: str | Path) -> JointFit:
