@@ -522,6 +522,22 @@ def test_newey_west_covariance_never_mixes_trajectories():
     alone = newey_west_covariance(design, residual, np.arange(60), order, lag=4)
     assert np.allclose(alone, newey_west_covariance(design, residual, groups, order, lag=0))
     assert not np.allclose(alone, full)  # the lag terms within a trajectory count
+    # the brute-force double sum, with frames missing from a trajectory: the weight follows
+    # the positions' difference, not the rows'
+    gappy = np.array([0, 1, 2, 9, 10, 14, 15, 16, 17, 30] * 6)
+    gappy_groups = np.repeat(np.arange(6), 10)
+    n, p = design.shape
+    meat = np.zeros((p, p))
+    for a in range(n):
+        for b in range(n):
+            steps = abs(gappy[a] - gappy[b])
+            if gappy_groups[a] == gappy_groups[b] and steps <= 4:
+                meat += (1 - steps / 5) * np.outer(design[a] * residual[a],
+                                                   design[b] * residual[b])
+    bread = np.linalg.inv(design.T @ design)
+    np.testing.assert_allclose(
+        newey_west_covariance(design, residual, gappy_groups, gappy, lag=4),
+        bread @ meat @ bread * n / (n - p), rtol=1e-10)
     with pytest.raises(DftError, match="Newey-West"):
         newey_west_covariance(design, residual[:-1], groups, order)
 

@@ -36,3 +36,21 @@ def test_aligned_r2_is_not_inflated_by_species_means():
                              ["Ar", "Kr"], np.array([200.0, 200.0]))
     assert abs(metrics["local_aligned"]["r2"]) < 0.02
     assert metrics["local"]["r2"] > 0.9  # the raw score is fooled by the species means
+
+
+def test_aligned_pearson_is_not_inflated_by_species_means():
+    """Species means 73 apart (Ar and Kr in a DFT mixture), predictions unrelated to the
+    reference within each species: the aligned Pearson r is ~0, the pooled one ~1."""
+    rng = np.random.default_rng(2)
+    species = np.array([0] * 300 + [1] * 300)
+    reference = rng.normal(size=600) + 73.0 * species
+    predicted = rng.normal(size=600) + 73.0 * species - 5.0
+    metrics = energy_metrics(np.zeros(2), np.zeros(2), reference, predicted, species,
+                             ["Ar", "Kr"], np.array([300.0, 300.0]))
+    assert abs(metrics["local_aligned"]["pearson"]) < 0.1
+    assert metrics["local"]["pearson"] > 0.99  # pooled over species: the means line it up
+    # and where the atomic detail is right, the aligned r sees it
+    close = reference + 0.1 * rng.normal(size=600) + 3.0 * species
+    metrics = energy_metrics(np.zeros(2), np.zeros(2), reference, close, species,
+                             ["Ar", "Kr"], np.array([300.0, 300.0]))
+    assert metrics["local_aligned"]["pearson"] > 0.99

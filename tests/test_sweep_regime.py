@@ -150,6 +150,27 @@ def test_systems_with_different_frame_counts_are_not_a_data_size_axis(sized, tmp
     assert list((tmp_path / "figs2").glob("data_size_*"))
 
 
+def test_tables_never_pool_training_set_sizes(sized, tmp_path):
+    """A width table of a sweep with a data-size axis would average seeds of different sizes
+    into one cell: it is refused, and --compare tables such a sweep at its largest size."""
+    from toolkit.errors import AetkError
+    from toolkit.studies.regime import data_size_axis, width_table
+    from toolkit.studies.sweep import read_results
+
+    _, run = sized
+    rows = read_results(run / "results.csv")
+    assert data_size_axis(rows) == [4, 12]
+    with pytest.raises(AetkError, match="several training-set sizes"):
+        width_table({"run": rows}, "local_r2_aligned", ["Ar", "ArKr"])
+    largest = [r for r in rows if int(r["n_train"]) == 12]
+    assert data_size_axis(largest) == []
+    assert main(["report", "--results", str(run), "--out", str(tmp_path / "figs"),
+                 "--compare", f"sized={run}"]) == 0
+    text = (tmp_path / "figs" / "comparison.md").read_text()
+    assert text.startswith("sized: a data-size axis (4, 12 training frames); compared at 12.")
+    assert width_table({"sized": largest}, "local_r2_aligned", ["Ar", "ArKr"]) in text
+
+
 def test_too_many_training_frames_are_refused_in_one_line(root, tmp_path, capsys):
     config = _config(root, "big", "train_frames = [50]")
     assert main(["sweep", "--config", str(config), "--out", str(tmp_path / "run"),

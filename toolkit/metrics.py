@@ -5,8 +5,9 @@ be negative. Atomic energies learned from totals are fixed only up to a constant
 species (for a fixed composition a constant moved from Ar to Kr leaves every total
 unchanged), so local energies are also scored after removing each species' mean
 difference ("aligned"). The aligned R2 is measured against each species' own mean
-(pooled within-species variance): otherwise the difference between the Ar and Kr means,
-which the alignment reproduces by construction, would inflate it for mixtures.
+(pooled within-species variance), and the aligned Pearson r correlates the deviations from
+each species' mean: otherwise the difference between the Ar and Kr means, which the
+alignment reproduces by construction, would inflate both for mixtures.
 """
 
 from __future__ import annotations
@@ -56,6 +57,19 @@ def r2_within_species(reference: np.ndarray, predicted: np.ndarray,
     return float(1.0 - np.sum((reference - predicted) ** 2) / total)
 
 
+def pearson_within_species(reference: np.ndarray, predicted: np.ndarray,
+                           species: np.ndarray) -> float:
+    """Pearson r of both after removing each species' own mean from each: like
+    :func:`r2_within_species`, blind to the difference between the species' means."""
+    reference = np.array(reference, dtype=float)
+    predicted = np.array(predicted, dtype=float)
+    for s in np.unique(species):
+        mask = species == s
+        reference[mask] -= reference[mask].mean()
+        predicted[mask] -= predicted[mask].mean()
+    return pearson(reference, predicted)
+
+
 def scores(reference: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     return {"r2": r2(reference, predicted), "pearson": pearson(reference, predicted),
             "rmse": rmse(reference, predicted), "n": int(len(reference))}
@@ -81,7 +95,9 @@ def energy_metrics(
     aligned = align_per_species(local_reference, local_predicted, species)
     out["local"] = scores(local_reference, local_predicted)
     out["local_aligned"] = {**scores(local_reference, aligned),
-                            "r2": r2_within_species(local_reference, aligned, species)}
+                            "r2": r2_within_species(local_reference, aligned, species),
+                            "pearson": pearson_within_species(local_reference, aligned,
+                                                              species)}
     out["per_species"] = {}
     for s in np.unique(species):
         mask = species == s

@@ -100,18 +100,13 @@ def _cmd_report(args: argparse.Namespace) -> None:
 
         config = stored_config(sweep_dir)
         print(describe_missing(config, missing_cells(config, sweep_dir)))
-    # a data-size axis means several training-set sizes for the same cell; systems that
-    # merely have different numbers of frames are not one
-    per_cell: dict[tuple, set] = {}
-    for row in rows:
-        key = (row["system"], row["activation"], row["depth"], row["width"])
-        per_cell.setdefault(key, set()).add(row["n_train"])
-    data_size_axis = any(len(sizes) > 1 for sizes in per_cell.values())
-    sizes = sorted({row["n_train"] for row in rows})
+    from toolkit.studies.regime import data_size_axis
+
+    sizes = data_size_axis(rows)
     label = {"local_r2_aligned": "local R2 (aligned)",
              "local_r2_gauge": "local R2 (gauge-projected)"}.get(args.local_metric, "local R2")
     paths = []
-    if data_size_axis:  # one line per size; the paper's figures at the largest
+    if sizes:  # one line per size; the paper's figures at the largest
         from toolkit.plots import data_size_figure
         from toolkit.studies.regime import data_size_table
 
@@ -126,7 +121,7 @@ def _cmd_report(args: argparse.Namespace) -> None:
                                + data_size_table(rows, metric, system, activation, depth)
                                for system in sorted({r["system"] for r in rows}))
                 Path(args.out, f"{name}.md").write_text(text)
-        rows = [row for row in rows if row["n_train"] == sizes[-1]]
+        rows = [row for row in rows if int(row["n_train"]) == sizes[-1]]
     paths += sweep_figures(rows, args.out, local_metric=args.local_metric)
     paths += gauge_figure(rows, args.out)
     paths += rigidity_figure(rows, args.out, "local_r2_aligned")
@@ -148,15 +143,20 @@ def _compare(args: argparse.Namespace, label: str) -> list[Path]:
     """--compare LABEL=SWEEP ...: the sweeps' curves on shared axes, and a table."""
     from toolkit.errors import AetkError
     from toolkit.plots import comparison_figure
-    from toolkit.studies.regime import paired_table, width_table
+    from toolkit.studies.regime import data_size_axis, paired_table, width_table
     from toolkit.studies.sweep import read_results
 
-    tables = {}
+    tables, notes = {}, ""
     for item in args.compare:
         name, sep, path = item.partition("=")
         if not sep or not path:
             raise AetkError(f"--compare {item!r}: write LABEL=SWEEP_DIR, e.g. adam=runs/adam")
         tables[name] = read_results(path)
+        sizes = data_size_axis(tables[name])
+        if sizes:  # as in the sweep's own figures: its largest training set
+            tables[name] = [r for r in tables[name] if int(r["n_train"]) == sizes[-1]]
+            notes += (f"{name}: a data-size axis ({', '.join(map(str, sizes))} training "
+                      f"frames); compared at {sizes[-1]}.\n")
     known = ["Ar", "Kr", "ArKr"]
     systems = sorted({r["system"] for rows in tables.values() for r in rows},
                      key=lambda s: (known.index(s) if s in known else len(known), s))
@@ -172,7 +172,7 @@ def _compare(args: argparse.Namespace, label: str) -> list[Path]:
                      + width_table(tables, metric, systems, activation, depth))
     text += ("\nThe same members across the sweeps (e.g. float32 vs float64 storage, cuda vs "
              "cpu):\n\n" + paired_table(tables, [args.local_metric, "total_r2"]))
-    Path(args.out, "comparison.md").write_text(text)
+    Path(args.out, "comparison.md").write_text(notes + text)
     return paths
 
 

@@ -84,7 +84,9 @@ def newey_west_covariance(design: np.ndarray, residual: np.ndarray, groups, orde
     nearby frames of one trajectory (Newey-West: Bartlett weights 1 - k/(lag + 1) for frames
     k <= ``lag`` steps apart in the same group, none across groups), with the small-sample
     factor n/(n - p). ``groups``: a trajectory label per row; ``order``: the frame's
-    position along it. With ``lag`` 0 it is White's heteroskedasticity-robust covariance.
+    position along it (integer steps; k is the difference of positions, so frames missing
+    from a trajectory shorten no distance). With ``lag`` 0 it is White's
+    heteroskedasticity-robust covariance.
     """
     design = np.asarray(design, dtype=np.float64)
     residual = np.asarray(residual, dtype=np.float64)
@@ -98,10 +100,15 @@ def newey_west_covariance(design: np.ndarray, residual: np.ndarray, groups, orde
         rows = np.flatnonzero(groups == group)
         rows = rows[np.argsort(order[rows], kind="stable")]
         score = design[rows] * residual[rows, None]
+        position = order[rows].astype(np.int64)
         meat += score.T @ score
+        # positions are sorted, so frames at most ``lag`` steps apart are at most ``lag`` rows
+        # apart; the weight follows the steps
         for k in range(1, min(lag, len(rows) - 1) + 1):
-            cross = score[k:].T @ score[:-k]
-            meat += (1.0 - k / (lag + 1.0)) * (cross + cross.T)
+            steps = position[k:] - position[:-k]
+            weight = np.where(steps <= lag, 1.0 - steps / (lag + 1.0), 0.0)
+            cross = (score[k:] * weight[:, None]).T @ score[:-k]
+            meat += cross + cross.T
     bread = np.linalg.pinv(design.T @ design)
     return bread @ meat @ bread * n / (n - p)
 
@@ -275,6 +282,9 @@ def load_dft(dft_dir: str | Path, recompute_basins: bool = False,
                 ion_charges=np.array([result["kinds"][s]["zeff"] for s in result["symbols"]]),
                 grid_mismatch=float(basins["grid_mismatch_eV"]),
                 components=result["components"],
+                # trajectory and position, where the input frames carry them (the errors
+                # of the fit allow for correlated frames along a trajectory)
+                labels={k: atoms.info[k] for k in RECORD_LABELS if k in atoms.info},
             )
         )
     return records
@@ -477,14 +487,14 @@ def fit_joint(records_by_system: dict[str, list[DftFrameRecord]]) -> JointFit:
     if np.linalg.matrix_rank(design) < design.shape[1]:
         raise DftError(f"the systems {sorted(records_by_system)} do not determine per-species "
                        "slopes and intercepts (add the pure liquids or more compositions)")
-    # centre the columns for conditioning: E_es/N is ~ -700 eV, its spread meV
+    # scale the columns for conditioning: E_es/N is ~ -700 eV, its spread meV
     scale = np.abs(design).max(axis=0)
     coefficients, *_ = np.linalg.lstsq(design / scale, target, rcond=None)
     coefficients /= scale
     residual = target - design @ coefficients
     dof = max(len(target) - design.shape[1], 1)
-    # in the scaled columns: design.T @ design itself has a condition number ~1e15, and its
-    # pseudo-inverse drops the directions that carry the standard errors
+    # in the columns scaled by their largest value: design.T @ design itself has a condition
+    # number ~1e15, and its pseudo-inverse drops the directions that carry the errors
     scaled = np.linalg.inv((design / scale).T @ (design / scale)) / np.outer(scale, scale)
     covariance = scaled * float(residual @ residual) / dof
     stderr = np.sqrt(np.clip(np.diag(covariance), 0.0, None))

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit.errors import AetkError
+
 
 def group_metric(rows: Iterable[dict], metric: str,
                  fields: Sequence[str]) -> dict[tuple, dict[int, np.ndarray]]:
@@ -43,9 +45,30 @@ def _entry(values: np.ndarray | None) -> str:
     return f"{values.mean():.3f} ± {values.std():.3f}"
 
 
+def data_size_axis(rows: Sequence[dict]) -> list[int]:
+    """The training-set sizes of a sweep with a data-size axis (several sizes for one cell),
+    smallest first; [] where every cell has one size (systems that merely have different
+    numbers of frames are not an axis; tables without the column, such as transfer.csv,
+    have one size)."""
+    per_cell: dict[tuple, set] = {}
+    for row in rows:
+        key = (row["system"], row["activation"], int(row["depth"]), int(row["width"]))
+        per_cell.setdefault(key, set()).add(row.get("n_train"))
+    if not any(len(sizes) > 1 for sizes in per_cell.values()):
+        return []
+    return sorted({int(row["n_train"]) for row in rows})
+
+
 def width_table(tables: dict[str, list[dict]], metric: str, systems: Sequence[str],
                 activation: str = "tanh", depth: int = 1) -> str:
-    """Markdown: ``metric`` vs width for each (label, system); mean ± std over seeds."""
+    """Markdown: ``metric`` vs width for each (label, system); mean ± std over seeds (the
+    population std of the seeds' values, numpy's default). Rows of several training-set
+    sizes in one cell are refused: their mean would mix data sizes (``data_size_table``)."""
+    for label, rows in tables.items():
+        if data_size_axis([r for r in rows if r["activation"] == activation
+                           and int(r["depth"]) == depth and r["system"] in systems]):
+            raise AetkError(f"{label}: cells with several training-set sizes; tabulate one "
+                            "size at a time (data_size_table shows them side by side)")
     groups = {label: group_metric([r for r in rows if r["activation"] == activation
                                    and int(r["depth"]) == depth], metric, ["system"])
               for label, rows in tables.items()}
