@@ -110,6 +110,23 @@ def test_damaged_edited_or_foreign_bundles_are_refused(dataset, tmp_path):
     assert zipfile.is_zipfile(path)
 
 
+def test_a_bundle_of_another_split_is_refused(arkr_file, dataset, tmp_path):
+    """The bundle's split is what a sweep trains and scores on, so a sweep whose config asks
+    for another split seed or mode refuses it (a random split drawn later over the same frames
+    would put training frames into an exported model's test set)."""
+    from toolkit.studies.sweep import load_system
+
+    bundles = tmp_path / "bundles"
+    write_bundle(bundles / "ArKr.npz", dataset, "ArKr", "float32")
+    assert read_bundle(bundles / "ArKr.npz").split_mode == dataset.split_mode == "random"
+    config = read_config(_config(tmp_path, arkr_file))
+    config = replace(config, data=replace(config.data, bundle=str(bundles)))
+    assert load_system(config, "ArKr", None).split_seed == 2  # control: the same split
+    for changed in ({"split_mode": "trajectory"}, {"split_seed": 3}):
+        with pytest.raises(BundleError, match="remake the bundle with this config"):
+            load_system(replace(config, **changed), "ArKr", None)
+
+
 def _config(root: Path, arkr_file: Path) -> Path:
     path = root / "sweep.toml"
     path.write_text(f"""

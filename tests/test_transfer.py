@@ -163,3 +163,14 @@ ArKr = "{root / 'ArKr.extxyz'}"
 
     assert main(["report", "--results", str(sweep), "--out", str(tmp_path / "fig")]) == 0
     assert (tmp_path / "fig" / "fig10_transfer_local_r2.pdf").is_file()
+    # frames rewritten since the sweep (a repartitioned data set): its test frames are no
+    # longer the sweep's, so transfer refuses in one line instead of scoring other frames
+    original = (root / "ArKr.extxyz").read_text()
+    try:
+        write_frames(root / "ArKr.extxyz", _frames("ArKr", seed=4))
+        from toolkit.studies.sweep import SweepConfigError
+
+        with pytest.raises(SweepConfigError, match="changed since the sweep was trained"):
+            run_transfer(sweep, tmp_path / "other.csv", progress=False)
+    finally:
+        (root / "ArKr.extxyz").write_text(original)

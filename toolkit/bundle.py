@@ -119,8 +119,8 @@ def write_bundle(path: str | Path, dataset, system: str, precision: str = "float
             "precision": precision, "spec": descriptors.spec.to_dict(),
             "spec_key": descriptors.spec.key, "n_frames": int(len(counts)),
             "n_atoms": int(len(rows)), "n_descriptors": int(values.shape[1]),
-            "split_seed": dataset.split_seed, "split": dataset.split.as_dict(),
-            "frames_hash": dataset.structures_hash(),
+            "split_seed": dataset.split_seed, "split_mode": dataset.split_mode,
+            "split": dataset.split.as_dict(), "frames_hash": dataset.structures_hash(),
             "source": {"path": source.get("path"), "sha256": source.get("sha256")},
             "descriptor_source": _descriptor_source()}
     meta["bundle_sha256"] = _content_hash(meta, arrays)
@@ -227,7 +227,10 @@ def read_bundle(path: str | Path, spec: DescriptorSpec | None = None):
             int(frame): PlainFrame(tuple(elements[k] for k in item["species"]),
                                    item["positions"], PlainCell(item["cell"]))
             for frame, item in zip(split.test, _test_structures(meta, arrays), strict=True)}
+    # bundles written before the split mode was stored could only come from random splits of
+    # sweeps that recorded none; a trajectory split is stored since
     return Dataset(path, None, descriptors, split, int(meta["split_seed"]),
+                   split_mode=str(meta.get("split_mode", "random")),
                    energies=arrays["energy"].astype(np.float64),
                    local_energy=None if local is None else local.astype(np.float64),
                    frames_hash=meta["frames_hash"], structures=structures,

@@ -353,11 +353,13 @@ SPLIT_MODES = ("random", "trajectory")
 def split_by_trajectory(trajectories: Sequence[str], seed: int, validation: float = 0.1,
                         test: float = 0.2) -> Split:
     """Test frames = whole trajectories, so no test frame shares a trajectory with a training
-    frame; validation = a random ``validation`` fraction of the other frames.
+    frame; validation = ``validation`` times the number of all frames, drawn at random from
+    the frames outside the test trajectories.
 
     Trajectories (``atoms.info["trajectory"]``, one label per frame) are taken in an order
     fixed by ``seed`` until the test set holds at least 3/4 of the ``test`` fraction, skipping
-    any that would leave less than half of the frames for training and validation.
+    any that would leave less than half of the frames for training and validation (so with
+    one dominant trajectory the test set can stay below that; the sweep records ``n_test``).
     """
     labels = np.asarray([str(t) for t in trajectories])
     names, counts = np.unique(labels, return_counts=True)

@@ -232,10 +232,11 @@ def load_system(config: SweepConfig, system: str, path: Path | None) -> Dataset:
         from toolkit.bundle import BundleError, read_bundle
 
         dataset = read_bundle(bundle_path(config, system), spec=config.spec)
-        if dataset.split_seed != config.split_seed:
-            raise BundleError(f"{bundle_path(config, system)} holds the split of seed "
-                              f"{dataset.split_seed}, the sweep uses split_seed "
-                              f"{config.split_seed}; remake the bundle with this config")
+        if (dataset.split_seed, dataset.split_mode) != (config.split_seed, config.split_mode):
+            raise BundleError(f"{bundle_path(config, system)} holds the {dataset.split_mode} "
+                              f"split of seed {dataset.split_seed}, the sweep uses the "
+                              f"{config.split_mode} split of seed {config.split_seed}; remake "
+                              "the bundle with this config (aetk bundle --config)")
         return dataset
     return load_dataset(path, config.spec, config.split_seed, progress=False,
                         split_mode=config.split_mode)
@@ -284,7 +285,7 @@ def training_frames(dataset: Dataset, n_train: int | None, where: str = "") -> n
         return train
     if n_train > len(train):
         raise SweepConfigError(f"{where}train_frames {n_train} is more than the {len(train)} "
-                               "training frames of the data (70% of its frames); make more "
+                               "training frames of the data (its split's training part); make more "
                                "frames ([data] frames) or use smaller train_frames")
     order = np.random.default_rng(dataset.split_seed).permutation(len(train))
     return np.sort(train[order[:n_train]])

@@ -134,12 +134,14 @@ def _task_networks(task, sweep_dir: Path) -> SpeciesNetworks:
 def run_transfer(sweep_dir: str | Path, out: str | Path | None = None, comm=None,
                  progress: bool = True) -> Path:
     """Evaluate every transfer of a finished sweep through LAMMPS; write transfer.csv."""
-    from toolkit.studies.sweep import data_path, stored_config
+    from toolkit.studies.sweep import data_path, refuse_changed_data, stored_config
 
     comm = comm or world()
     rank = comm.Get_rank()
     sweep_dir = Path(sweep_dir)
     config = stored_config(sweep_dir)
+    # the test frames and training sets are the sweep's only if the frames are its frames
+    refuse_changed_data(config, sweep_dir)
     if config.train_frames:
         from toolkit.studies.sweep import SweepConfigError
 
