@@ -109,7 +109,7 @@ def newey_west_covariance(design: np.ndarray, residual: np.ndarray, groups, orde
             weight = np.where(steps <= lag, 1.0 - steps / (lag + 1.0), 0.0)
             cross = (score[k:] * weight[:, None]).T @ score[:-k]
             meat += cross + cross.T
-    bread = np.linalg.pinv(design.T @ design)
+    bread = np.linalg.inv(design.T @ design)  # not pinv: see fit_joint (scale the columns)
     return bread @ meat @ bread * n / (n - p)
 
 
@@ -489,17 +489,17 @@ def fit_joint(records_by_system: dict[str, list[DftFrameRecord]]) -> JointFit:
                        "slopes and intercepts (add the pure liquids or more compositions)")
     # scale the columns for conditioning: E_es/N is ~ -700 eV, its spread meV
     scale = np.abs(design).max(axis=0)
-    coefficients, *_ = np.linalg.lstsq(design / scale, target, rcond=None)
+    scaled = design / scale
+    coefficients, *_ = np.linalg.lstsq(scaled, target, rcond=None)
     coefficients /= scale
     residual = target - design @ coefficients
     dof = max(len(target) - design.shape[1], 1)
     # in the columns scaled by their largest value: design.T @ design itself has a condition
     # number ~1e15, and its pseudo-inverse drops the directions that carry the errors
-    scaled = np.linalg.inv((design / scale).T @ (design / scale)) / np.outer(scale, scale)
-    covariance = scaled * float(residual @ residual) / dof
+    unscale = np.outer(scale, scale)
+    covariance = np.linalg.inv(scaled.T @ scaled) / unscale * float(residual @ residual) / dof
     stderr = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
-    robust = newey_west_covariance(design / scale, residual, groups, order) / np.outer(scale,
-                                                                                       scale)
+    robust = newey_west_covariance(scaled, residual, groups, order) / unscale
     robust_stderr = np.sqrt(np.clip(np.diag(robust), 0.0, None))
     k = len(elements)
     systems = np.asarray(systems)
