@@ -6,13 +6,14 @@
 # First times one training step on the GPU and on the CPU (scripts/gpu_step_bench.py ->
 # PACK/gpu_step.json). Then runs scripts/gpu_sweep.sh on slices of the grid in order of
 # priority, under one deadline BUDGET seconds from the start (default 480), from
-# bundles/paper (`make bundles`). First the cells no session has finished (after the third
+# bundles/paper (`make bundles`). First the cells no session has finished (after the fourth
 # GPU session):
-#   1. the two-layer cells of widths 12-64 that the CPU did not run (tanh 24, 48, 64; linear
-#   12, 24, 48: results/paper_regime/paper_cpu has widths 1-32, tanh 12 and linear 64)
-#   2. linear, 2 layers, widths 100-500                       -> runs/paper-gpu
+#   1. linear, 2 layers, widths 400 and 500                   -> runs/paper-gpu
 # then the slices earlier sessions finished, in the order they ran (each is skipped in a few
 # seconds when its cells are all there; run from scratch, they are the grid's priorities):
+#   2. the two-layer cells of widths 12-64 that the CPU did not run (tanh 24, 48, 64; linear
+#   12, 24, 48: results/paper_regime/paper_cpu has widths 1-32, tanh 12 and linear 64) and
+#   linear, 2 layers, widths 100-300
 #   3. tanh, 1 layer, widths 100-500 (Ar, Kr, ArKr)          -> runs/paper-gpu
 #   4. the data-size sweep's width-500 cells at 1,400 frames -> runs/data_size-gpu
 #   5. the paper's likely protocol (Adam, mini-batches, no early stopping;
@@ -77,6 +78,7 @@ for run in paper-gpu data_size-gpu paper-adam32-gpu; do
 done
 
 WIDE=width=100,150,200,300,400,500
+slice sweeps/paper.toml runs/paper-gpu --only activation=linear --only depth=2 --only width=400,500
 slice sweeps/paper.toml runs/paper-gpu --only activation=tanh --only depth=2 --only width=24,48,64
 slice sweeps/paper.toml runs/paper-gpu --only activation=linear --only depth=2 --only width=12,24,48
 slice sweeps/paper.toml runs/paper-gpu --only activation=linear --only depth=2 --only "$WIDE"

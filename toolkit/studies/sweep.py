@@ -440,24 +440,37 @@ def refuse_changed_config(config: SweepConfig, out: str | Path, what: str = "") 
 
 
 def data_hashes(config: SweepConfig, out: Path) -> dict[str, str]:
-    """SHA-256 of each system's frames file, or of its descriptor bundle."""
-    return {system: file_hash(bundle_path(config, system) if config.data.bundle
-                              else data_path(config, system, out))
-            for system in config.systems}
+    """What each system's cells train on: the SHA-256 of its frames file; from a descriptor
+    bundle, that of the frames the bundle was made from and the bundle's precision
+    (:func:`toolkit.bundle.bundle_data_key`: a bundle remade from the same frames trains
+    the same cells, although its file's bytes differ)."""
+    from toolkit.bundle import bundle_data_key
+
+    return {system: bundle_data_key(bundle_path(config, system)) if config.data.bundle
+            else file_hash(data_path(config, system, out)) for system in config.systems}
 
 
 def refuse_changed_data(config: SweepConfig, out: Path) -> None:
-    """Raise if a system's frames file differs from the one the sweep was trained on."""
+    """Raise if a system's frames (or bundle precision) differ from those the sweep was
+    trained on. A sweep folder written before bundles were keyed by their frames holds the
+    SHA-256 of the bundle file; that file is accepted too."""
     path = out / DATA_HASHES
     if not path.is_file():
         return
     stored = json.loads(path.read_text())
-    changed = [f"{system} ({data_path(config, system, out)})"
-               for system, digest in data_hashes(config, out).items()
-               if system in stored and stored[system] != digest]
+    changed = []
+    for system, digest in data_hashes(config, out).items():
+        if system not in stored or stored[system] == digest:
+            continue
+        if config.data.bundle and stored[system] == file_hash(bundle_path(config, system)):
+            continue  # the same bundle file as the first run (its hash in the old form)
+        where = bundle_path(config, system) if config.data.bundle \
+            else data_path(config, system, out)
+        changed.append(f"{system} ({where})")
     if changed:
+        what = "frames or precision of the bundles" if config.data.bundle else "frames"
         raise SweepConfigError(
-            f"{out}: the frames of {', '.join(changed)} changed since the sweep was trained "
+            f"{out}: the {what} of {', '.join(changed)} changed since the sweep was trained "
             f"on them (SHA-256 in {path}); its splits, scores and walls belong to the old "
             "frames: restore them, or start over with a new --out or --force-new")
 

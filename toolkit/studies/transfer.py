@@ -154,6 +154,11 @@ def run_transfer(sweep_dir: str | Path, out: str | Path | None = None, comm=None
     test_frames, projectors, queries, trains = {}, {}, {}, {}
     for system in config.systems:
         path = data_path(config, system, sweep_dir)
+        if config.data.bundle:  # its frames must be the ones the bundle was made from
+            from toolkit.bundle import refuse_other_source
+            from toolkit.studies.sweep import bundle_path
+
+            refuse_other_source(bundle_path(config, system), path)
         frames = read_frames(path)
         split = make_split(frames, config.split_seed, config.split_mode, path)
         test_frames[system] = [frames[i] for i in split.test]
