@@ -79,10 +79,10 @@ done
 
 WIDE=width=100,150,200,300,400,500
 slice sweeps/paper.toml runs/paper-gpu --only activation=linear --only depth=2 --only width=400,500
+# finished by earlier sessions (skipped in seconds while their committed cells are there)
 slice sweeps/paper.toml runs/paper-gpu --only activation=tanh --only depth=2 --only width=24,48,64
 slice sweeps/paper.toml runs/paper-gpu --only activation=linear --only depth=2 --only width=12,24,48
 slice sweeps/paper.toml runs/paper-gpu --only activation=linear --only depth=2 --only "$WIDE"
-# finished by earlier sessions (skipped in seconds while their committed cells are there)
 slice sweeps/paper.toml runs/paper-gpu --only activation=tanh --only depth=1 --only "$WIDE"
 slice sweeps/data_size.toml runs/data_size-gpu --only width=500 --only n_train=1400
 JOBS=${JOBS_SMALL:-6} slice sweeps/paper_adam32.toml runs/paper-adam32-gpu --only "$WIDE"

@@ -207,14 +207,17 @@ def test_a_remade_bundle_resumes_its_sweep_other_frames_or_precision_do_not(arkr
     from toolkit.data import file_hash, read_frames
     from toolkit.studies.sweep import DATA_HASHES, SweepConfigError, refuse_changed_data
 
-    config = replace(read_config(_config(tmp_path, arkr_file)), widths=(2,), seeds=(0,))
+    config = replace(read_config(_config(tmp_path, arkr_file)), seeds=(0,))  # widths 2, 5
     bundles = tmp_path / "bundles"
     write_sweep_bundles(config, bundles, tmp_path / "work", "float32", progress=False)
     bundled = replace(config, data=replace(config.data, bundle=str(bundles)))
     out = tmp_path / "sweep"
-    first = _rows(run_sweep(bundled, out, progress=False))
+    run_sweep(bundled, out, progress=False, stop_after=1)  # one of the two cells
+    first = _rows(out / "results.csv")
+    assert len(first) == 1
     stored = json.loads((out / DATA_HASHES).read_text())
-    assert stored == {"ArKr": f"{file_hash(arkr_file)}+float32"}
+    frames_sha, precision, trained = stored["ArKr"].split("+")
+    assert (frames_sha, precision, len(trained)) == (file_hash(arkr_file), "float32", 16)
     assert bundle_data_key(bundles / "ArKr.npz") == stored["ArKr"]
     old_file = file_hash(bundles / "ArKr.npz")
 
@@ -229,28 +232,47 @@ def test_a_remade_bundle_resumes_its_sweep_other_frames_or_precision_do_not(arkr
     meta["bundle_sha256"] = _content_hash(meta, arrays)
     np.savez_compressed(bundles / "ArKr.npz", meta=np.array(json.dumps(meta)), **arrays)
     assert file_hash(bundles / "ArKr.npz") != old_file  # control: the old key would refuse
-    assert _rows(run_sweep(bundled, out, progress=False)) == first  # resumed, nothing new
-    # a folder from before this key held the bundle file's hash: the same file is accepted,
-    # another file of unknown frames is not
+    both = _rows(run_sweep(bundled, out, progress=False))  # resumed from the remade bundle
+    assert len(both) == 2 and first[0] in both  # the second cell trained, the first kept
+    # a folder from before this key held the bundle file's hash: the same file is accepted
+    # (and the resume rewrites it in the new form), another file of unknown frames is not
     (out / DATA_HASHES).write_text(json.dumps({"ArKr": file_hash(bundles / "ArKr.npz")}))
     refuse_changed_data(bundled, out)
+    run_sweep(bundled, out, progress=False)
+    assert json.loads((out / DATA_HASHES).read_text()) == stored
     (out / DATA_HASHES).write_text(json.dumps({"ArKr": old_file}))
-    with pytest.raises(SweepConfigError, match="frames or precision of the bundles"):
+    with pytest.raises(SweepConfigError, match="SHA-256 of the bundle file"):
         refuse_changed_data(bundled, out)
-    # another precision of the same frames trains other cells
     (out / DATA_HASHES).write_text(json.dumps(stored))
-    write_sweep_bundles(config, bundles, tmp_path / "work", "float64", progress=False)
-    with pytest.raises(SweepConfigError, match=r"ArKr \(.*ArKr.npz\) changed"):
-        refuse_changed_data(bundled, out)
 
-    # transfer reads the frames file the bundle names: it must be the one it was made from
+    # the frames file that export and transfer read must be the one the bundle was made
+    # from: edited in place, both refuse before they read it
+    from toolkit.studies.sweep import export_member
+    from toolkit.studies.transfer import run_transfer
+
     refuse_other_source(bundles / "ArKr.npz", arkr_file)
-    edited = tmp_path / "edited.extxyz"
+    original = arkr_file.read_bytes()
     frames = read_frames(arkr_file)
     frames[0].positions[0, 0] += 1e-6
-    write_frames(edited, frames)
-    with pytest.raises(BundleError, match="not the frames .* was made from"):
-        refuse_other_source(bundles / "ArKr.npz", edited)
+    try:
+        write_frames(arkr_file, frames)
+        with pytest.raises(BundleError, match="not the frames .* was made from"):
+            export_member(out, "ArKr", "tanh", 1, 2, 0, tmp_path / "exported")
+        with pytest.raises(BundleError, match="not the frames .* was made from"):
+            run_transfer(out, progress=False)
+        # bundles of the edited frames: another key, the frames part named
+        other = tmp_path / "other"
+        write_sweep_bundles(config, other, tmp_path / "work2", "float32", progress=False)
+    finally:
+        arkr_file.write_bytes(original)
+    assert file_hash(arkr_file) == frames_sha
+    for remade, part in ((other, "frames"), (bundles, "precision")):
+        if part == "precision":  # the same frames at another precision
+            write_sweep_bundles(config, bundles, tmp_path / "work", "float64", progress=False)
+        (out / DATA_HASHES).write_text(json.dumps(stored))
+        shifted = replace(bundled, data=replace(bundled.data, bundle=str(remade)))
+        with pytest.raises(SweepConfigError, match=rf"ArKr \(.*ArKr.npz: {part} "):
+            refuse_changed_data(shifted, out)
 
 
 BLOCKER = """

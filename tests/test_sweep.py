@@ -181,9 +181,9 @@ def test_changed_frames_are_refused_on_resume_and_export(frames_root, tmp_path):
     run_sweep(read_config(config), out, progress=False)
     frames = read_frames(data)
     write_frames(data, frames[::-1])  # the same frames in another order: another split
-    with pytest.raises(SweepConfigError, match="frames of ArKr .* changed"):
+    with pytest.raises(SweepConfigError, match="frames of ArKr .* differ from what"):
         run_sweep(read_config(config), out, progress=False)
-    with pytest.raises(SweepConfigError, match="frames of ArKr .* changed"):
+    with pytest.raises(SweepConfigError, match="frames of ArKr .* differ from what"):
         export_member(out, "ArKr", "tanh", 1, 1, 0, tmp_path / "pot")
 
 

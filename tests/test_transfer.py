@@ -170,7 +170,7 @@ ArKr = "{root / 'ArKr.extxyz'}"
         write_frames(root / "ArKr.extxyz", _frames("ArKr", seed=4))
         from toolkit.studies.sweep import SweepConfigError
 
-        with pytest.raises(SweepConfigError, match="changed since the sweep was trained"):
+        with pytest.raises(SweepConfigError, match="differ from what the sweep was trained on"):
             run_transfer(sweep, tmp_path / "other.csv", progress=False)
     finally:
         (root / "ArKr.extxyz").write_text(original)

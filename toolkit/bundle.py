@@ -80,9 +80,12 @@ def _decode(arrays: dict[str, np.ndarray], precision: str, shape: tuple[int, int
 
 
 def _content_hash(meta: dict, arrays: dict[str, np.ndarray]) -> str:
-    digest = hashlib.sha256()
     text = json.dumps({k: v for k, v in meta.items() if k != "bundle_sha256"}, sort_keys=True)
-    digest.update(text.encode())
+    return _digest(text, arrays)
+
+
+def _digest(text: str, arrays: dict[str, np.ndarray]) -> str:
+    digest = hashlib.sha256(text.encode())
     for name in sorted(arrays):
         array = np.ascontiguousarray(arrays[name])
         digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
@@ -164,25 +167,50 @@ def bundle_meta(path: str | Path) -> dict:
                           "`aetk bundle`") from None
 
 
-def bundle_data_key(path: str | Path) -> str:
-    """What a sweep from this bundle trains on: ``FRAMES_SHA256+PRECISION``.
+KEY_PARTS = ("frames", "precision", "trained content")
 
-    The SHA-256 of the frames file the bundle was made from (its content hash where the
-    frames had no file) and the storage precision. Not the bundle file's own hash: that
-    changes whenever the metadata grows a field (the split mode, 2026-11-27), though a
-    bundle remade from the same frames trains the same cells to the last digit
-    (docs/paper_regime.md).
+
+def bundle_data_key(path: str | Path) -> str:
+    """What a sweep from this bundle trains on: ``FRAMES_SHA256+PRECISION+TRAINED``.
+
+    FRAMES_SHA256: the SHA-256 of the frames file the bundle was made from ("none" where the
+    frames had no file); PRECISION: its storage precision; TRAINED: the first 16 hex digits
+    of a SHA-256 of everything a sweep reads from it (every stored array: descriptors,
+    energies, local energies, test structures; and the split), so that descriptors from
+    other code or another split are told apart. Not the bundle file's own hash, nor a hash
+    of the rest of the metadata: those change whenever the metadata grows a field (the split
+    mode, 2026-11-27), though a bundle remade from the same frames trains the same cells to
+    the last digit (docs/paper_regime.md).
     """
     meta = bundle_meta(path)
-    frames = (meta.get("source") or {}).get("sha256") or meta["bundle_sha256"]
-    return f"{frames}+{meta['precision']}"
+    with np.load(path, allow_pickle=False) as stored:
+        arrays = {name: stored[name] for name in stored.files if name != "meta"}
+    trained = _digest(json.dumps(meta["split"], sort_keys=True), arrays)[:16]
+    frames = (meta.get("source") or {}).get("sha256") or "none"
+    return f"{frames}+{meta['precision']}+{trained}"
+
+
+def describe_key_change(recorded: str, current: str) -> str:
+    """Which parts of a bundle sweep's data key differ, for an error message."""
+    if recorded.count("+") != current.count("+"):
+        return (f"the sweep recorded {recorded[:12]}..., not a key of this form (before "
+                "2026-11-27 a sweep recorded the SHA-256 of the bundle file, which a remade "
+                "bundle does not keep)")
+    changed = [f"{name} {old[:12]} -> {new[:12]}" for name, old, new in
+               zip(KEY_PARTS, recorded.split("+"), current.split("+"), strict=True)
+               if old != new]
+    return "; ".join(changed)
 
 
 def refuse_other_source(bundle: str | Path, frames: str | Path) -> None:
     """Raise unless ``frames`` is the frames file ``bundle`` was made from (by SHA-256)."""
-    from toolkit.data import file_hash  # ASE: not on a numpy-only (GPU) machine
+    from toolkit.data import file_hash
 
     recorded = (bundle_meta(bundle).get("source") or {}).get("sha256")
+    if recorded and not Path(frames).is_file():
+        raise BundleError(f"{bundle} was made from {frames}, which is not there (the path is "
+                          "relative to the folder the bundle was made in): run from that "
+                          "folder, or copy the frames there")
     if recorded and file_hash(frames) != recorded:
         raise BundleError(f"{frames}: not the frames {bundle} was made from (SHA-256 "
                           f"{recorded[:12]}...); restore them, or remake the bundle and "

@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # invariant.py loads ASE; sweeps from descriptor bundles run 
     from toolkit.studies.invariant import InvariantConfig
 
 CONFIG_FILE = "config.json"  # the config the finished cells were trained with
-DATA_HASHES = "data_sha256.json"  # SHA-256 of each system's frames file at the first run
+DATA_HASHES = "data_sha256.json"  # what each system's cells trained on (data_hashes)
 RESULT_COLUMNS = [
     "system", "activation", "depth", "width", "seed", "hidden", "n_params",
     "total_r2", "total_pearson", "total_rmse", "total_per_atom_rmse",
@@ -229,9 +229,16 @@ def bundle_path(config: SweepConfig, system: str) -> Path:
 def load_system(config: SweepConfig, system: str, path: Path | None) -> Dataset:
     """A system's data set: from its bundle (numpy only) or from frames (LAMMPS)."""
     if config.data.bundle:
-        from toolkit.bundle import BundleError, read_bundle
+        from toolkit.bundle import BundleError, bundle_meta, read_bundle
 
         dataset = read_bundle(bundle_path(config, system), spec=config.spec)
+        made = bundle_meta(bundle_path(config, system))
+        if made["system"] != system or (not config.data.files
+                                        and made["n_frames"] != config.data.frames):
+            raise BundleError(f"{bundle_path(config, system)} holds {made['n_frames']} frames "
+                              f"of {made['system']}; the sweep's [data] asks for "
+                              f"{config.data.frames} of {system}: remake the bundle with this "
+                              "config (aetk bundle --config)")
         if (dataset.split_seed, dataset.split_mode) != (config.split_seed, config.split_mode):
             raise BundleError(f"{bundle_path(config, system)} holds the {dataset.split_mode} "
                               f"split of seed {dataset.split_seed}, the sweep uses the "
@@ -441,9 +448,10 @@ def refuse_changed_config(config: SweepConfig, out: str | Path, what: str = "") 
 
 def data_hashes(config: SweepConfig, out: Path) -> dict[str, str]:
     """What each system's cells train on: the SHA-256 of its frames file; from a descriptor
-    bundle, that of the frames the bundle was made from and the bundle's precision
-    (:func:`toolkit.bundle.bundle_data_key`: a bundle remade from the same frames trains
-    the same cells, although its file's bytes differ)."""
+    bundle, that of the frames the bundle was made from, the bundle's precision and a hash
+    of what a sweep reads from it (:func:`toolkit.bundle.bundle_data_key`: a bundle remade
+    from the same frames by the same descriptor code trains the same cells, although its
+    file's bytes differ)."""
     from toolkit.bundle import bundle_data_key
 
     return {system: bundle_data_key(bundle_path(config, system)) if config.data.bundle
@@ -462,17 +470,32 @@ def refuse_changed_data(config: SweepConfig, out: Path) -> None:
     for system, digest in data_hashes(config, out).items():
         if system not in stored or stored[system] == digest:
             continue
-        if config.data.bundle and stored[system] == file_hash(bundle_path(config, system)):
-            continue  # the same bundle file as the first run (its hash in the old form)
-        where = bundle_path(config, system) if config.data.bundle \
-            else data_path(config, system, out)
-        changed.append(f"{system} ({where})")
+        if config.data.bundle:
+            from toolkit.bundle import describe_key_change
+
+            if stored[system] == file_hash(bundle_path(config, system)):
+                continue  # the same bundle file as the first run (its hash in the old form)
+            changed.append(f"{system} ({bundle_path(config, system)}: "
+                           f"{describe_key_change(stored[system], digest)})")
+        else:
+            changed.append(f"{system} ({data_path(config, system, out)})")
     if changed:
-        what = "frames or precision of the bundles" if config.data.bundle else "frames"
+        what = "bundles" if config.data.bundle else "frames"
         raise SweepConfigError(
-            f"{out}: the {what} of {', '.join(changed)} changed since the sweep was trained "
-            f"on them (SHA-256 in {path}); its splits, scores and walls belong to the old "
-            "frames: restore them, or start over with a new --out or --force-new")
+            f"{out}: the {what} of {', '.join(changed)} differ from what the sweep was "
+            f"trained on ({path}); its splits, scores and walls belong to the old data: "
+            "restore it, or start over with a new --out or --force-new")
+
+
+def sweep_frames(config: SweepConfig, system: str, out: Path) -> Path:
+    """A system's frames file, for the steps that read structures (export, transfer); for
+    a sweep from bundles, the file its bundle was made from, refused if it is another."""
+    path = data_path(config, system, out)
+    if config.data.bundle:
+        from toolkit.bundle import refuse_other_source
+
+        refuse_other_source(bundle_path(config, system), path)
+    return path
 
 
 def start_over(out: Path) -> None:
@@ -706,7 +729,7 @@ def export_member(out: str | Path, system: str, activation: str, depth: int, wid
             if (r["system"], r["activation"], r["depth"], r["width"], r["seed"]) == key]
     from toolkit.models.wall import wall_for
 
-    path = data_path(config, system, out)
+    path = sweep_frames(config, system, out)
     frames = read_frames(path)
     split = make_split(frames, config.split_seed, config.split_mode, path)
     meta = {"seed": seed,

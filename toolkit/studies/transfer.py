@@ -134,7 +134,7 @@ def _task_networks(task, sweep_dir: Path) -> SpeciesNetworks:
 def run_transfer(sweep_dir: str | Path, out: str | Path | None = None, comm=None,
                  progress: bool = True) -> Path:
     """Evaluate every transfer of a finished sweep through LAMMPS; write transfer.csv."""
-    from toolkit.studies.sweep import data_path, refuse_changed_data, stored_config
+    from toolkit.studies.sweep import refuse_changed_data, stored_config, sweep_frames
 
     comm = comm or world()
     rank = comm.Get_rank()
@@ -153,12 +153,7 @@ def run_transfer(sweep_dir: str | Path, out: str | Path | None = None, comm=None
     spec = config.spec
     test_frames, projectors, queries, trains = {}, {}, {}, {}
     for system in config.systems:
-        path = data_path(config, system, sweep_dir)
-        if config.data.bundle:  # its frames must be the ones the bundle was made from
-            from toolkit.bundle import refuse_other_source
-            from toolkit.studies.sweep import bundle_path
-
-            refuse_other_source(bundle_path(config, system), path)
+        path = sweep_frames(config, system, sweep_dir)
         frames = read_frames(path)
         split = make_split(frames, config.split_seed, config.split_mode, path)
         test_frames[system] = [frames[i] for i in split.test]
