@@ -258,3 +258,38 @@ def test_dft_doc_cost_table_is_the_committed_cost():
     assert table in doc
     changed = re.sub(r"\| (\d+) \(", lambda m: f"| {int(m.group(1)) + 1} (", table, count=1)
     assert changed != table and changed not in doc
+
+
+def test_paper_size_runs_are_summarised_with_the_shipped_maps():
+    """datasets/dft/paper_size/: each Ar108 frame's map errors are what the shipped Ar32 and
+    joint maps give from its energies (a repartition that changes the maps makes these
+    files stale, and this fails until `summarise.py` is rerun), the Bader partition found
+    108 basins holding the 864 valence electrons, and the repeat of frame 0 on two ranks
+    gives the first run's energies."""
+    paper = DATASET / "paper_size"
+    joint = json.loads((DATASET / "joint" / "joint.fit.json").read_text())["joint"]
+    maps = {"Ar32": json.loads((DATASET / "Ar32.fit.json").read_text())["fit"],
+            "joint": {"slope": joint["slopes"]["Ar"], "intercept": joint["intercepts"]["Ar"]}}
+    first = json.loads((paper / "Ar108.json").read_text())
+    run = json.loads((paper / "Ar108_frames.json").read_text())
+    frames = [first] + run["frames"]
+    assert len(run["frames"]) == 3 and run["ranks"] == 2 and first["ranks"] == 1
+    for frame in frames:
+        n = frame["natoms"]
+        assert n == frame["n_basins"] == frame["basin_checks"]["n_maxima"] == 108
+        assert frame["basin_checks"]["electrons_grid"] == pytest.approx(864, abs=0.01)
+        assert frame["basin_checks"]["max_attractor_distance_A"] < 0.1
+        for name, fit in maps.items():
+            predicted = (1.0 + fit["slope"]) * frame["E_es_eV"] + n * fit["intercept"]
+            error = 1e3 * (predicted - frame["E_total_eV"]) / n
+            assert frame["maps"][name]["error_meV_per_atom"] == pytest.approx(error, abs=1e-9)
+            assert abs(error) < 2.0  # within a few times the maps' RMSE on 32-atom frames
+    errors = {name: [f["maps"][name]["error_meV_per_atom"] for f in run["frames"]]
+              for name in maps}
+    for name, values in errors.items():
+        assert run["map_errors_meV_per_atom"][name] == pytest.approx(
+            {"min": min(values), "max": max(values), "mean": float(np.mean(values))})
+    again = run["frame0_against_first_run"]
+    assert again["E_total_difference_meV_per_atom"] == pytest.approx(
+        1e3 * (run["frames"][0]["E_total_eV"] - first["E_total_eV"]) / 108)
+    assert abs(again["E_total_difference_meV_per_atom"]) < 0.01  # the same frame, 1 vs 2 ranks
