@@ -11,17 +11,18 @@
 #   1. linear, 2 layers, widths 400 and 500                   -> runs/paper-gpu
 # then the slices earlier sessions finished, in the order they ran (each is skipped in a few
 # seconds when its cells are all there; run from scratch, they are the grid's priorities):
-#   2. the two-layer cells of widths 12-64 that the CPU did not run (tanh 24, 48, 64; linear
-#   12, 24, 48: results/paper_regime/paper_cpu has widths 1-32, tanh 12 and linear 64) and
-#   linear, 2 layers, widths 100-300
-#   3. tanh, 1 layer, widths 100-500 (Ar, Kr, ArKr)          -> runs/paper-gpu
-#   4. the data-size sweep's width-500 cells at 1,400 frames -> runs/data_size-gpu
-#   5. the paper's likely protocol (Adam, mini-batches, no early stopping;
+#   2. tanh, 1 layer, widths 100-500 (Ar, Kr, ArKr)          -> runs/paper-gpu
+#   3. the data-size sweep's width-500 cells at 1,400 frames -> runs/data_size-gpu
+#   4. the paper's likely protocol (Adam, mini-batches, no early stopping;
 #   sweeps/paper_adam32.toml), widths 100-500 -> runs/paper-adam32-gpu (JOBS_SMALL processes,
-#   default 6: small batches leave the GPU idle); 6. tanh, 2 layers, widths 100-500;
-#   7. tanh, 1 layer, widths 1-64 (Ar and Kr all; ArKr 12, 24, 48: its others are
-#   results/identifiability/sweep_mixture.csv). Linear one-layer cells are all committed
-#   (paper_gpu and paper_cpu), so no slice redoes them.
+#   default 6: small batches leave the GPU idle); 5. tanh, 2 layers, widths 100-500;
+#   6. tanh, 1 layer, widths 1-64 (Ar and Kr all; ArKr 12, 24, 48: its others are
+#   results/identifiability/sweep_mixture.csv)
+#   7. the two-layer cells of widths 12-64 that the CPU did not run (tanh 24, 48, 64; linear
+#   12, 24, 48: results/paper_regime/paper_cpu has widths 1-32, tanh 12 and linear 64) and
+#   linear, 2 layers, widths 100-300                       -> runs/paper-gpu
+#   Linear one-layer cells are all committed (paper_gpu and paper_cpu), so no slice redoes
+#   them.
 # A slice that the deadline cuts keeps its finished cells (run the script again to go on;
 # finished cells are skipped). A sweep folder that is not under runs/ yet starts from its
 # committed copy under results/paper_regime/ (paper_gpu, data_size_gpu, paper_adam32_gpu),
@@ -80,9 +81,6 @@ done
 WIDE=width=100,150,200,300,400,500
 slice sweeps/paper.toml runs/paper-gpu --only activation=linear --only depth=2 --only width=400,500
 # finished by earlier sessions (skipped in seconds while their committed cells are there)
-slice sweeps/paper.toml runs/paper-gpu --only activation=tanh --only depth=2 --only width=24,48,64
-slice sweeps/paper.toml runs/paper-gpu --only activation=linear --only depth=2 --only width=12,24,48
-slice sweeps/paper.toml runs/paper-gpu --only activation=linear --only depth=2 --only "$WIDE"
 slice sweeps/paper.toml runs/paper-gpu --only activation=tanh --only depth=1 --only "$WIDE"
 slice sweeps/data_size.toml runs/data_size-gpu --only width=500 --only n_train=1400
 JOBS=${JOBS_SMALL:-6} slice sweeps/paper_adam32.toml runs/paper-adam32-gpu --only "$WIDE"
@@ -90,6 +88,9 @@ slice sweeps/paper.toml runs/paper-gpu --only activation=tanh --only depth=2 --o
 NARROW=width=1,2,4,8,12,16,24,32,48,64
 slice sweeps/paper.toml runs/paper-gpu --only system=Ar,Kr --only activation=tanh --only depth=1 --only "$NARROW"
 slice sweeps/paper.toml runs/paper-gpu --only system=ArKr --only activation=tanh --only depth=1 --only width=12,24,48
+slice sweeps/paper.toml runs/paper-gpu --only activation=tanh --only depth=2 --only width=24,48,64
+slice sweeps/paper.toml runs/paper-gpu --only activation=linear --only depth=2 --only width=12,24,48
+slice sweeps/paper.toml runs/paper-gpu --only activation=linear --only depth=2 --only width=100,150,200,300
 date -u +"ended: %Y-%m-%dT%H:%M:%SZ" | tee -a "$PACK/session.txt"
 
 "$PY" - "$PACK" runs/paper-gpu runs/data_size-gpu runs/paper-adam32-gpu <<'EOF'
