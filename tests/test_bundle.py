@@ -125,6 +125,17 @@ def test_a_bundle_of_another_split_is_refused(arkr_file, dataset, tmp_path):
     for changed in ({"split_mode": "trajectory"}, {"split_seed": 3}):
         with pytest.raises(BundleError, match="remake the bundle with this config"):
             load_system(replace(config, **changed), "ArKr", None)
+    # a bundle of another system, or of another number of frames than the config generates
+    import shutil
+
+    shutil.copy(bundles / "ArKr.npz", bundles / "Ar.npz")
+    with pytest.raises(BundleError, match="holds 12 frames of ArKr; the sweep's .* of Ar"):
+        load_system(config, "Ar", None)
+    generated = replace(config, data=replace(config.data, files={}, frames=2000))
+    with pytest.raises(BundleError, match="holds 12 frames .* asks for 2000 of ArKr"):
+        load_system(generated, "ArKr", None)
+    assert load_system(replace(generated, data=replace(generated.data, frames=12)), "ArKr",
+                       None).split_seed == 2  # control: the bundle's own frame count
 
 
 def _config(root: Path, arkr_file: Path) -> Path:
