@@ -46,12 +46,20 @@ def align_per_species(reference: np.ndarray, predicted: np.ndarray,
     return aligned
 
 
+def centre_per_species(values: np.ndarray, species: np.ndarray) -> np.ndarray:
+    """``values`` less each species' own mean (a copy)."""
+    centred = np.array(values, dtype=float)
+    for s in np.unique(species):
+        mask = species == s
+        centred[mask] -= centred[mask].mean()
+    return centred
+
+
 def r2_within_species(reference: np.ndarray, predicted: np.ndarray,
                       species: np.ndarray) -> float:
     """R2 against each species' own mean: how much within-species variation is explained."""
     reference, predicted = np.asarray(reference, float), np.asarray(predicted, float)
-    total = sum(np.sum((reference[species == s] - reference[species == s].mean()) ** 2)
-                for s in np.unique(species))
+    total = np.sum(centre_per_species(reference, species) ** 2)
     if total == 0:
         return float("nan")
     return float(1.0 - np.sum((reference - predicted) ** 2) / total)
@@ -61,13 +69,8 @@ def pearson_within_species(reference: np.ndarray, predicted: np.ndarray,
                            species: np.ndarray) -> float:
     """Pearson r of both after removing each species' own mean from each: like
     :func:`r2_within_species`, blind to the difference between the species' means."""
-    reference = np.array(reference, dtype=float)
-    predicted = np.array(predicted, dtype=float)
-    for s in np.unique(species):
-        mask = species == s
-        reference[mask] -= reference[mask].mean()
-        predicted[mask] -= predicted[mask].mean()
-    return pearson(reference, predicted)
+    return pearson(centre_per_species(reference, species),
+                   centre_per_species(predicted, species))
 
 
 def scores(reference: np.ndarray, predicted: np.ndarray) -> dict[str, float]:

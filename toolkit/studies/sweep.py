@@ -458,16 +458,18 @@ def data_hashes(config: SweepConfig, out: Path) -> dict[str, str]:
             else file_hash(data_path(config, system, out)) for system in config.systems}
 
 
-def refuse_changed_data(config: SweepConfig, out: Path) -> None:
+def refuse_changed_data(config: SweepConfig, out: Path,
+                        current: dict[str, str] | None = None) -> None:
     """Raise if a system's frames (or bundle precision) differ from those the sweep was
     trained on. A sweep folder written before bundles were keyed by their frames holds the
-    SHA-256 of the bundle file; that file is accepted too."""
+    SHA-256 of the bundle file; that file is accepted too. ``current``: ``data_hashes``
+    where the caller has them already (each reads every bundle whole)."""
     path = out / DATA_HASHES
     if not path.is_file():
         return
     stored = json.loads(path.read_text())
     changed = []
-    for system, digest in data_hashes(config, out).items():
+    for system, digest in (current or data_hashes(config, out)).items():
         if system not in stored or stored[system] == digest:
             continue
         if config.data.bundle:
@@ -519,10 +521,11 @@ def prepare_directory(config: SweepConfig, out: Path, force_new: bool = False,
                               "directory, or pass --force-new to discard them and start over")
     paths = ({s: None for s in config.systems} if config.data.bundle
              else ensure_data(config, out, progress=progress))
+    current = data_hashes(config, out)  # once: from bundles it reads each one whole
     if finished_cells(out):
-        refuse_changed_data(config, out)
+        refuse_changed_data(config, out, current)
     atomic_write_text(out / CONFIG_FILE, json.dumps(config.to_dict(), indent=1) + "\n")
-    atomic_write_text(out / DATA_HASHES, json.dumps(data_hashes(config, out), indent=1) + "\n")
+    atomic_write_text(out / DATA_HASHES, json.dumps(current, indent=1) + "\n")
     return paths
 
 
