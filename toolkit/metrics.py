@@ -59,7 +59,8 @@ def r2_within_species(reference: np.ndarray, predicted: np.ndarray,
                       species: np.ndarray) -> float:
     """R2 against each species' own mean: how much within-species variation is explained."""
     reference, predicted = np.asarray(reference, float), np.asarray(predicted, float)
-    total = np.sum(centre_per_species(reference, species) ** 2)
+    centred = centre_per_species(reference, species)
+    total = sum(np.sum(centred[species == s] ** 2) for s in np.unique(species))  # per species
     if total == 0:
         return float("nan")
     return float(1.0 - np.sum((reference - predicted) ** 2) / total)
