@@ -4,6 +4,7 @@ against LAMMPS, figures."""
 from __future__ import annotations
 
 import csv
+import json
 import signal
 import subprocess
 import sys
@@ -151,9 +152,12 @@ def test_resume_under_a_changed_config_is_refused_naming_the_difference(frames_r
     stderr = capsys.readouterr().err
     assert status == 2 and len(stderr.strip().splitlines()) == 1
     assert "seeds: [0, 1] -> [0, 2]" in stderr
-    # the unchanged config resumes (its name may differ: it is only a label)
+    # the unchanged config resumes (its name may differ: it is only a label), also with
+    # linear networks' rows summed per frame (the same loss, docs/paper_regime.md)
     renamed = _write_config(frames_root, "renamed", 15, activations=("tanh",), depths=(1,))
-    run_sweep(read_config(renamed), out, progress=False)
+    assert main(["sweep", "--config", str(renamed), "--out", str(out), "--quiet",
+                 "--linear-sums"]) == 0
+    assert json.loads((out / "config.json").read_text())["training"]["linear_sums"] is True
     assert len(_rows(out / "results.csv")) == 2 * 2
     # --force-new: the old cells are gone, the table has the new seeds only
     assert main(["sweep", "--config", str(changed), "--out", str(out), "--quiet",

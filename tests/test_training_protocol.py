@@ -7,6 +7,8 @@ fast; training on real LAMMPS descriptors is covered by test_potential.py and th
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -185,6 +187,70 @@ def test_compact_lbfgs_direction_equals_two_loop_recursion(slot):
     # negative control: the order of the pairs matters
     assert not torch.allclose(lbfgs_direction(grad, s, y, rho, gamma, (slot + 2) % h),
                               direction, rtol=1e-6)
+
+
+@pytest.mark.parametrize("architecture", [Architecture((), "linear"),
+                                          Architecture((7,), "linear"),
+                                          Architecture((5, 1), "linear"),
+                                          Architecture((6, 4), "linear")], ids=lambda a: a.label)
+def test_summed_frames_give_the_atoms_loss_and_gradient_for_linear_networks(architecture,
+                                                                            monkeypatch):
+    """One mean row per frame and species times its atom count: the atoms' value and
+    gradient to 1e-12 (frames of 5-9 atoms, a species absent from some frames), also
+    reordered and in a mini-batch; a tanh network on summed frames is refused."""
+    monkeypatch.setattr(objective, "MIN_CHUNK_ATOMS", 1)
+    descriptors, energies = _synthetic(seed=2)
+    descriptors.species_index[descriptors.frame_index == 3] = 0  # frame 3: one species only
+    fs, packed = _packed(descriptors, energies, list(range(20)))
+    counts = [np.diff(b.offsets) for b in packed.species]
+    assert any((c == 0).any() for c in counts)  # the test covers a missing species
+    summed = packed.summed()
+    assert summed.is_summed and not packed.is_summed and summed.summed() is summed
+    assert sum(b.x.shape[0] for b in summed.species) == sum(int((c > 0).sum()) for c in counts)
+    networks = EnsembleNetworks(architecture, 2, 30)
+    theta = networks.initial_theta([0, 1, 2]) * 1.3
+    value, grad = objective.value_and_grad(networks, theta, packed, budget=60)
+    s_value, s_grad = objective.value_and_grad(networks, theta, summed, budget=8)
+    torch.testing.assert_close(s_value, value, rtol=1e-12, atol=0)
+    torch.testing.assert_close(s_grad, grad, rtol=1e-11, atol=1e-14)
+    torch.testing.assert_close(objective.value(networks, theta, summed), value, rtol=1e-12,
+                               atol=0)
+    order = np.random.default_rng(3).permutation(20)
+    batch = objective.value_and_grad(networks, theta, packed.reordered(order), 4, 13)
+    s_batch = objective.value_and_grad(networks, theta, summed.reordered(order), 4, 13)
+    torch.testing.assert_close(s_batch[0], batch[0], rtol=1e-12, atol=0)
+    torch.testing.assert_close(s_batch[1], batch[1], rtol=1e-11, atol=1e-14)
+    # negative control: the means without their counts are another loss
+    for block in summed.species:
+        block.count = torch.ones_like(block.count)
+    assert not torch.allclose(objective.value(networks, theta, summed), value, rtol=1e-3)
+    tanh = EnsembleNetworks(Architecture((7,), "tanh"), 2, 30)
+    with pytest.raises(ValueError, match="only for linear activations"):
+        objective.value(tanh, tanh.initial_theta([0]), summed)
+
+
+def test_linear_sums_train_the_same_members():
+    """train_ensemble with linear_sums: the same members as on atom rows (L-BFGS with early
+    stopping and Adam) to 1e-6; tanh networks ignore the setting (bit-identical)."""
+    descriptors, energies = _synthetic(30, seed=4)
+    train, validation = list(range(22)), list(range(22, 26))
+    for settings in (TrainingSettings(max_iterations=60, patience=10),
+                     TrainingSettings(optimizer="adam", epochs=5, batch_size=6,
+                                      learning_rate=3e-3)):
+        summed = dataclasses.replace(settings, linear_sums=True)
+        for architecture in (Architecture((6, 3), "linear"), Architecture((3,), "tanh")):
+            atoms = train_ensemble(architecture, descriptors, energies, train, validation,
+                                   [0, 1], settings=settings, progress=False)
+            sums = train_ensemble(architecture, descriptors, energies, train, validation,
+                                  [0, 1], settings=summed, progress=False)
+            assert sums.iterations == atoms.iterations
+            if architecture.activation == "tanh":
+                assert torch.equal(sums.theta, atoms.theta)
+            else:
+                torch.testing.assert_close(sums.theta, atoms.theta, rtol=1e-6, atol=1e-9)
+                assert sums.validation_loss == pytest.approx(atoms.validation_loss, rel=1e-8)
+    with pytest.raises(TrainingSettingsError, match="linear_sums"):
+        TrainingSettings(linear_sums="yes")
 
 
 ADAM = TrainingSettings(optimizer="adam", epochs=6, batch_size=5, learning_rate=3e-3)

@@ -436,8 +436,10 @@ def refuse_changed_config(config: SweepConfig, out: str | Path, what: str = "") 
     # is only a label (the TOML file's stem by default)
     differences = [d for d in config_differences(stored, config.to_dict(), ignore=("name",))
                    # where cells train does not change what they are (a GPU slice of a sweep
-                   # resumes on the CPU), provided float64 on both (toolkit/models/objective.py)
-                   if not d.startswith("training.device:")]
+                   # resumes on the CPU), provided float64 on both (toolkit/models/objective.py),
+                   # nor does summing a linear network's rows per frame first (the same loss
+                   # and gradient; docs/paper_regime.md measures both on control cells)
+                   if not d.startswith(("training.device:", "training.linear_sums:"))]
     if differences:
         shown = "; ".join(differences[:8]) + (f"; and {len(differences) - 8} more"
                                               if len(differences) > 8 else "")
