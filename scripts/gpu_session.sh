@@ -6,22 +6,21 @@
 # First times one training step on the GPU and on the CPU (scripts/gpu_step_bench.py ->
 # PACK/gpu_step.json). Then runs scripts/gpu_sweep.sh on slices of the grid in order of
 # priority, under one deadline BUDGET seconds from the start (default 480), from
-# bundles/paper (`make bundles`). First the cells no session has finished (after the fourth
-# GPU session):
-#   1. linear, 2 layers, widths 400 and 500                   -> runs/paper-gpu
-# then the slices earlier sessions finished, in the order they ran (each is skipped in a few
-# seconds when its cells are all there; run from scratch, they are the grid's priorities):
-#   2. tanh, 1 layer, widths 100-500 (Ar, Kr, ArKr)          -> runs/paper-gpu
-#   3. the data-size sweep's width-500 cells at 1,400 frames -> runs/data_size-gpu
-#   4. the paper's likely protocol (Adam, mini-batches, no early stopping;
+# bundles/paper (`make bundles`). Every cell of the grid has run, on a GPU or on the CPU
+# (results/paper_regime/), so each slice is skipped in a few seconds while its committed
+# cells are there; run from scratch, they are the grid's priorities, in the order they ran:
+#   1. tanh, 1 layer, widths 100-500 (Ar, Kr, ArKr)          -> runs/paper-gpu
+#   2. the data-size sweep's width-500 cells at 1,400 frames -> runs/data_size-gpu
+#   3. the paper's likely protocol (Adam, mini-batches, no early stopping;
 #   sweeps/paper_adam32.toml), widths 100-500 -> runs/paper-adam32-gpu (JOBS_SMALL processes,
-#   default 6: small batches leave the GPU idle); 5. tanh, 2 layers, widths 100-500;
-#   6. tanh, 1 layer, widths 1-64 (Ar and Kr all; ArKr 12, 24, 48: its others are
+#   default 6: small batches leave the GPU idle); 4. tanh, 2 layers, widths 100-500;
+#   5. tanh, 1 layer, widths 1-64 (Ar and Kr all; ArKr 12, 24, 48: its others are
 #   results/identifiability/sweep_mixture.csv)
-#   7. the two-layer cells of widths 12-64 that the CPU did not run (tanh 24, 48, 64; linear
+#   6. the two-layer cells of widths 12-64 that the CPU did not run (tanh 24, 48, 64; linear
 #   12, 24, 48: results/paper_regime/paper_cpu has widths 1-32, tanh 12 and linear 64) and
 #   linear, 2 layers, widths 100-300                       -> runs/paper-gpu
-#   Linear one-layer cells are all committed (paper_gpu and paper_cpu), so no slice redoes
+#   Linear one-layer cells and the two-layer linear cells of widths 400 and 500 are committed
+#   in paper_gpu and paper_cpu (the latter trained with --linear-sums), so no slice redoes
 #   them.
 # A slice that the deadline cuts keeps its finished cells (run the script again to go on;
 # finished cells are skipped). A sweep folder that is not under runs/ yet starts from its
@@ -79,7 +78,6 @@ for run in paper-gpu data_size-gpu paper-adam32-gpu; do
 done
 
 WIDE=width=100,150,200,300,400,500
-slice sweeps/paper.toml runs/paper-gpu --only activation=linear --only depth=2 --only width=400,500
 # finished by earlier sessions (skipped in seconds while their committed cells are there)
 slice sweeps/paper.toml runs/paper-gpu --only activation=tanh --only depth=1 --only "$WIDE"
 slice sweeps/data_size.toml runs/data_size-gpu --only width=500 --only n_train=1400
