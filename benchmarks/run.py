@@ -213,6 +213,48 @@ def batched_vs_one_by_one(sizes: Sizes) -> dict:
     return out
 
 
+@benchmark
+def linear_sums(sizes: Sizes) -> dict:
+    """A linear network on atom rows against one mean row per frame and species
+    ([training] linear_sums, docs/paper_regime.md): one value-and-gradient evaluation of a
+    5-member two-layer linear ensemble on the 210 Ar training frames, 1 thread, process CPU
+    time, median of 7 after a warm-up, and the largest relative difference of the values."""
+    import numpy as np
+    import torch
+
+    from toolkit.models import objective
+    from toolkit.models.networks import Architecture, EnsembleNetworks
+    from toolkit.models.training import fit_normalisation, frame_set
+
+    descriptors, energies, train, _, _ = _training_setup(sizes, 1)
+    energies = np.asarray(energies, dtype=np.float64)
+    train_d = descriptors.select_frames(train)
+    frames = frame_set(train_d, energies[train], fit_normalisation(train_d, energies[train]))
+    atoms = objective.PackedFrames.pack(frames.blocks, frames.target, frames.n_atoms)
+    summed = atoms.summed()
+    out = {"train_frames": len(train), "atom_rows": sum(b.x.shape[0] for b in atoms.species
+                                                        if b is not None)}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    for width in sizes.pick((16, 64, 256), (4,)):
+        networks = EnsembleNetworks(Architecture((width, width), "linear"),
+                                    descriptors.spec.n_species, descriptors.values.shape[1])
+        theta = networks.initial_theta([0, 1, 2, 3, 4])
+        seconds, values = {}, {}
+        for name, packed in (("atoms", atoms), ("sums", summed)):
+            values[name] = objective.value_and_grad(networks, theta, packed)[0]  # warm-up
+            seconds[name] = float(np.median([_cpu_seconds(
+                lambda p=packed, n=networks: objective.value_and_grad(n, theta, p))[0]
+                for _ in range(7)]))
+        out[f"w{width}x{width}"] = {
+            "atoms_cpu_s": seconds["atoms"], "sums_cpu_s": seconds["sums"],
+            "speedup": seconds["atoms"] / seconds["sums"],
+            "value_max_relative_difference": float(
+                ((values["sums"] - values["atoms"]).abs() / values["atoms"].abs()).max())}
+    torch.set_num_threads(threads)
+    return out
+
+
 def _layer_flops(architecture, n_descriptors: int, members: int, atoms: int) -> float:
     """Multiply-add flops (x2) of one value-and-gradient evaluation, counting the work a
     per-member implementation must do: forward, weight gradients, and input gradients of
@@ -678,6 +720,12 @@ def table_rows(results: dict) -> list[tuple[str, str]]:
             rows.append(("one value-and-gradient evaluation, 5 members / 1 member (CPU time; "
                          "5x training needs 1)",
                          ", ".join(f"{_fmt(b[k]['evaluation_ratio'])} ({k})" for k in widths)))
+    if "linear_sums" in r:
+        s = r["linear_sums"]
+        widths = [k for k in s if k.startswith("w")]
+        rows.append((f"linear networks on one row per frame and species, {s['train_frames']} "
+                     "frames: 5-member two-layer value and gradient, speed-up over atom rows",
+                     ", ".join(f"{_fmt(s[k]['speedup'])}x ({k})" for k in widths)))
     if "training_gflops" in r:
         g = r["training_gflops"]
         widths = [k for k in g if k.startswith("tanh_") and "x" not in k]
