@@ -244,7 +244,7 @@ def linear_sums(sizes: Sizes) -> dict:
         for name, packed in (("atoms", atoms), ("sums", summed)):
             values[name] = objective.value_and_grad(networks, theta, packed)[0]  # warm-up
             seconds[name] = float(np.median([_cpu_seconds(
-                lambda p=packed, n=networks: objective.value_and_grad(n, theta, p))[0]
+                lambda p=packed, n=networks, t=theta: objective.value_and_grad(n, t, p))[0]
                 for _ in range(7)]))
         out[f"w{width}x{width}"] = {
             "atoms_cpu_s": seconds["atoms"], "sums_cpu_s": seconds["sums"],
