@@ -678,6 +678,13 @@ def test_linear_sums_control_cells_agree_with_the_committed_cells_within_seed_no
                   "cell_seconds")[0] for s in ("Ar", "Kr", "ArKr") for w in (400, 500)]
     assert (f"widths 400 and 500, which no GPU session finished, ran on this CPU in "
             f"{span(new, 0)} s each") in flat
+    bench = json.loads((ROOT / "benchmarks" / "results.json").read_text())["linear_sums"]
+    worst_value = max(v["value_max_relative_difference"] for k, v in bench.items()
+                      if k.startswith("w"))
+    assert (f"{bench['w16x16']['speedup']:.1f}x (width 16) to "
+            f"{bench['w256x256']['speedup']:.1f}x (width 256) faster, the values equal to "
+            f"{worst_value:.1e} relative") in flat
+    assert bench["w16x16"]["speedup"] < bench["w64x64"]["speedup"] < bench["w256x256"]["speedup"]
     ar = results / "paper_cpu" / "control_linear_sums" / "Ar_linear_d2_w64.csv"
     other = results / "paper_cpu" / "cells" / "Kr_linear_d2_w64.csv"
     assert abs(z(ar, other, "local_r2_aligned")) > 10
