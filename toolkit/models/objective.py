@@ -148,13 +148,14 @@ class PackedFrames:
                 continue
             counts = np.diff(block.offsets)
             present = np.flatnonzero(counts > 0)
-            sums = torch.zeros(n_frames, block.x.shape[1], dtype=block.x.dtype,
-                               device=self.device).index_add_(0, block.frame, block.x)
-            index = torch.from_numpy(present).to(self.device)
-            count = torch.from_numpy(counts[present]).to(self.device, block.x.dtype)
-            x = sums.index_select(0, index) / count.unsqueeze(1)
+            # summed on the CPU: a GPU's index_add_ adds with atomics, in no fixed order
+            x = block.x.cpu()
+            sums = torch.zeros(n_frames, x.shape[1], dtype=x.dtype).index_add_(
+                0, block.frame.cpu(), x)
+            count = torch.from_numpy(counts[present]).to(x.dtype)
+            x = sums[torch.from_numpy(present)] / count.unsqueeze(1)
             species.append(_species(x, (counts > 0).astype(np.int64), self.device))
-            species[-1].count = count
+            species[-1].count = count.to(self.device)
             rows += counts > 0
         return PackedFrames(species, self.target, self.n_atoms, rows)
 
