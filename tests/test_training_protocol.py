@@ -189,26 +189,36 @@ def test_compact_lbfgs_direction_equals_two_loop_recursion(slot):
                               direction, rtol=1e-6)
 
 
+@pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("architecture", [Architecture((), "linear"),
                                           Architecture((7,), "linear"),
                                           Architecture((5, 1), "linear"),
-                                          Architecture((6, 4), "linear")], ids=lambda a: a.label)
+                                          Architecture((6, 4), "linear"),
+                                          Architecture((2, 1, 3), "linear")],
+                         ids=lambda a: a.label)
 def test_summed_frames_give_the_atoms_loss_and_gradient_for_linear_networks(architecture,
+                                                                            weighted,
                                                                             monkeypatch):
-    """One mean row per frame and species times its atom count: the atoms' value and
-    gradient to 1e-12 (frames of 5-9 atoms, a species absent from some frames), also
-    reordered and in a mini-batch; a tanh network on summed frames is refused."""
+    """One mean row per frame and species times its atom count: the atoms' value (1e-12)
+    and gradient (1e-11) for frames of 5-9 atoms, a species absent from some frames, with
+    and without frame weights, also reordered and in a mini-batch, with biases in every
+    layer; a tanh network on summed frames is refused."""
     monkeypatch.setattr(objective, "MIN_CHUNK_ATOMS", 1)
     descriptors, energies = _synthetic(seed=2)
     descriptors.species_index[descriptors.frame_index == 3] = 0  # frame 3: one species only
     fs, packed = _packed(descriptors, energies, list(range(20)))
+    if weighted:
+        weight = torch.linspace(0.5, 3.0, 20, dtype=torch.float64)
+        packed = objective.PackedFrames.pack(fs.blocks, fs.target, fs.n_atoms, weight=weight)
     counts = [np.diff(b.offsets) for b in packed.species]
     assert any((c == 0).any() for c in counts)  # the test covers a missing species
     summed = packed.summed()
     assert summed.is_summed and not packed.is_summed and summed.summed() is summed
     assert sum(b.x.shape[0] for b in summed.species) == sum(int((c > 0).sum()) for c in counts)
     networks = EnsembleNetworks(architecture, 2, 30)
-    theta = networks.initial_theta([0, 1, 2]) * 1.3
+    # random parameters, biases of every layer included (they start at zero)
+    theta = torch.randn(networks.initial_theta([0, 1, 2]).shape, dtype=torch.float64,
+                        generator=torch.Generator().manual_seed(5)) * 0.3
     value, grad = objective.value_and_grad(networks, theta, packed, budget=60)
     s_value, s_grad = objective.value_and_grad(networks, theta, summed, budget=8)
     torch.testing.assert_close(s_value, value, rtol=1e-12, atol=0)
@@ -246,8 +256,9 @@ def test_linear_sums_train_the_same_members():
             assert sums.iterations == atoms.iterations
             if architecture.activation == "tanh":
                 assert torch.equal(sums.theta, atoms.theta)
-            else:
+            else:  # equal to rounding, but not bit for bit: the summed rows were used
                 torch.testing.assert_close(sums.theta, atoms.theta, rtol=1e-6, atol=1e-9)
+                assert not torch.equal(sums.theta, atoms.theta)
                 assert sums.validation_loss == pytest.approx(atoms.validation_loss, rel=1e-8)
     with pytest.raises(TrainingSettingsError, match="linear_sums"):
         TrainingSettings(linear_sums="yes")

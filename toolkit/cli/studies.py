@@ -272,7 +272,7 @@ def add_parsers(sub) -> None:
                    "train from them, without LAMMPS or ASE (overrides [data] bundle)")
     p.add_argument("--linear-sums", action="store_true",
                    help="linear cells train on each frame's mean descriptor row per species "
-                   "times its atom count: the same loss and gradient, ~100x cheaper "
+                   "times its atom count: the same loss and gradient, 50-100x cheaper "
                    "([training] linear_sums = true)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_sweep)

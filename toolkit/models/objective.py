@@ -20,7 +20,8 @@ the descriptors once per member. Here
 - networks with linear activations can train on :meth:`PackedFrames.summed` frames: one
   row per frame and species, the mean of its atoms' rows, whose output times the atom count
   is the sum of the atoms' outputs (the same loss and gradient, summed in another order,
-  on about 100x fewer rows for 108-atom frames; ``[training] linear_sums``).
+  on 54-108x fewer rows for 108-atom frames of one or two species; ``[training]
+  linear_sums``).
 
 Members stay independent: member m's value and gradient depend only on theta[m].
 """

@@ -70,7 +70,7 @@ class TrainingSettings:
     linear_sums: bool = False  # linear activations only (ignored for others): train on one
     # row per frame and species, the mean of its atoms' descriptors, times their count
     # (toolkit/models/objective.py): the same loss and gradient, summed in another order, at
-    # about 1/100 of the cost on 108-atom frames. Off by default, so that linear cells trained
+    # 1/50-1/100 of the cost on 108-atom frames. Off by default, so that linear cells trained
     # before it existed rerun to the last digit
 
     def __post_init__(self) -> None:
