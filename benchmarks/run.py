@@ -164,7 +164,9 @@ def batched_vs_one_by_one(sizes: Sizes) -> dict:
 
     Also one value-and-gradient evaluation on the training frames, 5 members against 1
     (median of 15, process CPU time): ``evaluation_ratio`` = t(5) / t(1). With equal fixed
-    costs per iteration, a training speed-up of 5 would need that ratio to be 1.
+    costs per iteration, a training speed-up of 5 would need that ratio to be 1. And
+    ``tanh_5_members_cpu_s``: in-place tanh of the five members' hidden units on every atom,
+    in cache-sized blocks (the least any evaluation that computes them must spend on tanh).
     """
     import numpy as np
     import torch
@@ -193,6 +195,10 @@ def batched_vs_one_by_one(sizes: Sizes) -> dict:
             evaluation[members] = float(np.median([_cpu_seconds(
                 lambda p=part, n=networks: objective.value_and_grad(n, p, packed))[0]
                 for _ in range(15)]))
+        block = torch.randn(4096, 5 * width, dtype=torch.float64)
+        repeats = max(1, round(packed.atoms_per_frame.sum() * 5 * width / block.numel()))
+        tanh_seconds = float(np.median([_cpu_seconds(
+            lambda b=block, r=repeats: [b.tanh_() for _ in range(r)])[0] for _ in range(15)]))
         torch.set_num_threads(threads)
         batched, single = [], []
         for _ in range(3):
@@ -209,7 +215,9 @@ def batched_vs_one_by_one(sizes: Sizes) -> dict:
                             "iterations": fixed.max_iterations,
                             "evaluation_1_member_cpu_s": evaluation[1],
                             "evaluation_5_members_cpu_s": evaluation[5],
-                            "evaluation_ratio": evaluation[5] / evaluation[1]}
+                            "evaluation_ratio": evaluation[5] / evaluation[1],
+                            "tanh_5_members_cpu_s": tanh_seconds,
+                            "tanh_elements": repeats * block.numel()}
     return out
 
 
