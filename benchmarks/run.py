@@ -196,9 +196,11 @@ def batched_vs_one_by_one(sizes: Sizes) -> dict:
                 lambda p=part, n=networks: objective.value_and_grad(n, p, packed))[0]
                 for _ in range(15)]))
         block = torch.randn(4096, 5 * width, dtype=torch.float64)
-        repeats = max(1, round(packed.atoms_per_frame.sum() * 5 * width / block.numel()))
+        needed = int(packed.atoms_per_frame.sum()) * 5 * width  # hidden units of all atoms
+        repeats = max(1, round(needed / block.numel()))
         tanh_seconds = float(np.median([_cpu_seconds(
             lambda b=block, r=repeats: [b.tanh_() for _ in range(r)])[0] for _ in range(15)]))
+        tanh_seconds *= needed / (repeats * block.numel())  # per element, times the units
         torch.set_num_threads(threads)
         batched, single = [], []
         for _ in range(3):
@@ -217,7 +219,7 @@ def batched_vs_one_by_one(sizes: Sizes) -> dict:
                             "evaluation_5_members_cpu_s": evaluation[5],
                             "evaluation_ratio": evaluation[5] / evaluation[1],
                             "tanh_5_members_cpu_s": tanh_seconds,
-                            "tanh_elements": repeats * block.numel()}
+                            "tanh_elements": needed}
     return out
 
 
