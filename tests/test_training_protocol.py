@@ -370,3 +370,19 @@ def test_cuda_results_equal_cpu_results(optimizer):
     assert runs["cuda"].iterations == runs["cpu"].iterations
     np.testing.assert_allclose(runs["cuda"].validation_loss, runs["cpu"].validation_loss,
                                rtol=1e-8)
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU (torch.cuda.is_available() is False "
+                    "here); scripts/gpu_sweep.sh runs it first on a GPU machine")
+def test_cuda_linear_sums_equal_cpu_results():
+    """Linear networks on summed frames (built on the CPU, then moved) train the same
+    members on cuda as on the CPU, to 1e-8."""
+    descriptors, energies = _synthetic(30)
+    runs = {device: train_ensemble(Architecture((6, 5), "linear"), descriptors, energies,
+                                   list(range(22)), list(range(22, 26)), [0, 1],
+                                   settings=TrainingSettings(device=device, max_iterations=25,
+                                                             patience=25, linear_sums=True),
+                                   progress=False)
+            for device in ("cpu", "cuda")}
+    torch.testing.assert_close(runs["cuda"].theta, runs["cpu"].theta, rtol=0, atol=1e-8)
+    assert runs["cuda"].iterations == runs["cpu"].iterations
