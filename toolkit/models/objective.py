@@ -117,11 +117,9 @@ class PackedFrames:
             starts = block.offsets[:-1][order]
             new_starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
             rows = np.repeat(starts - new_starts, counts) + np.arange(int(counts.sum()))
-            x = block.x.index_select(0, torch.from_numpy(rows).to(self.device))
-            species.append(_species(x, counts, self.device))
-            if block.count is not None:
-                species[-1].count = block.count.index_select(
-                    0, torch.from_numpy(rows).to(self.device))
+            rows = torch.from_numpy(rows).to(self.device)
+            count = None if block.count is None else block.count.index_select(0, rows)
+            species.append(_species(block.x.index_select(0, rows), counts, self.device, count))
         return PackedFrames(species, self.target.index_select(0, index),
                             self.n_atoms.index_select(0, index), self.atoms_per_frame[order])
 
@@ -155,8 +153,7 @@ class PackedFrames:
                 0, block.frame.cpu(), x)
             count = torch.from_numpy(counts[present]).to(x.dtype)
             x = sums[torch.from_numpy(present)] / count.unsqueeze(1)
-            species.append(_species(x, (counts > 0).astype(np.int64), self.device))
-            species[-1].count = count.to(self.device)
+            species.append(_species(x, (counts > 0).astype(np.int64), self.device, count))
             rows += counts > 0
         return PackedFrames(species, self.target, self.n_atoms, rows)
 
@@ -170,12 +167,14 @@ class PackedFrames:
         return [(a, min(a + frames, stop)) for a in range(start, stop, frames)]
 
 
-def _species(x: torch.Tensor, counts: np.ndarray, device) -> PackedSpecies:
+def _species(x: torch.Tensor, counts: np.ndarray, device,
+             count: torch.Tensor | None = None) -> PackedSpecies:
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     frame = torch.from_numpy(np.repeat(np.arange(len(counts), dtype=np.int64), counts))
     uniform = len(counts) > 0 and counts[0] > 0 and bool(np.all(counts == counts[0]))
     return PackedSpecies(x.contiguous().to(device), frame.to(device), offsets,
-                         int(counts[0]) if uniform else None)
+                         int(counts[0]) if uniform else None,
+                         None if count is None else count.to(device))
 
 
 def _with_ones(x: torch.Tensor) -> torch.Tensor:
