@@ -127,6 +127,20 @@ def _training_setup(sizes: Sizes, iterations: int):
         list(range(n_train, min(n, n_train + 30))), fixed
 
 
+def _packed_training_frames(descriptors, energies, train):
+    """The training frames of :func:`_training_setup`, normalised and packed for
+    ``toolkit.models.objective`` on the CPU, as train_ensemble packs them."""
+    import numpy as np
+
+    from toolkit.models import objective
+    from toolkit.models.training import fit_normalisation, frame_set
+
+    energies = np.asarray(energies, dtype=np.float64)
+    train_d = descriptors.select_frames(train)
+    frames = frame_set(train_d, energies[train], fit_normalisation(train_d, energies[train]))
+    return objective.PackedFrames.pack(frames.blocks, frames.target, frames.n_atoms)
+
+
 @benchmark
 def training(sizes: Sizes) -> dict:
     """Seconds per L-BFGS iteration (210 training frames of Ar, 1 thread) by width."""
@@ -173,14 +187,10 @@ def batched_vs_one_by_one(sizes: Sizes) -> dict:
 
     from toolkit.models import objective
     from toolkit.models.networks import Architecture, EnsembleNetworks
-    from toolkit.models.training import fit_normalisation, frame_set, train_ensemble
+    from toolkit.models.training import train_ensemble
 
     descriptors, energies, train, val, fixed = _training_setup(sizes, sizes.pick(50, 2))
-    energies = np.asarray(energies, dtype=np.float64)
-    train_d = descriptors.select_frames(train)
-    norm = fit_normalisation(train_d, energies[train])
-    frames = frame_set(train_d, energies[train], norm)
-    packed = objective.PackedFrames.pack(frames.blocks, frames.target, frames.n_atoms)
+    packed = _packed_training_frames(descriptors, energies, train)
     out = {}
     for width in sizes.pick((1, 4, 16, 64), (1, 4)):
         arch = Architecture((width,), "tanh")
@@ -234,13 +244,9 @@ def linear_sums(sizes: Sizes) -> dict:
 
     from toolkit.models import objective
     from toolkit.models.networks import Architecture, EnsembleNetworks
-    from toolkit.models.training import fit_normalisation, frame_set
 
     descriptors, energies, train, _, _ = _training_setup(sizes, 1)
-    energies = np.asarray(energies, dtype=np.float64)
-    train_d = descriptors.select_frames(train)
-    frames = frame_set(train_d, energies[train], fit_normalisation(train_d, energies[train]))
-    atoms = objective.PackedFrames.pack(frames.blocks, frames.target, frames.n_atoms)
+    atoms = _packed_training_frames(descriptors, energies, train)
     summed = atoms.summed()
     out = {"train_frames": len(train), "atom_rows": sum(b.x.shape[0] for b in atoms.species
                                                         if b is not None)}
